@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Read-only debugfs files showing a probe's live state (`/sys/kernel/debug/<dir>/<file>`).
+//! They belong to the probe and are removed before it is unregistered, so a reader never sees
+//! a freed handler.
+
+use super::bindings;
+use core::fmt;
+use kernel::prelude::*;
+
+/// Writes into the `seq_file` of one read.
+pub(crate) struct SeqWriter(*mut bindings::seq_file);
+
+impl fmt::Write for SeqWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // SAFETY: `self.0` is the `seq_file` of the read in progress; `s` is valid for its
+        // length. On overflow seq_file retries the whole show with a bigger buffer.
+        unsafe { bindings::seq_write(self.0, s.as_ptr().cast(), s.len()) };
+        Ok(())
+    }
+}
+
+/// What a probe shows: its handler and the core's missed count.
+pub(crate) trait Source {
+    type Handler;
+    fn handler(&self) -> &Self::Handler;
+    fn nmissed(&self) -> u64;
+}
+
+/// Prints one file: `(handler, missed, out)`.
+pub(crate) type ShowFn<H> = fn(&H, u64, &mut SeqWriter) -> fmt::Result;
+
+#[repr(C)]
+struct Entry<S: Source> {
+    /// First field: the C side is given `&show` and passes `show.data` back.
+    show: bindings::rk_show,
+    f: ShowFn<S::Handler>,
+    src: *const S,
+}
+
+/// A debugfs directory and its files, removed on drop.
+pub(crate) struct Debugfs<S: Source> {
+    dir: *mut bindings::dentry,
+    entries: KVec<Entry<S>>,
+}
+
+// SAFETY: the raw pointers are only used on drop (removal) and by debugfs readers.
+unsafe impl<S: Source> Send for Debugfs<S> {}
+// SAFETY: as above.
+unsafe impl<S: Source> Sync for Debugfs<S> {}
+
+fn is_err(p: *mut bindings::dentry) -> bool {
+    p.is_null() || (p as usize) >= (-4095isize) as usize
+}
+
+impl<S: Source> Debugfs<S> {
+    /// Creates `dir` with `files`, each shown from `*src`.
+    ///
+    /// # Safety
+    ///
+    /// `src` must stay valid, at the same address, until the returned value is dropped.
+    pub(crate) unsafe fn new(dir: &CStr, files: &[(&'static CStr, ShowFn<S::Handler>)], src: *const S) -> Result<Self> {
+        let mut entries = KVec::with_capacity(files.len(), GFP_KERNEL)?;
+        for &(_, f) in files {
+            // Capacity reserved above: no reallocation, so entry addresses stay fixed.
+            entries.push(Entry { show: bindings::rk_show::default(), f, src }, GFP_KERNEL)?;
+        }
+        // SAFETY: `dir` is NUL-terminated; NULL parent is the debugfs root.
+        let d = unsafe { bindings::debugfs_create_dir(dir.as_char_ptr(), core::ptr::null_mut()) };
+        if is_err(d) {
+            return Err(ENODEV);
+        }
+        let mut this = Self { dir: d, entries };
+        for (e, &(name, _)) in this.entries.iter_mut().zip(files) {
+            e.show.show = Some(show_trampoline::<S>);
+            e.show.data = (e as *mut Entry<S>).cast();
+            // SAFETY: `e` lives in `entries`, at a fixed address until `this` is dropped,
+            // which removes the file first. A failed file is left out, debugfs-style.
+            unsafe { bindings::rk_debugfs_create_show(name.as_char_ptr(), d, &mut e.show) };
+        }
+        Ok(this)
+    }
+}
+
+impl<S: Source> Drop for Debugfs<S> {
+    fn drop(&mut self) {
+        // SAFETY: created by `debugfs_create_dir`; removal waits for readers in progress.
+        unsafe { bindings::debugfs_remove(self.dir) };
+    }
+}
+
+/// # Safety
+///
+/// Called by helpers.c only, with the `data` of an `Entry<S>` that is still alive.
+unsafe extern "C" fn show_trampoline<S: Source>(m: *mut bindings::seq_file, data: *mut core::ffi::c_void) -> kernel::ffi::c_int {
+    // SAFETY: `data` is the `Entry<S>` this file was created with, alive until removal.
+    let e = unsafe { &*data.cast::<Entry<S>>() };
+    // SAFETY: `src` outlives the files, per `Debugfs::new`'s contract.
+    let src = unsafe { &*e.src };
+    let _ = (e.f)(src.handler(), src.nmissed(), &mut SeqWriter(m));
+    0
+}

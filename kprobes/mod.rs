@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The safe Rust layer under `rust_kprobe.rs` and `rust_kretprobe.rs`.
+//!
+//! Mainline 6.12 has no Rust kprobe abstraction; this is one, small enough to read:
+//!
+//! - [`kprobe::Kprobe`] / [`kretprobe::Kretprobe`]: registration owned by a value, unregistered exactly once (on
+//!   `unregister()` or drop); a failed registration leaves nothing behind.
+//! - [`kprobe::KprobeHandler`] / [`kretprobe::KretprobeHandler`]: what a module implements (pre/post/fault,
+//!   entry/return with typed per-instance data).
+//! - [`regs::Regs`]: the probed function's arguments and return value, per architecture.
+//! - [`percpu::PerCpu`], [`debugfs`], [`task`], [`params`]: what the handlers need in atomic context.
+//! - [`logic`]: plain Rust (filters, rate limit, histogram, sockaddr decoding), unit-tested on
+//!   the host by `logic/` (`cargo test`).
+//!
+//! Both modules include this layer with `#[path]`; each uses a part of it.
+
+pub(crate) mod bindings;
+pub(crate) mod debugfs;
+pub(crate) mod kprobe;
+pub(crate) mod kretprobe;
+pub(crate) mod logic;
+pub(crate) mod params;
+pub(crate) mod percpu;
+pub(crate) mod regs;
+pub(crate) mod task;
+
+/// Reads `buf.len()` bytes of kernel memory at `addr` without faulting (any context).
+pub(crate) fn read_kernel(addr: u64, buf: &mut [u8]) -> Result<(), i32> {
+    // SAFETY: `copy_from_kernel_nofault` checks the source address and recovers from any fault
+    // on it; the destination is a live, writable buffer of `buf.len()` bytes.
+    let ret = unsafe {
+        bindings::copy_from_kernel_nofault(buf.as_mut_ptr().cast(), addr as usize as *const _, buf.len())
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(ret as i32)
+    }
+}
+
+/// Nanoseconds of the monotonic clock (`ktime_get()`); safe in any context.
+pub(crate) fn now_ns() -> i64 {
+    kernel::time::Ktime::ktime_get().to_ns()
+}
+
+/// Why `register_k(ret)probe` refused, in words, for the one error line a module prints.
+pub(crate) fn why(e: kernel::error::Error) -> &'static str {
+    match e.to_errno().unsigned_abs() {
+        2 => "no such symbol (ENOENT)",
+        22 => "not a probe point: blacklisted, in a non-kernel text section, or bad offset (EINVAL)",
+        84 => "offset is not at an instruction boundary (EILSEQ)",
+        95 => "probing is not supported here (EOPNOTSUPP)",
+        16 => "already probed in a way that conflicts (EBUSY)",
+        12 => "out of memory (ENOMEM)",
+        _ => "refused by the kprobe core",
+    }
+}

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Per-CPU counters: `N` `u64`s per CPU, updated without locks or atomic RMW on the hot path.
+
+use super::bindings;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use kernel::prelude::*;
+
+/// `N` counters per possible CPU (`alloc_percpu`, zeroed).
+pub(crate) struct PerCpu<const N: usize> {
+    ptr: *mut core::ffi::c_void,
+}
+
+// SAFETY: the per-CPU area is only accessed through `AtomicU64`s.
+unsafe impl<const N: usize> Send for PerCpu<N> {}
+// SAFETY: as above.
+unsafe impl<const N: usize> Sync for PerCpu<N> {}
+
+impl<const N: usize> PerCpu<N> {
+    /// Allocates zeroed counters for every possible CPU (process context).
+    pub(crate) fn new() -> Result<Self> {
+        let size = core::mem::size_of::<[AtomicU64; N]>();
+        // SAFETY: plain allocation; the result is checked for NULL.
+        let ptr = unsafe { bindings::rk_alloc_percpu(size, core::mem::align_of::<AtomicU64>()) };
+        if ptr.is_null() {
+            return Err(ENOMEM);
+        }
+        Ok(Self { ptr })
+    }
+
+    /// This CPU's counters. Handlers run with preemption disabled, so the slot is this CPU's
+    /// for the whole handler; were the task migrated, the slot would still be valid memory.
+    pub(crate) fn this_cpu(&self) -> &[AtomicU64; N] {
+        // SAFETY: `ptr` is a live per-CPU allocation of `[AtomicU64; N]`; zeroed memory is a
+        // valid `AtomicU64`.
+        unsafe { &*bindings::rk_this_cpu_ptr(self.ptr).cast::<[AtomicU64; N]>() }
+    }
+
+    /// Adds `v` to counter `i` of this CPU. A plain load and store: handlers of one probe do
+    /// not nest on a CPU (the kprobe core counts such a hit as missed instead).
+    #[inline]
+    pub(crate) fn add(&self, i: usize, v: u64) {
+        let c = &self.this_cpu()[i];
+        c.store(c.load(Relaxed).wrapping_add(v), Relaxed);
+    }
+
+    /// Sets counter `i` of this CPU.
+    pub(crate) fn set(&self, i: usize, v: u64) {
+        self.this_cpu()[i].store(v, Relaxed);
+    }
+
+    /// Reads counter `i` of this CPU and sets it to 0.
+    pub(crate) fn take(&self, i: usize) -> u64 {
+        let c = &self.this_cpu()[i];
+        let v = c.load(Relaxed);
+        c.store(0, Relaxed);
+        v
+    }
+
+    /// Counter `i` of every possible CPU.
+    pub(crate) fn each(&self, i: usize) -> impl Iterator<Item = u64> + '_ {
+        // SAFETY: reading a kernel variable.
+        let n = unsafe { bindings::rk_nr_cpu_ids() };
+        (0..n)
+            // SAFETY: `cpu < nr_cpu_ids`.
+            .filter(|&cpu| unsafe { bindings::rk_cpu_possible(cpu) })
+            .map(move |cpu| {
+                // SAFETY: as in `this_cpu`, for a possible CPU's slot.
+                let slot = unsafe { &*bindings::rk_per_cpu_ptr(self.ptr, cpu).cast::<[AtomicU64; N]>() };
+                slot[i].load(Relaxed)
+            })
+    }
+
+    /// Counter `i` summed over all CPUs.
+    pub(crate) fn sum(&self, i: usize) -> u64 {
+        self.each(i).fold(0, u64::wrapping_add)
+    }
+}
+
+impl<const N: usize> Drop for PerCpu<N> {
+    fn drop(&mut self) {
+        // SAFETY: allocated by `__alloc_percpu`, freed once; no handler uses it any more (the
+        // probe owning it is unregistered before its handler is dropped).
+        unsafe { bindings::free_percpu(self.ptr) };
+    }
+}

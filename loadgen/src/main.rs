@@ -1,0 +1,144 @@
+//! loadgen: the load program of the VM tests. It binds and closes sockets and reports every
+//! operation on stdout as `LOADGEN op=... tid=... comm=... family=... port=... len=... ret=...`,
+//! so the tests compare the kernel log with what really happened.
+//!
+//! ```text
+//! loadgen bind [inet|inet6] PORT...          one socket per port: bind, close
+//! loadgen bind-raw FAMILY LEN PORT           an AF_INET socket, a sockaddr with sa_family=FAMILY, addr_len=LEN
+//! loadgen inuse PORT                         bind PORT twice (the second gets EADDRINUSE)
+//! loadgen sleep THREADS MS                   THREADS threads in nanosleep(MS) at once
+//! loadgen loop SECONDS                       bind port 0 + close in a loop; reports the count
+//! loadgen bench N                            N bind(port 0)+close; reports ns per operation
+//! ```
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+fn tid() -> i64 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) }
+}
+
+fn comm() -> String {
+    std::fs::read_to_string("/proc/thread-self/comm").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn report(op: &str, family: &str, port: u16, len: usize, ret: i32) {
+    let line = format!("LOADGEN op={op} tid={} comm={} family={family} port={port} len={len} ret={ret}\n", tid(), comm());
+    let mut out = std::io::stdout().lock();
+    out.write_all(line.as_bytes()).unwrap();
+    out.flush().unwrap();
+}
+
+/// A socket of `domain` bound to a sockaddr of `family`/`port`, `len` bytes of it passed.
+/// Returns (fd, bind's return value: 0 or -errno).
+fn bind_raw(domain: i32, family: u16, port: u16, len: usize) -> (i32, i32) {
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0, "socket: errno {}", errno());
+    // sockaddr_in and sockaddr_in6 both start with family and port; any address (zeroes).
+    let mut sa = [0u8; 28];
+    sa[..2].copy_from_slice(&family.to_ne_bytes());
+    sa[2..4].copy_from_slice(&port.to_be_bytes());
+    // SAFETY: `sa` holds at least `len` (<= 28) initialised bytes.
+    let r = unsafe { libc::bind(fd, sa.as_ptr().cast(), len as libc::socklen_t) };
+    (fd, if r == 0 { 0 } else { -errno() })
+}
+
+fn close(fd: i32, family: &str) {
+    // SAFETY: closing a socket this program opened.
+    let r = unsafe { libc::close(fd) };
+    report("close", family, 0, 0, if r == 0 { 0 } else { -errno() });
+}
+
+fn family(name: &str) -> (i32, u16, usize) {
+    match name {
+        "inet" => (libc::AF_INET, libc::AF_INET as u16, 16),
+        "inet6" => (libc::AF_INET6, libc::AF_INET6 as u16, 28),
+        _ => usage(),
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: loadgen bind [inet|inet6] PORT... | bind-raw FAMILY LEN PORT | inuse PORT | sleep THREADS MS | loop SECONDS | bench N");
+    std::process::exit(2)
+}
+
+fn num<T: std::str::FromStr>(s: Option<&String>) -> T {
+    s.and_then(|s| s.parse().ok()).unwrap_or_else(|| usage())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("bind") => {
+            let (fam, ports) = match args.get(1).map(String::as_str) {
+                Some(f @ ("inet" | "inet6")) => (f, &args[2..]),
+                _ => ("inet", &args[1..]),
+            };
+            let (domain, af, len) = family(fam);
+            let ports: Vec<u16> = if ports.is_empty() { vec![49152] } else { ports.iter().map(|p| num(Some(p))).collect() };
+            for port in ports {
+                let (fd, ret) = bind_raw(domain, af, port, len);
+                report("bind", fam, port, len, ret);
+                close(fd, fam);
+            }
+        }
+        Some("bind-raw") => {
+            let (af, len, port): (u16, usize, u16) = (num(args.get(1)), num(args.get(2)), num(args.get(3)));
+            let (fd, ret) = bind_raw(libc::AF_INET, af, port, len.min(28));
+            report("bind", &format!("raw{af}"), port, len, ret);
+            close(fd, "inet");
+        }
+        Some("inuse") => {
+            let port: u16 = num(args.get(1));
+            let (a, ra) = bind_raw(libc::AF_INET, libc::AF_INET as u16, port, 16);
+            report("bind", "inet", port, 16, ra);
+            let (b, rb) = bind_raw(libc::AF_INET, libc::AF_INET as u16, port, 16);
+            report("bind", "inet", port, 16, rb);
+            close(b, "inet");
+            close(a, "inet");
+        }
+        Some("sleep") => {
+            let (n, ms): (usize, u64) = (num(args.get(1)), num(args.get(2)));
+            let threads: Vec<_> = (0..n)
+                .map(|_| {
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(ms));
+                        report("sleep", "-", 0, 0, 0);
+                    })
+                })
+                .collect();
+            threads.into_iter().for_each(|t| t.join().unwrap());
+        }
+        Some("loop") => {
+            let secs: u64 = num(args.get(1));
+            let end = Instant::now() + Duration::from_secs(secs);
+            let mut n = 0u64;
+            while Instant::now() < end {
+                let (fd, ret) = bind_raw(libc::AF_INET, libc::AF_INET as u16, 0, 16);
+                assert_eq!(ret, 0, "bind in loop failed");
+                // SAFETY: closing our socket.
+                unsafe { libc::close(fd) };
+                n += 1;
+            }
+            println!("LOADGEN op=loop tid={} comm={} binds={n}", tid(), comm());
+        }
+        Some("bench") => {
+            let n: u64 = num(args.get(1));
+            let start = Instant::now();
+            for _ in 0..n {
+                let (fd, _) = bind_raw(libc::AF_INET, libc::AF_INET as u16, 0, 16);
+                // SAFETY: closing our socket.
+                unsafe { libc::close(fd) };
+            }
+            let ns = start.elapsed().as_nanos() as u64 / n.max(1);
+            println!("LOADGEN op=bench tid={} n={n} ns_per_op={ns}", tid());
+        }
+        _ => usage(),
+    }
+}

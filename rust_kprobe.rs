@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! rust_kprobe: a kprobe on `inet_bind` (or `symbol=`) that logs who binds which port.
+//!
+//! `insmod rust_kprobe.ko [symbol=inet_bind] [offset=0] [pid=] [comm=] [port=] [ratelimit=]`
+//!
+//! Policy only: what to decode and what to print. The probe plumbing is in `kprobes/`.
+
+#[allow(dead_code)]
+#[path = "kprobes/mod.rs"]
+mod kprobes;
+
+use kernel::prelude::*;
+use kprobes::logic::{Filter, RateLimiter, Sockaddr, Verdict, SOCKADDR_MAX};
+use kprobes::task::{self, Comm};
+use kprobes::kprobe::{Fault, Hit, Kprobe, KprobeHandler};
+use kprobes::percpu::PerCpu;
+
+module! {
+    type: RustKprobe,
+    name: "rust_kprobe",
+    author: "rust-kprobes",
+    description: "kprobe on inet_bind: who binds which port (Rust)",
+    license: "GPL",
+}
+
+/// Per-CPU counters, by index.
+const HITS: usize = 0;
+const FILTERED: usize = 1;
+const REPORTED: usize = 2;
+/// Set by `pre` when it logged this CPU's hit, so `post` logs only for reported hits
+/// (pre and post of one hit run on one CPU, and hits do not nest).
+const POST_PENDING: usize = 3;
+const FAULTS: usize = 4;
+const NCOUNTERS: usize = 5;
+
+struct BindProbe {
+    symbol: &'static CStr,
+    pid: i32,
+    comm: &'static CStr,
+    port: u32,
+    limiter: RateLimiter,
+    stats: PerCpu<NCOUNTERS>,
+}
+
+impl KprobeHandler for BindProbe {
+    const HAS_POST: bool = true;
+
+    fn pre(&self, hit: &Hit<'_>) -> Result<(), Fault> {
+        self.stats.add(HITS, 1);
+        let (pid, comm) = (task::pid(), Comm::current());
+        let filter = Filter { pid: self.pid, comm: self.comm.as_bytes(), port: self.port };
+        if !filter.task(pid, comm.as_bytes()) {
+            self.stats.add(FILTERED, 1);
+            return Ok(());
+        }
+        // int inet_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len), and
+        // inet6_bind alike: the address is a kernel copy, at most addr_len bytes of it valid.
+        let uaddr = hit.regs.arg(1).unwrap_or(0);
+        let addr_len = hit.regs.arg(2).unwrap_or(0) as u32 as i32;
+        let mut buf = [0u8; SOCKADDR_MAX];
+        let len = addr_len.clamp(0, SOCKADDR_MAX as i32) as usize;
+        hit.read("struct sockaddr", uaddr, &mut buf[..len])?;
+        let addr = Sockaddr::decode(&buf[..len]);
+        if !filter.port(addr.port()) {
+            self.stats.add(FILTERED, 1);
+            return Ok(());
+        }
+        match self.limiter.check(kprobes::now_ns() as u64) {
+            Verdict::Suppress => return Ok(()),
+            Verdict::Pass { suppressed: 0 } => {}
+            Verdict::Pass { suppressed } => {
+                pr_info!("{} events suppressed by ratelimit\n", suppressed);
+            }
+        }
+        let sym = self.symbol;
+        match addr {
+            Sockaddr::Inet { port } | Sockaddr::Inet6 { port } => {
+                pr_info!("{sym} name:{comm} pid:{pid} socket bind port={port}\n");
+            }
+            Sockaddr::TooShort { family, len } => {
+                pr_info!("{sym} name:{comm} pid:{pid} socket bind: addr_len {len} too short for a port (family {family:?})\n");
+            }
+            Sockaddr::Other { family } => {
+                pr_info!("{sym} name:{comm} pid:{pid} socket bind: family {family} has no port\n");
+            }
+        }
+        self.stats.add(REPORTED, 1);
+        self.stats.set(POST_PENDING, 1);
+        Ok(())
+    }
+
+    fn post(&self, hit: &Hit<'_>) {
+        if self.stats.take(POST_PENDING) != 0 {
+            pr_info!("{} post_handler: probed instruction at {:#x} single-stepped, ip now {:#x}\n", self.symbol, hit.addr, hit.regs.ip());
+        }
+    }
+
+    fn fault(&self, hit: &Hit<'_>, f: &Fault) {
+        self.stats.add(FAULTS, 1);
+        pr_info!(
+            "fault_handler: p->addr = {:#x}, reading {} at {:#x} failed ({})\n",
+            hit.addr,
+            f.what,
+            f.addr,
+            f.errno
+        );
+    }
+}
+
+struct RustKprobe {
+    probe: Kprobe<BindProbe>,
+}
+
+impl kernel::Module for RustKprobe {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let p = kprobes::params::kprobe();
+        if p.symbol.as_bytes().is_empty() {
+            pr_err!("symbol= is empty: name the function to probe\n");
+            return Err(EINVAL);
+        }
+        let handler = BindProbe {
+            symbol: p.symbol,
+            pid: p.pid,
+            comm: p.comm,
+            port: p.port,
+            limiter: RateLimiter::new(p.ratelimit),
+            stats: PerCpu::new()?,
+        };
+        let probe = Kprobe::register(p.symbol, p.offset, handler).inspect_err(|e| {
+            pr_err!(
+                "cannot probe {}+{:#x}: {} (errno {})\n",
+                p.symbol,
+                p.offset,
+                kprobes::why(*e),
+                e.to_errno()
+            );
+        })?;
+        pr_info!("Planted kprobe at {:#x} ({}+{:#x})\n", probe.addr(), p.symbol, p.offset);
+        Ok(RustKprobe { probe })
+    }
+}
+
+impl Drop for RustKprobe {
+    fn drop(&mut self) {
+        self.probe.unregister();
+        let s = &self.probe.handler().stats;
+        pr_info!(
+            "kprobe at {:#x} unregistered: {} hits, {} reported, {} filtered, {} suppressed, {} faults, {} missed\n",
+            self.probe.addr(),
+            s.sum(HITS),
+            s.sum(REPORTED),
+            s.sum(FILTERED),
+            self.probe.handler().limiter.suppressed(),
+            s.sum(FAULTS),
+            self.probe.nmissed()
+        );
+    }
+}

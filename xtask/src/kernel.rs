@@ -1,0 +1,105 @@
+//! Step 2 of the harness: a Rust-enabled kernel, built once per (source, config, toolchain).
+
+use crate::util::{cache_dir, capture, fail, run_logged, sha256_hex, Flavor};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A built kernel tree usable as `KDIR` for out-of-tree modules.
+pub struct Kernel {
+    pub dir: PathBuf,
+    pub src: PathBuf,
+    pub image: PathBuf,
+}
+
+fn fragments(repo: &Path, flavor: &Flavor) -> Vec<PathBuf> {
+    let mut v = vec![repo.join("kernel/config.fragment")];
+    let arch = repo.join(format!("kernel/config-{}.fragment", flavor.arch.name()));
+    if arch.exists() {
+        v.push(arch);
+    }
+    if flavor.debug {
+        v.push(repo.join("kernel/debug.fragment"));
+    }
+    v
+}
+
+/// Everything that changes the kernel build goes into its cache key.
+fn cache_key(repo: &Path, flavor: &Flavor, src: &Path) -> String {
+    let mut s = format!("arch={}\nsrc={}\n", flavor.arch.name(), fs::canonicalize(src).unwrap().display());
+    for f in fragments(repo, flavor) {
+        s += &fs::read_to_string(&f).unwrap_or_else(|e| fail(&format!("{}: {e}", f.display())));
+    }
+    for tool in [&["rustc", "--version"][..], &["bindgen", "--version"], &["clang", "--version"], &["ld.lld", "--version"]] {
+        s += &capture(tool[0], &tool[1..]).unwrap_or_default();
+    }
+    sha256_hex(&s)[..16].to_string()
+}
+
+pub fn source() -> PathBuf {
+    let src = cache_dir().join("src/current");
+    if !src.join("Makefile").exists() {
+        fail("kernel source not unpacked: run `make setup` first");
+    }
+    fs::canonicalize(src).unwrap()
+}
+
+fn locate(repo: &Path, flavor: &Flavor) -> Kernel {
+    let src = source();
+    let key = cache_key(repo, flavor, &src);
+    let dir = cache_dir().join("kernel").join(format!("{}-{key}", flavor.name()));
+    let image = dir.join(flavor.arch.image_path());
+    Kernel { dir, src, image }
+}
+
+/// The cached kernel of `flavor` for the current sources and tools, if built.
+pub fn find(flavor: &Flavor) -> Option<Kernel> {
+    let k = locate(&crate::util::repo_root(), flavor);
+    k.dir.join(".built").exists().then_some(k)
+}
+
+/// Builds (or finds in the cache) the kernel for `flavor`.
+pub fn ensure(repo: &Path, flavor: &Flavor) -> Kernel {
+    let k = locate(repo, flavor);
+    let (dir, src) = (k.dir.clone(), k.src.clone());
+    if dir.join(".built").exists() {
+        return k;
+    }
+    fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("build.log");
+    let mk = |args: &[&str], what: &str| {
+        let mut a = vec!["-C".to_string(), src.display().to_string(), format!("O={}", dir.display())];
+        a.extend(flavor.arch.make_vars());
+        a.extend(args.iter().map(|s| s.to_string()));
+        run_logged("make", &a, &log, what);
+    };
+    eprintln!("kernel: building {} in {} (about 6-8 minutes the first time; log: {})", flavor.name(), dir.display(), log.display());
+    mk(&["tinyconfig"], "tinyconfig");
+    let mut merge = vec!["-m".to_string(), "-O".into(), dir.display().to_string(), dir.join(".config").display().to_string()];
+    merge.extend(fragments(repo, flavor).iter().map(|p| p.display().to_string()));
+    run_logged(&src.join("scripts/kconfig/merge_config.sh").display().to_string(), &merge, &log, "merge_config");
+    mk(&["olddefconfig"], "olddefconfig");
+    // Every `=y` the fragments ask for must have survived olddefconfig (RUST drops out silently
+    // when the toolchain is unusable, KASAN when its dependencies are off, ...).
+    let config = fs::read_to_string(dir.join(".config")).unwrap();
+    let mut lost = vec![];
+    for f in fragments(repo, flavor) {
+        for line in fs::read_to_string(f).unwrap().lines() {
+            let line = line.trim();
+            if line.starts_with("CONFIG_") && line.ends_with("=y") && !config.lines().any(|l| l == line) {
+                let opt = line.trim_end_matches("=y");
+                let arch_specific = opt.contains("8250") || opt.contains("PL011");
+                if !arch_specific {
+                    lost.push(opt.to_string());
+                }
+            }
+        }
+    }
+    if !lost.is_empty() {
+        fail(&format!("kernel config dropped {} (for CONFIG_RUST: `make -C {} LLVM=1 rustavailable`)", lost.join(", "), src.display()));
+    }
+    let jobs = format!("-j{}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    mk(&[&jobs, "all"], "kernel build");
+    fs::write(dir.join(".built"), "").unwrap();
+    eprintln!("kernel: {} ready", flavor.name());
+    k
+}

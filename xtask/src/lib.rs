@@ -1,0 +1,8 @@
+//! The harness as a library, so that the VM tests (`xtask/tests/`) drive the same code.
+
+pub mod bench;
+pub mod initramfs;
+pub mod kernel;
+pub mod modules;
+pub mod util;
+pub mod vm;

@@ -1,0 +1,108 @@
+//! The harness: `cargo xtask <command>`, normally through `make` (see `make help`).
+//! setup (scripts/setup.sh) -> kernel -> modules -> initramfs -> QEMU -> assertions.
+
+use std::process::Command;
+use std::time::Instant;
+use xtask::util::{build_dir, fail, repo_root, Arch, Flavor};
+use xtask::{kernel, modules, vm};
+
+/// Kernel, modules (clippy-clean, warning-free) and initramfs of one flavor.
+fn prepare(flavor: Flavor) -> vm::Prepared {
+    let repo = repo_root();
+    let k = kernel::ensure(&repo, &flavor);
+    eprintln!("modules: building for {}", flavor.name());
+    let m = modules::build(&k, &flavor, &["CLIPPY=1"]);
+    let mut mods = vec![m.kprobe, m.kretprobe];
+    mods.extend(xtask::bench::modules(&k, &flavor));
+    xtask::initramfs::build(&k, &flavor, &mods);
+    vm::prepared(flavor)
+}
+
+const DEMO: &str = "
+load rust_kprobe
+load rust_kretprobe func=inet_release
+loadgen bind 49152
+rmmod rust_kretprobe
+rmmod rust_kprobe
+";
+
+fn demo(flavor: Flavor) {
+    let p = prepare(flavor);
+    eprintln!("vm: booting {} ({} under QEMU) with both modules; the load program binds port 49152", flavor.name(), flavor.arch.image_name());
+    let t = Instant::now();
+    let run = vm::run(&p, "demo", DEMO, &vm::Opts::for_flavor(&flavor)).unwrap_or_else(|e| fail(&e));
+    let serial = build_dir(&flavor).join("serial.log");
+    std::fs::copy(&run.log_path, &serial).unwrap();
+    println!("--- load program (guest) ---");
+    for l in run.guest_with("LOADGEN") {
+        println!("{l}");
+    }
+    println!("--- kernel log (dmesg) ---");
+    for l in run.dmesg.iter().filter(|l| l.starts_with("rust_k")) {
+        println!("{l}");
+    }
+    println!("---");
+    println!("boot + scenario: {:.1}s; artifacts in {}/ (serial log: serial.log)", t.elapsed().as_secs_f64(), build_dir(&flavor).display());
+    let splats = run.splats();
+    if run.exit != 0 || !splats.is_empty() {
+        fail(&format!("scenario exit {} with {} kernel complaint(s); see {}", run.exit, splats.len(), serial.display()));
+    }
+}
+
+/// Formatting (the kernel's .rustfmt.toml) of the module sources.
+fn rustfmt_check() {
+    let k = kernel::source();
+    let mut files: Vec<String> = vec!["rust_kprobe.rs".into(), "rust_kretprobe.rs".into()];
+    for e in std::fs::read_dir(repo_root().join("kprobes")).unwrap() {
+        files.push(format!("kprobes/{}", e.unwrap().file_name().to_str().unwrap()));
+    }
+    let st = Command::new("rustfmt")
+        .args(["--check", "--edition", "2021", "--config-path"])
+        .arg(k.join(".rustfmt.toml"))
+        .args(&files)
+        .current_dir(repo_root())
+        .status()
+        .unwrap();
+    if !st.success() {
+        fail("module sources are not formatted with the kernel's .rustfmt.toml (run `make fmt`)");
+    }
+}
+
+fn flavors() -> Vec<Flavor> {
+    let debug = Flavor::from_env().debug;
+    let arches = std::env::var("ARCHES").unwrap_or_else(|_| "x86_64 arm64".into());
+    arches.split_whitespace().map(|a| Flavor { arch: Arch::parse(a), debug }).collect()
+}
+
+fn check() {
+    rustfmt_check();
+    let fl = flavors();
+    for f in &fl {
+        prepare(*f);
+    }
+    let names: Vec<String> = fl.iter().map(|f| f.name()).collect();
+    eprintln!("tests: host unit tests, then VM tests on {}", names.join(", "));
+    let st = Command::new("cargo")
+        .args(["test", "--quiet", "-p", "logic", "-p", "xtask", "--", "--test-threads=2"])
+        .env("RK_FLAVORS", names.join(" "))
+        .current_dir(repo_root())
+        .status()
+        .unwrap();
+    std::process::exit(st.code().unwrap_or(1));
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flavor = Flavor::from_env();
+    match args.first().map(String::as_str) {
+        Some("kernel") => println!("{}", kernel::ensure(&repo_root(), &flavor).dir.display()),
+        Some("prepare") => {
+            prepare(flavor);
+        }
+        Some("demo") => demo(flavor),
+        Some("check") => check(),
+        Some("fmt-check") => rustfmt_check(),
+        Some("bench") => xtask::bench::run(),
+        _ => fail("usage: cargo xtask kernel|prepare|demo|check|fmt-check|bench"),
+    }
+}

@@ -1,0 +1,61 @@
+//! Step 3: the two modules, built with Kbuild against the project's kernel, out of a copy of
+//! the sources in `build/<flavor>/src/` (6.12's Kbuild builds `M=` trees in place, and the
+//! flavors must not share objects).
+
+use crate::kernel::Kernel;
+use crate::util::{build_dir, fail, repo_root, run_logged, Flavor};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The module sources, relative to the repository root.
+pub const SOURCES: &[&str] = &["Kbuild", "rust_kprobe.rs", "rust_kretprobe.rs", "helpers.c", "bindings_helper.h", "kprobes"];
+
+/// Copies `from` to `to` where the content differs, so unchanged files keep their mtime.
+pub fn sync(from: &Path, to: &Path) {
+    if from.is_dir() {
+        fs::create_dir_all(to).unwrap();
+        for e in fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            sync(&e.path(), &to.join(e.file_name()));
+        }
+    } else if fs::read(from).ok() != fs::read(to).ok() {
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(from, to).unwrap_or_else(|e| fail(&format!("copy {}: {e}", from.display())));
+    }
+}
+
+pub struct Built {
+    pub kprobe: PathBuf,
+    pub kretprobe: PathBuf,
+}
+
+/// Builds the modules for `flavor` (extra `make` arguments such as `CLIPPY=1`) and copies them
+/// to `build/<flavor>/`.
+pub fn build(kernel: &Kernel, flavor: &Flavor, extra: &[&str]) -> Built {
+    let out = build_dir(flavor);
+    let src = out.join("src");
+    for s in SOURCES {
+        sync(&repo_root().join(s), &src.join(s));
+    }
+    let log = out.join("modules.log");
+    let _ = fs::remove_file(&log);
+    let mut args = vec!["-C".to_string(), kernel.dir.display().to_string(), format!("M={}", src.display())];
+    args.extend(flavor.arch.make_vars());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push("modules".into());
+    run_logged("make", &args, &log, "module build");
+    // The modules must build with no compiler warnings.
+    let text = fs::read_to_string(&log).unwrap();
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("warning")).collect();
+    if !warnings.is_empty() {
+        for w in &warnings {
+            eprintln!("  | {w}");
+        }
+        fail(&format!("module build has {} warning line(s); see {}", warnings.len(), log.display()));
+    }
+    let b = Built { kprobe: out.join("rust_kprobe.ko"), kretprobe: out.join("rust_kretprobe.ko") };
+    fs::copy(src.join("rust_kprobe.ko"), &b.kprobe).unwrap();
+    fs::copy(src.join("rust_kretprobe.ko"), &b.kretprobe).unwrap();
+    fs::copy(&kernel.image, out.join(flavor.arch.image_name())).unwrap();
+    b
+}

@@ -1,0 +1,211 @@
+//! Step 5: boot QEMU with the kernel, the initramfs and one scenario; collect what the guest
+//! printed and what the kernel logged.
+
+use crate::initramfs;
+use crate::kernel::Kernel;
+use crate::util::{build_dir, fail, Arch, Flavor};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How to boot.
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub cpus: u32,
+    pub mem_mb: u32,
+    pub timeout: Duration,
+    /// `-icount shift=0,sleep=off`: guest time counts instructions (repeatable timings).
+    pub icount: bool,
+}
+
+impl Opts {
+    pub fn for_flavor(flavor: &Flavor) -> Opts {
+        // The debug kernel (KASAN, lockdep, kmemleak) runs tens of times slower under TCG.
+        let timeout = if flavor.debug { 900 } else { 180 };
+        Opts { cpus: 1, mem_mb: if flavor.debug { 1024 } else { 256 }, timeout: Duration::from_secs(timeout), icount: false }
+    }
+}
+
+/// What one boot produced.
+pub struct Run {
+    /// The whole serial console.
+    pub serial: String,
+    /// The kernel log (`dmesg` at the end of the scenario), timestamps removed.
+    pub dmesg: Vec<String>,
+    /// What the scenario printed (console lines outside the dmesg dump).
+    pub guest: Vec<String>,
+    /// The scenario's exit status.
+    pub exit: i32,
+    pub log_path: PathBuf,
+}
+
+impl Run {
+    /// Kernel log lines of `module` (`<module>: ...`), prefix removed.
+    pub fn module_lines(&self, module: &str) -> Vec<&str> {
+        let p = format!("{module}: ");
+        self.dmesg.iter().filter_map(|l| l.strip_prefix(&p)).collect()
+    }
+
+    /// Kernel log lines containing `s`.
+    pub fn dmesg_with(&self, s: &str) -> Vec<&str> {
+        self.dmesg.iter().filter(|l| l.contains(s)).map(String::as_str).collect()
+    }
+
+    /// Guest lines starting with `prefix`.
+    pub fn guest_with(&self, prefix: &str) -> Vec<&str> {
+        self.guest.iter().filter(|l| l.starts_with(prefix)).map(String::as_str).collect()
+    }
+
+    /// Kernel complaints: oops, BUG, WARN, KASAN, lockdep, sleeping in atomic, kmemleak.
+    pub fn splats(&self) -> Vec<&str> {
+        const SIGNS: &[&str] = &[
+            "BUG:", "WARNING:", "Oops", "kernel BUG", "Call Trace", "Kernel panic", "KASAN", "KFENCE:",
+            "possible recursive locking", "possible circular locking", "inconsistent lock state",
+            "sleeping function called from invalid context", "unreferenced object", "general protection",
+            "Unable to handle kernel", "stack-protector", "UBSAN",
+        ];
+        self.serial.lines().filter(|l| SIGNS.iter().any(|s| l.contains(s))).collect()
+    }
+}
+
+fn qemu_cmd(arch: Arch, accel: &str) -> Command {
+    let mut c = match arch {
+        Arch::X86_64 => Command::new("qemu-system-x86_64"),
+        Arch::Arm64 => {
+            let mut c = Command::new("qemu-system-aarch64");
+            c.args(["-M", "virt", "-cpu", "cortex-a57"]);
+            c
+        }
+    };
+    c.args(["-accel", accel, "-display", "none", "-monitor", "none", "-no-reboot", "-nodefaults"]);
+    c
+}
+
+fn console(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "ttyS0",
+        Arch::Arm64 => "ttyAMA0",
+    }
+}
+
+/// `kvm` only where a probe boot proved it works (result cached per kernel); else `tcg`.
+fn accel(kernel: &Kernel, flavor: &Flavor, initrd: &Path) -> &'static str {
+    let host_is = match flavor.arch {
+        Arch::X86_64 => cfg!(target_arch = "x86_64"),
+        Arch::Arm64 => cfg!(target_arch = "aarch64"),
+    };
+    if std::env::var_os("RK_NO_KVM").is_some() || !host_is || !Path::new("/dev/kvm").exists() {
+        return "tcg";
+    }
+    let verdict = kernel.dir.join(".kvm-verdict");
+    if let Ok(v) = fs::read_to_string(&verdict) {
+        return if v.trim() == "kvm" { "kvm" } else { "tcg" };
+    }
+    let dir = build_dir(flavor).join("kvm-probe");
+    fs::create_dir_all(&dir).unwrap();
+    let probe = initramfs::scenario(kernel, &dir, "echo kvm-probe-ok");
+    let opts = Opts { timeout: Duration::from_secs(20), ..Opts::for_flavor(flavor) };
+    let ok = boot(kernel, flavor, initrd, &probe, &dir, &opts, "kvm").map(|r| r.exit == 0).unwrap_or(false);
+    let v = if ok { "kvm" } else { "tcg" };
+    fs::write(&verdict, v).unwrap();
+    eprintln!("vm: KVM {} here; using {v}", if ok { "works" } else { "does not boot a guest" });
+    v
+}
+
+fn boot(kernel: &Kernel, flavor: &Flavor, base: &Path, scenario: &Path, dir: &Path, opts: &Opts, accel: &str) -> Result<Run, String> {
+    // One initrd: the base archive followed by the scenario's.
+    let initrd = dir.join("initrd.cpio");
+    let mut bytes = fs::read(base).unwrap();
+    bytes.extend(fs::read(scenario).unwrap());
+    fs::write(&initrd, bytes).unwrap();
+    let log_path = dir.join("serial.log");
+    let _ = fs::remove_file(&log_path);
+    let mut c = qemu_cmd(flavor.arch, accel);
+    c.arg("-kernel").arg(&kernel.image).arg("-initrd").arg(&initrd);
+    c.args(["-m", &opts.mem_mb.to_string(), "-smp", &opts.cpus.to_string()]);
+    c.arg("-serial").arg(format!("file:{}", log_path.display()));
+    if opts.icount {
+        c.args(["-icount", "shift=0,sleep=off"]);
+    }
+    let debug = if flavor.debug { " kmemleak=on" } else { "" };
+    let append = format!("console={} loglevel=2 panic=-1 log_buf_len=16M{debug}", console(flavor.arch));
+    c.args(["-append", &append]);
+    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = c.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if start.elapsed() > opts.timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let serial = String::from_utf8_lossy(&fs::read(&log_path).unwrap_or_default()).replace('\r', "");
+    let Some(status) = status else {
+        return Err(format!("guest hung: no exit after {}s; serial log: {}", opts.timeout.as_secs(), log_path.display()));
+    };
+    if !status.success() {
+        let mut err = String::new();
+        use std::io::Read;
+        child.stderr.take().unwrap().read_to_string(&mut err).ok();
+        return Err(format!("QEMU failed ({status}): {}", err.trim()));
+    }
+    let (mut dmesg, mut guest, mut exit, mut in_dmesg) = (vec![], vec![], None, false);
+    for l in serial.lines() {
+        match l {
+            "RK-DMESG-BEGIN" => in_dmesg = true,
+            "RK-DMESG-END" => in_dmesg = false,
+            _ if in_dmesg => dmesg.push(strip_time(l).to_string()),
+            _ => {
+                if let Some(rc) = l.strip_prefix("RK-EXIT ") {
+                    exit = rc.trim().parse().ok();
+                }
+                guest.push(l.to_string())
+            }
+        }
+    }
+    let Some(exit) = exit else {
+        return Err(format!("guest stopped before the scenario ended (panic?); serial log: {}", log_path.display()));
+    };
+    Ok(Run { serial, dmesg, guest, exit, log_path })
+}
+
+fn strip_time(l: &str) -> &str {
+    match (l.starts_with('['), l.find("] ")) {
+        (true, Some(i)) => &l[i + 2..],
+        _ => l,
+    }
+}
+
+/// Everything a boot needs, built once per flavor by `cargo xtask` (demo/check) before tests.
+pub struct Prepared {
+    pub kernel: Kernel,
+    pub flavor: Flavor,
+    pub initramfs: PathBuf,
+}
+
+/// The artifacts of `flavor` as `cargo xtask build` left them (for the tests).
+pub fn prepared(flavor: Flavor) -> Prepared {
+    let k = crate::kernel::find(&flavor).unwrap_or_else(|| fail(&format!("no {} kernel built: run `make check`", flavor.name())));
+    let initramfs = build_dir(&flavor).join("initramfs.cpio");
+    if !initramfs.exists() {
+        fail(&format!("{} missing: run `make check`", initramfs.display()));
+    }
+    Prepared { kernel: k, flavor, initramfs }
+}
+
+/// Boots one scenario (`script`, run by busybox sh -e with `vm/lib.sh` sourced) in `name`'s
+/// own folder under `build/<flavor>/runs/`.
+pub fn run(p: &Prepared, name: &str, script: &str, opts: &Opts) -> Result<Run, String> {
+    let dir = build_dir(&p.flavor).join("runs").join(name);
+    fs::create_dir_all(&dir).unwrap();
+    let sc = initramfs::scenario(&p.kernel, &dir, script);
+    let accel = if opts.icount { "tcg" } else { accel(&p.kernel, &p.flavor, &p.initramfs) };
+    boot(&p.kernel, &p.flavor, &p.initramfs, &sc, &dir, opts, accel)
+}
+
