@@ -8,9 +8,9 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 LLVM ?= 1
 ARCH ?= x86_64
-export ARCH DEBUG
+export ARCH DEBUG ARCHES
 
-.PHONY: modules clean help setup demo check bench
+.PHONY: modules clean help setup demo check bench fmt
 modules:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) modules
 
@@ -41,3 +41,7 @@ check: setup
 bench: 
 	@ARCHES="x86_64" ./scripts/setup.sh
 	@cargo xtask bench
+
+fmt:
+	rustfmt --edition 2021 --config-path $(HOME)/.cache/rust-kprobes/src/current/.rustfmt.toml rust_kprobe.rs rust_kretprobe.rs kprobes/*.rs
+	cargo fmt

@@ -10,11 +10,14 @@
 #[path = "kprobes/mod.rs"]
 mod kprobes;
 
+use core::fmt::{self, Write};
+use kernel::c_str;
 use kernel::prelude::*;
-use kprobes::logic::{Filter, RateLimiter, Sockaddr, Verdict, SOCKADDR_MAX};
-use kprobes::task::{self, Comm};
+use kprobes::debugfs::SeqWriter;
 use kprobes::kprobe::{Fault, Hit, Kprobe, KprobeHandler};
+use kprobes::logic::{Filter, RateLimiter, Sockaddr, Verdict, SOCKADDR_MAX};
 use kprobes::percpu::PerCpu;
+use kprobes::task::{self, Comm};
 
 module! {
     type: RustKprobe,
@@ -49,7 +52,11 @@ impl KprobeHandler for BindProbe {
     fn pre(&self, hit: &Hit<'_>) -> Result<(), Fault> {
         self.stats.add(HITS, 1);
         let (pid, comm) = (task::pid(), Comm::current());
-        let filter = Filter { pid: self.pid, comm: self.comm.as_bytes(), port: self.port };
+        let filter = Filter {
+            pid: self.pid,
+            comm: self.comm.as_bytes(),
+            port: self.port,
+        };
         if !filter.task(pid, comm.as_bytes()) {
             self.stats.add(FILTERED, 1);
             return Ok(());
@@ -92,7 +99,12 @@ impl KprobeHandler for BindProbe {
 
     fn post(&self, hit: &Hit<'_>) {
         if self.stats.take(POST_PENDING) != 0 {
-            pr_info!("{} post_handler: probed instruction at {:#x} single-stepped, ip now {:#x}\n", self.symbol, hit.addr, hit.regs.ip());
+            pr_info!(
+                "{} post_handler: probed instruction at {:#x} single-stepped, ip now {:#x}\n",
+                self.symbol,
+                hit.addr,
+                hit.regs.ip()
+            );
         }
     }
 
@@ -105,6 +117,26 @@ impl KprobeHandler for BindProbe {
             f.addr,
             f.errno
         );
+    }
+}
+
+impl BindProbe {
+    /// `/sys/kernel/debug/rust_kprobe/stats`.
+    fn show_stats(&self, missed: u64, w: &mut SeqWriter) -> fmt::Result {
+        let s = &self.stats;
+        writeln!(
+            w,
+            "hits {}\nmissed {missed}\nfiltered {}",
+            s.sum(HITS),
+            s.sum(FILTERED)
+        )?;
+        writeln!(
+            w,
+            "suppressed {}\nreported {}\nfaults {}",
+            self.limiter.suppressed(),
+            s.sum(REPORTED),
+            s.sum(FAULTS)
+        )
     }
 }
 
@@ -136,7 +168,18 @@ impl kernel::Module for RustKprobe {
                 e.to_errno()
             );
         })?;
-        pr_info!("Planted kprobe at {:#x} ({}+{:#x})\n", probe.addr(), p.symbol, p.offset);
+        pr_info!(
+            "Planted kprobe at {:#x} ({}+{:#x})\n",
+            probe.addr(),
+            p.symbol,
+            p.offset
+        );
+        let mut probe = probe;
+        // Live counters are a convenience: without debugfs the probe works all the same.
+        let _ = probe.publish(
+            c_str!("rust_kprobe"),
+            &[(c_str!("stats"), BindProbe::show_stats)],
+        );
         Ok(RustKprobe { probe })
     }
 }

@@ -11,12 +11,15 @@
 #[path = "kprobes/mod.rs"]
 mod kprobes;
 
+use core::fmt::{self, Write};
+use kernel::c_str;
 use kernel::prelude::*;
-use kprobes::logic::{self, Filter, RetType, BUCKETS, TALLY_SLOTS};
-use kprobes::task::{self, Comm};
+use kprobes::debugfs::SeqWriter;
 use kprobes::kprobe::Hit;
 use kprobes::kretprobe::{Kretprobe, KretprobeHandler};
+use kprobes::logic::{self, Filter, RetType, BUCKETS, TALLY_SLOTS};
 use kprobes::percpu::PerCpu;
+use kprobes::task::{self, Comm};
 
 module! {
     type: RustKretprobe,
@@ -35,7 +38,10 @@ const FILTERED: usize = 1;
 const KTHREADS: usize = 2;
 const COUNT: usize = 3;
 const SUM_NS: usize = 4;
-const HIST: usize = 5;
+const MAX_NS: usize = 5;
+/// `!min`, so that zeroed counters mean "none yet" here too.
+const NOT_MIN_NS: usize = 6;
+const HIST: usize = 7;
 const TALLY: usize = HIST + BUCKETS;
 const NCOUNTERS: usize = TALLY + TALLY_SLOTS;
 
@@ -63,22 +69,35 @@ impl KretprobeHandler for Timing {
             self.stats.add(KTHREADS, 1);
             return None;
         }
-        let filter = Filter { pid: self.pid, comm: self.comm.as_bytes(), port: 0 };
+        let filter = Filter {
+            pid: self.pid,
+            comm: self.comm.as_bytes(),
+            port: 0,
+        };
         if !filter.task(task::pid(), Comm::current().as_bytes()) {
             self.stats.add(FILTERED, 1);
             return None;
         }
-        Some(Stamp { entry_ns: kprobes::now_ns() })
+        Some(Stamp {
+            entry_ns: kprobes::now_ns(),
+        })
     }
 
     fn ret(&self, hit: &Hit<'_>, stamp: &Stamp) {
         let ns = (kprobes::now_ns() - stamp.entry_ns).max(0) as u64;
         let ret = self.rettype.value(hit.regs.return_value());
         if self.events {
-            pr_info!("{} returned {} and took {} ns to execute\n", self.func, ret, ns);
+            pr_info!(
+                "{} returned {} and took {} ns to execute\n",
+                self.func,
+                ret,
+                ns
+            );
         }
         self.stats.add(COUNT, 1);
         self.stats.add(SUM_NS, ns);
+        self.stats.max(MAX_NS, ns);
+        self.stats.max(NOT_MIN_NS, !ns);
         self.stats.add(HIST + logic::bucket(ns), 1);
         self.stats.add(TALLY + logic::tally_slot(ret.as_i64()), 1);
     }
@@ -97,11 +116,18 @@ impl kernel::Module for RustKretprobe {
             return Err(EINVAL);
         }
         if !(0..=MAXACTIVE_LIMIT).contains(&p.maxactive) {
-            pr_err!("maxactive={} is out of range 0..={}\n", p.maxactive, MAXACTIVE_LIMIT);
+            pr_err!(
+                "maxactive={} is out of range 0..={}\n",
+                p.maxactive,
+                MAXACTIVE_LIMIT
+            );
             return Err(EINVAL);
         }
         let Some(rettype) = RetType::parse(p.rettype.as_bytes()) else {
-            pr_err!("rettype={} is not one of int, long, ulong, ptr\n", p.rettype);
+            pr_err!(
+                "rettype={} is not one of int, long, ulong, ptr\n",
+                p.rettype
+            );
             return Err(EINVAL);
         };
         let handler = Timing {
@@ -113,10 +139,84 @@ impl kernel::Module for RustKretprobe {
             stats: PerCpu::new()?,
         };
         let probe = Kretprobe::register(p.func, p.maxactive, handler).inspect_err(|e| {
-            pr_err!("cannot probe {}: {} (errno {})\n", p.func, kprobes::why(*e), e.to_errno());
+            pr_err!(
+                "cannot probe {}: {} (errno {})\n",
+                p.func,
+                kprobes::why(*e),
+                e.to_errno()
+            );
         })?;
         pr_info!("Planted return probe at {}: {:#x}\n", p.func, probe.addr());
-        Ok(RustKretprobe { probe, hist: p.hist })
+        let mut probe = probe;
+        // Live counters are a convenience: without debugfs the probe works all the same.
+        let _ = probe.publish(
+            c_str!("rust_kretprobe"),
+            &[
+                (c_str!("stats"), Timing::show_stats),
+                (c_str!("histogram"), Timing::show_histogram),
+            ],
+        );
+        Ok(RustKretprobe {
+            probe,
+            hist: p.hist,
+        })
+    }
+}
+
+impl Timing {
+    fn histogram(&self) -> [u64; BUCKETS] {
+        let mut b = [0u64; BUCKETS];
+        for (i, c) in b.iter_mut().enumerate() {
+            *c = self.stats.sum(HIST + i);
+        }
+        b
+    }
+
+    /// `(count, min, avg, max)` of the times taken, in ns.
+    fn summary(&self) -> (u64, u64, u64, u64) {
+        let s = &self.stats;
+        let count = s.sum(COUNT);
+        let min = if count == 0 {
+            0
+        } else {
+            !s.max_all(NOT_MIN_NS)
+        };
+        (
+            count,
+            min,
+            s.sum(SUM_NS).checked_div(count).unwrap_or(0),
+            s.max_all(MAX_NS),
+        )
+    }
+
+    /// `/sys/kernel/debug/rust_kretprobe/stats`.
+    fn show_stats(&self, missed: u64, w: &mut SeqWriter) -> fmt::Result {
+        let s = &self.stats;
+        let (count, min, avg, max) = self.summary();
+        let suppressed = if self.events { 0 } else { count };
+        writeln!(
+            w,
+            "hits {}\nmissed {missed}\nfiltered {}",
+            s.sum(HITS),
+            s.sum(FILTERED) + s.sum(KTHREADS)
+        )?;
+        writeln!(
+            w,
+            "suppressed {suppressed}\ncount {count}\nmin_ns {min}\navg_ns {avg}\nmax_ns {max}"
+        )
+    }
+
+    /// `/sys/kernel/debug/rust_kretprobe/histogram`.
+    fn show_histogram(&self, _missed: u64, w: &mut SeqWriter) -> fmt::Result {
+        writeln!(
+            w,
+            "{:>12}    {:<12} : {:<8} distribution",
+            "nsecs", "", "count"
+        )?;
+        for row in logic::hist_rows(&self.histogram()) {
+            writeln!(w, "{row}")?;
+        }
+        Ok(())
     }
 }
 
@@ -124,19 +224,37 @@ impl Drop for RustKretprobe {
     fn drop(&mut self) {
         self.probe.unregister();
         let t = self.probe.handler();
-        let s = &t.stats;
         pr_info!("kretprobe at {:#x} unregistered\n", self.probe.addr());
-        pr_info!("Missed probing {} instances of {}\n", self.probe.nmissed(), t.func);
+        pr_info!(
+            "Missed probing {} instances of {}\n",
+            self.probe.nmissed(),
+            t.func
+        );
         if self.hist {
-            let count = s.sum(COUNT);
-            let mut buckets = [0u64; BUCKETS];
-            for (i, b) in buckets.iter_mut().enumerate() {
-                *b = s.sum(HIST + i);
-            }
-            pr_info!("{}: {} calls, avg {} ns\n", t.func, count, s.sum(SUM_NS).checked_div(count).unwrap_or(0));
-            pr_info!("{:>12}    {:<12} : {:<8} distribution\n", "nsecs", "", "count");
-            for row in logic::hist_rows(&buckets) {
+            let (count, min, avg, max) = t.summary();
+            pr_info!(
+                "{}: count {count}, min {min} ns, avg {avg} ns, max {max} ns\n",
+                t.func
+            );
+            pr_info!(
+                "{:>12}    {:<12} : {:<8} distribution\n",
+                "nsecs",
+                "",
+                "count"
+            );
+            for row in logic::hist_rows(&t.histogram()) {
                 pr_info!("{}\n", row);
+            }
+            for slot in 0..TALLY_SLOTS {
+                let n = t.stats.sum(TALLY + slot);
+                match slot {
+                    0 if n > 0 => pr_info!("{} returned 0: {n} times\n", t.func),
+                    s if s == TALLY_SLOTS - 1 && n > 0 => {
+                        pr_info!("{} returned other values: {n} times\n", t.func)
+                    }
+                    s if n > 0 => pr_info!("{} returned -{s}: {n} times\n", t.func),
+                    _ => {}
+                }
             }
         }
     }

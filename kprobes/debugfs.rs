@@ -59,11 +59,22 @@ impl<S: Source> Debugfs<S> {
     /// # Safety
     ///
     /// `src` must stay valid, at the same address, until the returned value is dropped.
-    pub(crate) unsafe fn new(dir: &CStr, files: &[(&'static CStr, ShowFn<S::Handler>)], src: *const S) -> Result<Self> {
+    pub(crate) unsafe fn new(
+        dir: &CStr,
+        files: &[(&'static CStr, ShowFn<S::Handler>)],
+        src: *const S,
+    ) -> Result<Self> {
         let mut entries = KVec::with_capacity(files.len(), GFP_KERNEL)?;
         for &(_, f) in files {
             // Capacity reserved above: no reallocation, so entry addresses stay fixed.
-            entries.push(Entry { show: bindings::rk_show::default(), f, src }, GFP_KERNEL)?;
+            entries.push(
+                Entry {
+                    show: bindings::rk_show::default(),
+                    f,
+                    src,
+                },
+                GFP_KERNEL,
+            )?;
         }
         // SAFETY: `dir` is NUL-terminated; NULL parent is the debugfs root.
         let d = unsafe { bindings::debugfs_create_dir(dir.as_char_ptr(), core::ptr::null_mut()) };
@@ -92,7 +103,10 @@ impl<S: Source> Drop for Debugfs<S> {
 /// # Safety
 ///
 /// Called by helpers.c only, with the `data` of an `Entry<S>` that is still alive.
-unsafe extern "C" fn show_trampoline<S: Source>(m: *mut bindings::seq_file, data: *mut core::ffi::c_void) -> kernel::ffi::c_int {
+unsafe extern "C" fn show_trampoline<S: Source>(
+    m: *mut bindings::seq_file,
+    data: *mut core::ffi::c_void,
+) -> kernel::ffi::c_int {
     // SAFETY: `data` is the `Entry<S>` this file was created with, alive until removal.
     let e = unsafe { &*data.cast::<Entry<S>>() };
     // SAFETY: `src` outlives the files, per `Debugfs::new`'s contract.

@@ -94,14 +94,29 @@ impl<T: KprobeHandler> Kprobe<T> {
             symbol_name: symbol.as_char_ptr(),
             offset,
             pre_handler: Some(pre_trampoline::<T>),
-            post_handler: if T::HAS_POST { Some(post_trampoline::<T>) } else { None },
+            post_handler: if T::HAS_POST {
+                Some(post_trampoline::<T>)
+            } else {
+                None
+            },
             ..Default::default()
         };
-        let inner = KBox::pin(Inner { kp: Opaque::new(kp), handler, _pin: PhantomPinned }, GFP_KERNEL)?;
+        let inner = KBox::pin(
+            Inner {
+                kp: Opaque::new(kp),
+                handler,
+                _pin: PhantomPinned,
+            },
+            GFP_KERNEL,
+        )?;
         // SAFETY: `kp` is initialised and pinned in `inner`, which outlives the registration:
         // it is only freed after `unregister_kprobe` (in `unregister`), or right here on error.
         to_result(unsafe { bindings::register_kprobe(inner.kp.get()) })?;
-        Ok(Self { inner, registered: true, debugfs: None })
+        Ok(Self {
+            inner,
+            registered: true,
+            debugfs: None,
+        })
     }
 
     /// The address the probe was planted at.
@@ -151,13 +166,17 @@ impl<T: KprobeHandler> Drop for Kprobe<T> {
 /// # Safety
 ///
 /// Called by the kprobe core with the `kprobe` of an `Inner<T>` and the hit's `pt_regs`.
-unsafe fn hit<'a, T>(p: *mut bindings::kprobe, regs: *mut bindings::pt_regs) -> (&'a Inner<T>, Hit<'a>) {
+unsafe fn hit<'a, T>(
+    p: *mut bindings::kprobe,
+    regs: *mut bindings::pt_regs,
+) -> (&'a Inner<T>, Hit<'a>) {
     // SAFETY: `kp` is the first field of the `#[repr(C)]` `Inner<T>`, alive while registered.
     let inner = unsafe { &*p.cast::<Inner<T>>() };
     // SAFETY: `addr` was set at registration and is not changed while the probe is armed.
     let addr = unsafe { (*p).addr as u64 };
     // SAFETY: `regs` is the valid `pt_regs` of this hit.
-    (inner, Hit { addr, regs: unsafe { Regs::from_raw(regs) } })
+    let regs = unsafe { Regs::from_raw(regs) };
+    (inner, Hit { addr, regs })
 }
 
 /// # Safety

@@ -62,18 +62,32 @@ impl<T: KretprobeHandler> Kretprobe<T> {
     /// kernel's default). On error nothing stays registered or allocated.
     pub(crate) fn register(symbol: &'static CStr, maxactive: i32, handler: T) -> Result<Self> {
         let rp = bindings::kretprobe {
-            kp: bindings::kprobe { symbol_name: symbol.as_char_ptr(), ..Default::default() },
+            kp: bindings::kprobe {
+                symbol_name: symbol.as_char_ptr(),
+                ..Default::default()
+            },
             handler: Some(ret_trampoline::<T>),
             entry_handler: Some(entry_trampoline::<T>),
             maxactive,
             data_size: core::mem::size_of::<T::Data>(),
             ..Default::default()
         };
-        let inner = KBox::pin(Inner { rp: Opaque::new(rp), handler, _pin: PhantomPinned }, GFP_KERNEL)?;
+        let inner = KBox::pin(
+            Inner {
+                rp: Opaque::new(rp),
+                handler,
+                _pin: PhantomPinned,
+            },
+            GFP_KERNEL,
+        )?;
         // SAFETY: `rp` is initialised and pinned in `inner`, which outlives the registration:
         // it is only freed after `unregister_kretprobe`, or right here on error.
         to_result(unsafe { bindings::register_kretprobe(inner.rp.get()) })?;
-        Ok(Self { inner, registered: true, debugfs: None })
+        Ok(Self {
+            inner,
+            registered: true,
+            debugfs: None,
+        })
     }
 
     /// The address the probe was planted at (the function's entry).
@@ -139,7 +153,8 @@ unsafe fn instance<'a, T: KretprobeHandler>(
     // SAFETY: the instance carries `data_size == size_of::<T::Data>()` bytes after its header.
     let data = unsafe { (*ri).data.as_mut_ptr() }.cast::<T::Data>();
     // SAFETY: `regs` is valid for this call.
-    Some((inner, Hit { addr, regs: unsafe { Regs::from_raw(regs) } }, data))
+    let regs = unsafe { Regs::from_raw(regs) };
+    Some((inner, Hit { addr, regs }, data))
 }
 
 /// # Safety

@@ -39,10 +39,16 @@ impl Sockaddr {
         let family = u16::from_ne_bytes([bytes[0], bytes[1]]);
         let port = || u16::from_be_bytes([bytes[2], bytes[3]]);
         match family {
-            AF_INET | AF_UNSPEC if len < SOCKADDR_IN_LEN => Sockaddr::TooShort { family: Some(family), len },
+            AF_INET | AF_UNSPEC if len < SOCKADDR_IN_LEN => Sockaddr::TooShort {
+                family: Some(family),
+                len,
+            },
             AF_INET => Sockaddr::Inet { port: port() },
             AF_UNSPEC if bytes[4..8] == [0; 4] => Sockaddr::Inet { port: port() },
-            AF_INET6 if len < SIN6_LEN_RFC2133 => Sockaddr::TooShort { family: Some(family), len },
+            AF_INET6 if len < SIN6_LEN_RFC2133 => Sockaddr::TooShort {
+                family: Some(family),
+                len,
+            },
             AF_INET6 => Sockaddr::Inet6 { port: port() },
             _ => Sockaddr::Other { family },
         }
@@ -113,12 +119,17 @@ impl RateLimiter {
         }
         let start = self.window_start.load(Relaxed);
         if now_ns.wrapping_sub(start) >= 1_000_000_000
-            && self.window_start.compare_exchange(start, now_ns, Relaxed, Relaxed).is_ok()
+            && self
+                .window_start
+                .compare_exchange(start, now_ns, Relaxed, Relaxed)
+                .is_ok()
         {
             self.in_window.store(0, Relaxed);
         }
         if self.in_window.fetch_add(1, Relaxed) < self.per_sec {
-            Verdict::Pass { suppressed: self.pending.swap(0, Relaxed) }
+            Verdict::Pass {
+                suppressed: self.pending.swap(0, Relaxed),
+            }
         } else {
             self.pending.fetch_add(1, Relaxed);
             self.total.fetch_add(1, Relaxed);
@@ -160,7 +171,9 @@ pub(crate) struct HistRow {
 impl fmt::Display for HistRow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (lo, hi) = bucket_range(self.bucket);
-        let stars = (self.count.saturating_mul(40)).checked_div(self.max).unwrap_or(0) as usize;
+        let stars = (self.count.saturating_mul(40))
+            .checked_div(self.max)
+            .unwrap_or(0) as usize;
         write!(f, "{lo:>12} -> {hi:<12} : {:<8} |", self.count)?;
         for i in 0..40 {
             f.write_str(if i < stars { "*" } else { " " })?;
@@ -174,7 +187,11 @@ pub(crate) fn hist_rows(counts: &[u64]) -> impl Iterator<Item = HistRow> + '_ {
     let first = counts.iter().position(|&c| c != 0).unwrap_or(counts.len());
     let last = counts.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
     let max = counts.iter().copied().max().unwrap_or(0);
-    (first..last.max(first)).map(move |bucket| HistRow { bucket, count: counts[bucket], max })
+    (first..last.max(first)).map(move |bucket| HistRow {
+        bucket,
+        count: counts[bucket],
+        max,
+    })
 }
 
 /// Return-value tally slots: 0, each errno 1..=`MAX_ERRNO_TALLIED` (as `-errno`), and one for

@@ -30,7 +30,11 @@ pub(crate) fn read_kernel(addr: u64, buf: &mut [u8]) -> Result<(), i32> {
     // SAFETY: `copy_from_kernel_nofault` checks the source address and recovers from any fault
     // on it; the destination is a live, writable buffer of `buf.len()` bytes.
     let ret = unsafe {
-        bindings::copy_from_kernel_nofault(buf.as_mut_ptr().cast(), addr as usize as *const _, buf.len())
+        bindings::copy_from_kernel_nofault(
+            buf.as_mut_ptr().cast(),
+            addr as usize as *const _,
+            buf.len(),
+        )
     };
     if ret == 0 {
         Ok(())
@@ -48,7 +52,9 @@ pub(crate) fn now_ns() -> i64 {
 pub(crate) fn why(e: kernel::error::Error) -> &'static str {
     match e.to_errno().unsigned_abs() {
         2 => "no such symbol (ENOENT)",
-        22 => "not a probe point: blacklisted, in a non-kernel text section, or bad offset (EINVAL)",
+        22 => {
+            "not a probe point: blacklisted, in a non-kernel text section, or bad offset (EINVAL)"
+        }
         84 => "offset is not at an instruction boundary (EILSEQ)",
         95 => "probing is not supported here (EOPNOTSUPP)",
         16 => "already probed in a way that conflicts (EBUSY)",

@@ -44,6 +44,15 @@ impl<const N: usize> PerCpu<N> {
         c.store(c.load(Relaxed).wrapping_add(v), Relaxed);
     }
 
+    /// Raises counter `i` of this CPU to `v` if `v` is larger (for maxima; `!v` for minima).
+    #[inline]
+    pub(crate) fn max(&self, i: usize, v: u64) {
+        let c = &self.this_cpu()[i];
+        if v > c.load(Relaxed) {
+            c.store(v, Relaxed);
+        }
+    }
+
     /// Sets counter `i` of this CPU.
     pub(crate) fn set(&self, i: usize, v: u64) {
         self.this_cpu()[i].store(v, Relaxed);
@@ -66,9 +75,15 @@ impl<const N: usize> PerCpu<N> {
             .filter(|&cpu| unsafe { bindings::rk_cpu_possible(cpu) })
             .map(move |cpu| {
                 // SAFETY: as in `this_cpu`, for a possible CPU's slot.
-                let slot = unsafe { &*bindings::rk_per_cpu_ptr(self.ptr, cpu).cast::<[AtomicU64; N]>() };
+                let slot =
+                    unsafe { &*bindings::rk_per_cpu_ptr(self.ptr, cpu).cast::<[AtomicU64; N]>() };
                 slot[i].load(Relaxed)
             })
+    }
+
+    /// The largest counter `i` over all CPUs.
+    pub(crate) fn max_all(&self, i: usize) -> u64 {
+        self.each(i).max().unwrap_or(0)
     }
 
     /// Counter `i` summed over all CPUs.

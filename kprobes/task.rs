@@ -39,7 +39,11 @@ impl Comm {
 impl core::fmt::Display for Comm {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         for &b in self.as_bytes() {
-            let c = if b.is_ascii_graphic() || b == b' ' { b as char } else { '?' };
+            let c = if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '?'
+            };
             core::fmt::Write::write_char(f, c)?;
         }
         Ok(())

@@ -20,7 +20,9 @@ fn tid() -> i64 {
 }
 
 fn comm() -> String {
-    std::fs::read_to_string("/proc/thread-self/comm").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/thread-self/comm")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn errno() -> i32 {
@@ -28,7 +30,11 @@ fn errno() -> i32 {
 }
 
 fn report(op: &str, family: &str, port: u16, len: usize, ret: i32) {
-    let line = format!("LOADGEN op={op} tid={} comm={} family={family} port={port} len={len} ret={ret}\n", tid(), comm());
+    let line = format!(
+        "LOADGEN op={op} tid={} comm={} family={family} port={port} len={len} ret={ret}\n",
+        tid(),
+        comm()
+    );
     let mut out = std::io::stdout().lock();
     out.write_all(line.as_bytes()).unwrap();
     out.flush().unwrap();
@@ -81,7 +87,11 @@ fn main() {
                 _ => ("inet", &args[1..]),
             };
             let (domain, af, len) = family(fam);
-            let ports: Vec<u16> = if ports.is_empty() { vec![49152] } else { ports.iter().map(|p| num(Some(p))).collect() };
+            let ports: Vec<u16> = if ports.is_empty() {
+                vec![49152]
+            } else {
+                ports.iter().map(|p| num(Some(p))).collect()
+            };
             for port in ports {
                 let (fd, ret) = bind_raw(domain, af, port, len);
                 report("bind", fam, port, len, ret);
@@ -89,7 +99,8 @@ fn main() {
             }
         }
         Some("bind-raw") => {
-            let (af, len, port): (u16, usize, u16) = (num(args.get(1)), num(args.get(2)), num(args.get(3)));
+            let (af, len, port): (u16, usize, u16) =
+                (num(args.get(1)), num(args.get(2)), num(args.get(3)));
             let (fd, ret) = bind_raw(libc::AF_INET, af, port, len.min(28));
             report("bind", &format!("raw{af}"), port, len, ret);
             close(fd, "inet");

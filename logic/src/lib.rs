@@ -1,0 +1,216 @@
+//! Host build of the modules' plain logic (`kprobes/logic.rs`), for `cargo test`: the very file
+//! the modules compile, with `core` only.
+
+#[allow(dead_code)]
+#[path = "../../kprobes/logic.rs"]
+mod logic;
+
+#[cfg(test)]
+mod tests {
+    use super::logic::*;
+
+    fn sin(family: u16, port: u16, addr: [u8; 4], len: usize) -> Vec<u8> {
+        let mut b = vec![0u8; 16];
+        b[..2].copy_from_slice(&family.to_ne_bytes());
+        b[2..4].copy_from_slice(&port.to_be_bytes());
+        b[4..8].copy_from_slice(&addr);
+        b.truncate(len);
+        b
+    }
+
+    #[test]
+    fn decodes_inet_port_in_network_order() {
+        assert_eq!(
+            Sockaddr::decode(&sin(AF_INET, 49152, [127, 0, 0, 1], 16)),
+            Sockaddr::Inet { port: 49152 }
+        );
+        assert_eq!(
+            Sockaddr::decode(&sin(AF_INET, 0x1234, [0; 4], 16)).port(),
+            Some(0x1234)
+        );
+    }
+
+    #[test]
+    fn decodes_inet6() {
+        let mut b = vec![0u8; 28];
+        b[..2].copy_from_slice(&AF_INET6.to_ne_bytes());
+        b[2..4].copy_from_slice(&8080u16.to_be_bytes());
+        assert_eq!(Sockaddr::decode(&b), Sockaddr::Inet6 { port: 8080 });
+        assert_eq!(Sockaddr::decode(&b[..24]), Sockaddr::Inet6 { port: 8080 });
+        assert_eq!(
+            Sockaddr::decode(&b[..23]),
+            Sockaddr::TooShort {
+                family: Some(AF_INET6),
+                len: 23
+            }
+        );
+    }
+
+    #[test]
+    fn short_addresses_claim_no_port() {
+        assert_eq!(
+            Sockaddr::decode(&[]),
+            Sockaddr::TooShort {
+                family: None,
+                len: 0
+            }
+        );
+        assert_eq!(
+            Sockaddr::decode(&[2]),
+            Sockaddr::TooShort {
+                family: None,
+                len: 1
+            }
+        );
+        assert_eq!(
+            Sockaddr::decode(&sin(AF_INET, 80, [0; 4], 2)),
+            Sockaddr::TooShort {
+                family: Some(AF_INET),
+                len: 2
+            }
+        );
+        assert_eq!(Sockaddr::decode(&sin(AF_INET, 80, [0; 4], 15)).port(), None);
+    }
+
+    #[test]
+    fn other_families_claim_no_port() {
+        assert_eq!(
+            Sockaddr::decode(&sin(1, 80, [0; 4], 16)),
+            Sockaddr::Other { family: 1 }
+        );
+        assert_eq!(Sockaddr::decode(&sin(1, 80, [0; 4], 16)).port(), None);
+    }
+
+    #[test]
+    fn unspec_is_inet_only_for_any_address() {
+        // inet_bind's compatibility rule: AF_UNSPEC with INADDR_ANY binds as AF_INET.
+        assert_eq!(
+            Sockaddr::decode(&sin(AF_UNSPEC, 99, [0; 4], 16)),
+            Sockaddr::Inet { port: 99 }
+        );
+        assert_eq!(
+            Sockaddr::decode(&sin(AF_UNSPEC, 99, [127, 0, 0, 1], 16)),
+            Sockaddr::Other { family: AF_UNSPEC }
+        );
+    }
+
+    #[test]
+    fn filters() {
+        let all = Filter {
+            pid: 0,
+            comm: b"",
+            port: 0,
+        };
+        assert!(all.task(5, b"x") && all.port(None) && all.port(Some(1)));
+        let f = Filter {
+            pid: 42,
+            comm: b"loadgen",
+            port: 8080,
+        };
+        assert!(f.task(42, b"loadgen"));
+        assert!(!f.task(43, b"loadgen"));
+        assert!(!f.task(42, b"loadge"));
+        assert!(f.port(Some(8080)));
+        assert!(!f.port(Some(8081)));
+        assert!(
+            !f.port(None),
+            "with port= set, a bind without a port must not pass"
+        );
+    }
+
+    #[test]
+    fn ratelimit_passes_n_per_second_and_counts_the_rest() {
+        let r = RateLimiter::new(5);
+        let t0 = 10_000_000_000u64;
+        let passed = (0..100)
+            .filter(|i| r.check(t0 + i * 1000) != Verdict::Suppress)
+            .count();
+        assert_eq!(passed, 5);
+        assert_eq!(r.suppressed(), 95);
+        // Next window: the first event that passes carries the count of the dropped ones.
+        assert_eq!(
+            r.check(t0 + 1_000_000_000),
+            Verdict::Pass { suppressed: 95 }
+        );
+        assert_eq!(r.check(t0 + 1_000_000_001), Verdict::Pass { suppressed: 0 });
+        assert_eq!(r.suppressed(), 95);
+    }
+
+    #[test]
+    fn ratelimit_zero_is_unlimited() {
+        let r = RateLimiter::new(0);
+        assert!((0..10_000).all(|i| r.check(i) == Verdict::Pass { suppressed: 0 }));
+        assert_eq!(r.suppressed(), 0);
+    }
+
+    #[test]
+    fn log2_buckets_cover_every_value_once() {
+        assert_eq!(bucket(0), 0);
+        assert_eq!(bucket(1), 1);
+        assert_eq!(bucket(2), 2);
+        assert_eq!(bucket(3), 2);
+        assert_eq!(bucket(4), 3);
+        assert_eq!(bucket(u64::MAX), 64);
+        for v in [0u64, 1, 2, 3, 7, 8, 1000, 4096, 65535, 1 << 40, u64::MAX] {
+            let (lo, hi) = bucket_range(bucket(v));
+            assert!(lo <= v && v <= hi, "{v} not in bucket {lo}..={hi}");
+        }
+        for i in 1..64 {
+            assert_eq!(bucket_range(i).1 + 1, bucket_range(i + 1).0);
+        }
+    }
+
+    #[test]
+    fn histogram_rows_span_first_to_last_nonempty_bucket() {
+        let mut c = [0u64; BUCKETS];
+        c[bucket(3000)] = 10;
+        c[bucket(70000)] = 5;
+        let rows: Vec<String> = hist_rows(&c).map(|r| r.to_string()).collect();
+        assert_eq!(rows.len(), bucket(70000) - bucket(3000) + 1);
+        assert_eq!(
+            rows[0],
+            format!(
+                "{:>12} -> {:<12} : {:<8} |{}|",
+                2048,
+                4095,
+                10,
+                "*".repeat(40)
+            )
+        );
+        assert!(rows.last().unwrap().contains(&format!(
+            ": {:<8} |{}{}|",
+            5,
+            "*".repeat(20),
+            " ".repeat(20)
+        )));
+        assert_eq!(hist_rows(&[0u64; BUCKETS]).count(), 0);
+    }
+
+    #[test]
+    fn tally_slots() {
+        assert_eq!(tally_slot(0), 0);
+        assert_eq!(tally_slot(-98), 98);
+        assert_eq!(tally_slot(-133), 133);
+        assert_eq!(tally_slot(-134), TALLY_SLOTS - 1);
+        assert_eq!(tally_slot(7), TALLY_SLOTS - 1);
+    }
+
+    #[test]
+    fn int_return_values_use_the_low_32_bits() {
+        // inet_bind's -98 in rax: the upper half is not defined for an int function.
+        let raw = 0x0000_0000_ffff_ff9eu64;
+        assert_eq!(RetType::Int.value(raw).to_string(), "-98");
+        assert_eq!(RetType::Long.value(raw).to_string(), "4294967198");
+        assert_eq!(RetType::Long.value(-98i64 as u64).to_string(), "-98");
+        assert_eq!(
+            RetType::ULong.value(u64::MAX).to_string(),
+            "18446744073709551615"
+        );
+        assert_eq!(
+            RetType::Ptr.value(0xffff_8880_0000_1000).to_string(),
+            "0xffff888000001000"
+        );
+        assert_eq!(RetType::parse(b"int"), Some(RetType::Int));
+        assert_eq!(RetType::parse(b"char"), None);
+    }
+}

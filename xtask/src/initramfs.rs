@@ -13,18 +13,38 @@ pub fn loadgen(flavor: &Flavor) -> PathBuf {
     let target = flavor.arch.rust_target();
     let log = build_dir(flavor).join("loadgen.log");
     let _ = fs::remove_file(&log);
-    let args: Vec<String> = ["build", "--quiet", "--release", "-p", "loadgen", "--target", target].iter().map(|s| s.to_string()).collect();
+    let args: Vec<String> = [
+        "build",
+        "--quiet",
+        "--release",
+        "-p",
+        "loadgen",
+        "--target",
+        target,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     run_logged("cargo", &args, &log, "loadgen build");
-    repo_root().join("target").join(target).join("release/loadgen")
+    repo_root()
+        .join("target")
+        .join(target)
+        .join("release/loadgen")
 }
 
 fn gen_init_cpio(kernel: &Kernel, list: &str, out: &Path) {
     let list_file = out.with_extension("list");
     fs::write(&list_file, list).unwrap();
     let tool = kernel.dir.join("usr/gen_init_cpio");
-    let cpio = Command::new(&tool).arg(&list_file).output().unwrap_or_else(|e| fail(&format!("{}: {e}", tool.display())));
+    let cpio = Command::new(&tool)
+        .arg(&list_file)
+        .output()
+        .unwrap_or_else(|e| fail(&format!("{}: {e}", tool.display())));
     if !cpio.status.success() {
-        fail(&format!("gen_init_cpio failed: {}", String::from_utf8_lossy(&cpio.stderr)));
+        fail(&format!(
+            "gen_init_cpio failed: {}",
+            String::from_utf8_lossy(&cpio.stderr)
+        ));
     }
     fs::write(out, cpio.stdout).unwrap();
 }
@@ -32,23 +52,46 @@ fn gen_init_cpio(kernel: &Kernel, list: &str, out: &Path) {
 /// The base archive: `build/<flavor>/initramfs.cpio`. `extra` are more modules to ship.
 pub fn build(kernel: &Kernel, flavor: &Flavor, modules: &[PathBuf]) -> PathBuf {
     let repo = repo_root();
-    let busybox = cache_dir().join("busybox").join(flavor.arch.deb_arch()).join("bin/busybox");
+    let busybox = cache_dir()
+        .join("busybox")
+        .join(flavor.arch.deb_arch())
+        .join("bin/busybox");
     if !busybox.exists() {
-        fail(&format!("{} missing: run `make setup ARCHES={}`", busybox.display(), flavor.arch.name()));
+        fail(&format!(
+            "{} missing: run `make setup ARCHES={}`",
+            busybox.display(),
+            flavor.arch.name()
+        ));
     }
     let loadgen = loadgen(flavor);
     let mut list = String::new();
-    for d in ["/bin", "/sbin", "/dev", "/proc", "/sys", "/tmp", "/lib", "/lib/modules"] {
+    for d in [
+        "/bin",
+        "/sbin",
+        "/dev",
+        "/proc",
+        "/sys",
+        "/tmp",
+        "/lib",
+        "/lib/modules",
+    ] {
         list += &format!("dir {d} 755 0 0\n");
     }
     list += "nod /dev/console 600 0 0 c 5 1\n";
     list += &format!("file /bin/busybox {} 755 0 0\n", busybox.display());
     list += "slink /bin/sh /bin/busybox 777 0 0\n";
     list += &format!("file /init {} 755 0 0\n", repo.join("vm/init").display());
-    list += &format!("file /lib/rk.sh {} 644 0 0\n", repo.join("vm/lib.sh").display());
+    list += &format!(
+        "file /lib/rk.sh {} 644 0 0\n",
+        repo.join("vm/lib.sh").display()
+    );
     list += &format!("file /bin/loadgen {} 755 0 0\n", loadgen.display());
     for m in modules {
-        list += &format!("file /lib/modules/{} {} 644 0 0\n", m.file_name().unwrap().to_str().unwrap(), m.display());
+        list += &format!(
+            "file /lib/modules/{} {} 644 0 0\n",
+            m.file_name().unwrap().to_str().unwrap(),
+            m.display()
+        );
     }
     let out = build_dir(flavor).join("initramfs.cpio");
     gen_init_cpio(kernel, &list, &out);
@@ -60,7 +103,10 @@ pub fn scenario(kernel: &Kernel, dir: &Path, script: &str) -> PathBuf {
     let sh = dir.join("scenario.sh");
     fs::write(&sh, format!(". /lib/rk.sh\n{script}\n")).unwrap();
     let out = dir.join("scenario.cpio");
-    gen_init_cpio(kernel, &format!("file /scenario.sh {} 755 0 0\n", sh.display()), &out);
+    gen_init_cpio(
+        kernel,
+        &format!("file /scenario.sh {} 755 0 0\n", sh.display()),
+        &out,
+    );
     out
 }
-

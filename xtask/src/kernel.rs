@@ -25,11 +25,20 @@ fn fragments(repo: &Path, flavor: &Flavor) -> Vec<PathBuf> {
 
 /// Everything that changes the kernel build goes into its cache key.
 fn cache_key(repo: &Path, flavor: &Flavor, src: &Path) -> String {
-    let mut s = format!("arch={}\nsrc={}\n", flavor.arch.name(), fs::canonicalize(src).unwrap().display());
+    let mut s = format!(
+        "arch={}\nsrc={}\n",
+        flavor.arch.name(),
+        fs::canonicalize(src).unwrap().display()
+    );
     for f in fragments(repo, flavor) {
         s += &fs::read_to_string(&f).unwrap_or_else(|e| fail(&format!("{}: {e}", f.display())));
     }
-    for tool in [&["rustc", "--version"][..], &["bindgen", "--version"], &["clang", "--version"], &["ld.lld", "--version"]] {
+    for tool in [
+        &["rustc", "--version"][..],
+        &["bindgen", "--version"],
+        &["clang", "--version"],
+        &["ld.lld", "--version"],
+    ] {
         s += &capture(tool[0], &tool[1..]).unwrap_or_default();
     }
     sha256_hex(&s)[..16].to_string()
@@ -46,7 +55,9 @@ pub fn source() -> PathBuf {
 fn locate(repo: &Path, flavor: &Flavor) -> Kernel {
     let src = source();
     let key = cache_key(repo, flavor, &src);
-    let dir = cache_dir().join("kernel").join(format!("{}-{key}", flavor.name()));
+    let dir = cache_dir()
+        .join("kernel")
+        .join(format!("{}-{key}", flavor.name()));
     let image = dir.join(flavor.arch.image_path());
     Kernel { dir, src, image }
 }
@@ -67,16 +78,41 @@ pub fn ensure(repo: &Path, flavor: &Flavor) -> Kernel {
     fs::create_dir_all(&dir).unwrap();
     let log = dir.join("build.log");
     let mk = |args: &[&str], what: &str| {
-        let mut a = vec!["-C".to_string(), src.display().to_string(), format!("O={}", dir.display())];
+        let mut a = vec![
+            "-C".to_string(),
+            src.display().to_string(),
+            format!("O={}", dir.display()),
+        ];
         a.extend(flavor.arch.make_vars());
         a.extend(args.iter().map(|s| s.to_string()));
         run_logged("make", &a, &log, what);
     };
-    eprintln!("kernel: building {} in {} (about 6-8 minutes the first time; log: {})", flavor.name(), dir.display(), log.display());
+    eprintln!(
+        "kernel: building {} in {} (about 6-8 minutes the first time; log: {})",
+        flavor.name(),
+        dir.display(),
+        log.display()
+    );
     mk(&["tinyconfig"], "tinyconfig");
-    let mut merge = vec!["-m".to_string(), "-O".into(), dir.display().to_string(), dir.join(".config").display().to_string()];
-    merge.extend(fragments(repo, flavor).iter().map(|p| p.display().to_string()));
-    run_logged(&src.join("scripts/kconfig/merge_config.sh").display().to_string(), &merge, &log, "merge_config");
+    let mut merge = vec![
+        "-m".to_string(),
+        "-O".into(),
+        dir.display().to_string(),
+        dir.join(".config").display().to_string(),
+    ];
+    merge.extend(
+        fragments(repo, flavor)
+            .iter()
+            .map(|p| p.display().to_string()),
+    );
+    run_logged(
+        &src.join("scripts/kconfig/merge_config.sh")
+            .display()
+            .to_string(),
+        &merge,
+        &log,
+        "merge_config",
+    );
     mk(&["olddefconfig"], "olddefconfig");
     // Every `=y` the fragments ask for must have survived olddefconfig (RUST drops out silently
     // when the toolchain is unusable, KASAN when its dependencies are off, ...).
@@ -85,7 +121,10 @@ pub fn ensure(repo: &Path, flavor: &Flavor) -> Kernel {
     for f in fragments(repo, flavor) {
         for line in fs::read_to_string(f).unwrap().lines() {
             let line = line.trim();
-            if line.starts_with("CONFIG_") && line.ends_with("=y") && !config.lines().any(|l| l == line) {
+            if line.starts_with("CONFIG_")
+                && line.ends_with("=y")
+                && !config.lines().any(|l| l == line)
+            {
                 let opt = line.trim_end_matches("=y");
                 let arch_specific = opt.contains("8250") || opt.contains("PL011");
                 if !arch_specific {
@@ -95,9 +134,18 @@ pub fn ensure(repo: &Path, flavor: &Flavor) -> Kernel {
         }
     }
     if !lost.is_empty() {
-        fail(&format!("kernel config dropped {} (for CONFIG_RUST: `make -C {} LLVM=1 rustavailable`)", lost.join(", "), src.display()));
+        fail(&format!(
+            "kernel config dropped {} (for CONFIG_RUST: `make -C {} LLVM=1 rustavailable`)",
+            lost.join(", "),
+            src.display()
+        ));
     }
-    let jobs = format!("-j{}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    let jobs = format!(
+        "-j{}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    );
     mk(&[&jobs, "all"], "kernel build");
     fs::write(dir.join(".built"), "").unwrap();
     eprintln!("kernel: {} ready", flavor.name());

@@ -8,7 +8,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The module sources, relative to the repository root.
-pub const SOURCES: &[&str] = &["Kbuild", "rust_kprobe.rs", "rust_kretprobe.rs", "helpers.c", "bindings_helper.h", "kprobes"];
+pub const SOURCES: &[&str] = &[
+    "Kbuild",
+    "rust_kprobe.rs",
+    "rust_kretprobe.rs",
+    "helpers.c",
+    "bindings_helper.h",
+    "kprobes",
+];
 
 /// Copies `from` to `to` where the content differs, so unchanged files keep their mtime.
 pub fn sync(from: &Path, to: &Path) {
@@ -39,7 +46,11 @@ pub fn build(kernel: &Kernel, flavor: &Flavor, extra: &[&str]) -> Built {
     }
     let log = out.join("modules.log");
     let _ = fs::remove_file(&log);
-    let mut args = vec!["-C".to_string(), kernel.dir.display().to_string(), format!("M={}", src.display())];
+    let mut args = vec![
+        "-C".to_string(),
+        kernel.dir.display().to_string(),
+        format!("M={}", src.display()),
+    ];
     args.extend(flavor.arch.make_vars());
     args.extend(extra.iter().map(|s| s.to_string()));
     args.push("modules".into());
@@ -51,9 +62,16 @@ pub fn build(kernel: &Kernel, flavor: &Flavor, extra: &[&str]) -> Built {
         for w in &warnings {
             eprintln!("  | {w}");
         }
-        fail(&format!("module build has {} warning line(s); see {}", warnings.len(), log.display()));
+        fail(&format!(
+            "module build has {} warning line(s); see {}",
+            warnings.len(),
+            log.display()
+        ));
     }
-    let b = Built { kprobe: out.join("rust_kprobe.ko"), kretprobe: out.join("rust_kretprobe.ko") };
+    let b = Built {
+        kprobe: out.join("rust_kprobe.ko"),
+        kretprobe: out.join("rust_kretprobe.ko"),
+    };
     fs::copy(src.join("rust_kprobe.ko"), &b.kprobe).unwrap();
     fs::copy(src.join("rust_kretprobe.ko"), &b.kretprobe).unwrap();
     fs::copy(&kernel.image, out.join(flavor.arch.image_name())).unwrap();

@@ -37,7 +37,11 @@ impl Arch {
         }
     }
     pub fn image_name(self) -> &'static str {
-        Path::new(self.image_path()).file_name().unwrap().to_str().unwrap()
+        Path::new(self.image_path())
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
     }
     pub fn rust_target(self) -> &'static str {
         match self {
@@ -63,12 +67,19 @@ pub struct Flavor {
 impl Flavor {
     pub fn from_env() -> Flavor {
         let arch = Arch::parse(&std::env::var("ARCH").unwrap_or_else(|_| "x86_64".into()));
-        let debug = matches!(std::env::var("DEBUG").as_deref(), Ok("1") | Ok("y") | Ok("yes"));
+        let debug = matches!(
+            std::env::var("DEBUG").as_deref(),
+            Ok("1") | Ok("y") | Ok("yes")
+        );
         Flavor { arch, debug }
     }
     /// `x86_64`, `arm64`, `x86_64-debug`: names of cache and `build/` folders.
     pub fn name(&self) -> String {
-        format!("{}{}", self.arch.name(), if self.debug { "-debug" } else { "" })
+        format!(
+            "{}{}",
+            self.arch.name(),
+            if self.debug { "-debug" } else { "" }
+        )
     }
 }
 
@@ -78,7 +89,10 @@ pub fn fail(msg: &str) -> ! {
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn cache_dir() -> PathBuf {
@@ -94,21 +108,39 @@ pub fn build_dir(flavor: &Flavor) -> PathBuf {
 
 /// Runs a command and returns its stdout, or None when it cannot run or fails.
 pub fn capture(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd).args(args).stderr(Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new(cmd)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 pub fn sha256_hex(s: &str) -> String {
-    let mut child = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("sha256sum");
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
     child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 /// Runs a long command with its output going to `log`; prints a progress line every 30 s
 /// (the last thing it built) and, on failure, the log's last lines and one error line.
 pub fn run_logged(cmd: &str, args: &[String], log: &Path, what: &str) {
-    let mut logf = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let mut logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
     writeln!(logf, "$ {cmd} {}", args.join(" ")).unwrap();
     let mut child = Command::new(cmd)
         .args(args)
@@ -153,7 +185,10 @@ pub fn run_logged(cmd: &str, args: &[String], log: &Path, what: &str) {
             Err(_) => break,
         }
         if last_report.elapsed() > Duration::from_secs(30) {
-            eprintln!("  {what}: {}s, {lines} steps, at: {last}", start.elapsed().as_secs());
+            eprintln!(
+                "  {what}: {}s, {lines} steps, at: {last}",
+                start.elapsed().as_secs()
+            );
             last_report = Instant::now();
         }
     }
@@ -164,6 +199,9 @@ pub fn run_logged(cmd: &str, args: &[String], log: &Path, what: &str) {
         for l in &tail {
             eprintln!("  | {l}");
         }
-        fail(&format!("{what} failed ({st}); full log: {}", log.display()));
+        fail(&format!(
+            "{what} failed ({st}); full log: {}",
+            log.display()
+        ));
     }
 }

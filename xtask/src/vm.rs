@@ -23,7 +23,12 @@ impl Opts {
     pub fn for_flavor(flavor: &Flavor) -> Opts {
         // The debug kernel (KASAN, lockdep, kmemleak) runs tens of times slower under TCG.
         let timeout = if flavor.debug { 900 } else { 180 };
-        Opts { cpus: 1, mem_mb: if flavor.debug { 1024 } else { 256 }, timeout: Duration::from_secs(timeout), icount: false }
+        Opts {
+            cpus: 1,
+            mem_mb: if flavor.debug { 1024 } else { 256 },
+            timeout: Duration::from_secs(timeout),
+            icount: false,
+        }
     }
 }
 
@@ -44,28 +49,55 @@ impl Run {
     /// Kernel log lines of `module` (`<module>: ...`), prefix removed.
     pub fn module_lines(&self, module: &str) -> Vec<&str> {
         let p = format!("{module}: ");
-        self.dmesg.iter().filter_map(|l| l.strip_prefix(&p)).collect()
+        self.dmesg
+            .iter()
+            .filter_map(|l| l.strip_prefix(&p))
+            .collect()
     }
 
     /// Kernel log lines containing `s`.
     pub fn dmesg_with(&self, s: &str) -> Vec<&str> {
-        self.dmesg.iter().filter(|l| l.contains(s)).map(String::as_str).collect()
+        self.dmesg
+            .iter()
+            .filter(|l| l.contains(s))
+            .map(String::as_str)
+            .collect()
     }
 
     /// Guest lines starting with `prefix`.
     pub fn guest_with(&self, prefix: &str) -> Vec<&str> {
-        self.guest.iter().filter(|l| l.starts_with(prefix)).map(String::as_str).collect()
+        self.guest
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .map(String::as_str)
+            .collect()
     }
 
     /// Kernel complaints: oops, BUG, WARN, KASAN, lockdep, sleeping in atomic, kmemleak.
     pub fn splats(&self) -> Vec<&str> {
         const SIGNS: &[&str] = &[
-            "BUG:", "WARNING:", "Oops", "kernel BUG", "Call Trace", "Kernel panic", "KASAN", "KFENCE:",
-            "possible recursive locking", "possible circular locking", "inconsistent lock state",
-            "sleeping function called from invalid context", "unreferenced object", "general protection",
-            "Unable to handle kernel", "stack-protector", "UBSAN",
+            "BUG:",
+            "WARNING:",
+            "Oops",
+            "kernel BUG",
+            "Call Trace",
+            "Kernel panic",
+            "KASAN",
+            "KFENCE:",
+            "possible recursive locking",
+            "possible circular locking",
+            "inconsistent lock state",
+            "sleeping function called from invalid context",
+            "unreferenced object",
+            "general protection",
+            "Unable to handle kernel",
+            "stack-protector",
+            "UBSAN",
         ];
-        self.serial.lines().filter(|l| SIGNS.iter().any(|s| l.contains(s))).collect()
+        self.serial
+            .lines()
+            .filter(|l| SIGNS.iter().any(|s| l.contains(s)))
+            .collect()
     }
 }
 
@@ -78,7 +110,16 @@ fn qemu_cmd(arch: Arch, accel: &str) -> Command {
             c
         }
     };
-    c.args(["-accel", accel, "-display", "none", "-monitor", "none", "-no-reboot", "-nodefaults"]);
+    c.args([
+        "-accel",
+        accel,
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-no-reboot",
+        "-nodefaults",
+    ]);
     c
 }
 
@@ -105,15 +146,31 @@ fn accel(kernel: &Kernel, flavor: &Flavor, initrd: &Path) -> &'static str {
     let dir = build_dir(flavor).join("kvm-probe");
     fs::create_dir_all(&dir).unwrap();
     let probe = initramfs::scenario(kernel, &dir, "echo kvm-probe-ok");
-    let opts = Opts { timeout: Duration::from_secs(20), ..Opts::for_flavor(flavor) };
-    let ok = boot(kernel, flavor, initrd, &probe, &dir, &opts, "kvm").map(|r| r.exit == 0).unwrap_or(false);
+    let opts = Opts {
+        timeout: Duration::from_secs(20),
+        ..Opts::for_flavor(flavor)
+    };
+    let ok = boot(kernel, flavor, initrd, &probe, &dir, &opts, "kvm")
+        .map(|r| r.exit == 0)
+        .unwrap_or(false);
     let v = if ok { "kvm" } else { "tcg" };
     fs::write(&verdict, v).unwrap();
-    eprintln!("vm: KVM {} here; using {v}", if ok { "works" } else { "does not boot a guest" });
+    eprintln!(
+        "vm: KVM {} here; using {v}",
+        if ok { "works" } else { "does not boot a guest" }
+    );
     v
 }
 
-fn boot(kernel: &Kernel, flavor: &Flavor, base: &Path, scenario: &Path, dir: &Path, opts: &Opts, accel: &str) -> Result<Run, String> {
+fn boot(
+    kernel: &Kernel,
+    flavor: &Flavor,
+    base: &Path,
+    scenario: &Path,
+    dir: &Path,
+    opts: &Opts,
+    accel: &str,
+) -> Result<Run, String> {
     // One initrd: the base archive followed by the scenario's.
     let initrd = dir.join("initrd.cpio");
     let mut bytes = fs::read(base).unwrap();
@@ -122,16 +179,29 @@ fn boot(kernel: &Kernel, flavor: &Flavor, base: &Path, scenario: &Path, dir: &Pa
     let log_path = dir.join("serial.log");
     let _ = fs::remove_file(&log_path);
     let mut c = qemu_cmd(flavor.arch, accel);
-    c.arg("-kernel").arg(&kernel.image).arg("-initrd").arg(&initrd);
-    c.args(["-m", &opts.mem_mb.to_string(), "-smp", &opts.cpus.to_string()]);
+    c.arg("-kernel")
+        .arg(&kernel.image)
+        .arg("-initrd")
+        .arg(&initrd);
+    c.args([
+        "-m",
+        &opts.mem_mb.to_string(),
+        "-smp",
+        &opts.cpus.to_string(),
+    ]);
     c.arg("-serial").arg(format!("file:{}", log_path.display()));
     if opts.icount {
         c.args(["-icount", "shift=0,sleep=off"]);
     }
     let debug = if flavor.debug { " kmemleak=on" } else { "" };
-    let append = format!("console={} loglevel=2 panic=-1 log_buf_len=16M{debug}", console(flavor.arch));
+    let append = format!(
+        "console={} loglevel=2 panic=-1 log_buf_len=16M{debug}",
+        console(flavor.arch)
+    );
     c.args(["-append", &append]);
-    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
     let start = Instant::now();
     let status = loop {
@@ -145,9 +215,14 @@ fn boot(kernel: &Kernel, flavor: &Flavor, base: &Path, scenario: &Path, dir: &Pa
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let serial = String::from_utf8_lossy(&fs::read(&log_path).unwrap_or_default()).replace('\r', "");
+    let serial =
+        String::from_utf8_lossy(&fs::read(&log_path).unwrap_or_default()).replace('\r', "");
     let Some(status) = status else {
-        return Err(format!("guest hung: no exit after {}s; serial log: {}", opts.timeout.as_secs(), log_path.display()));
+        return Err(format!(
+            "guest hung: no exit after {}s; serial log: {}",
+            opts.timeout.as_secs(),
+            log_path.display()
+        ));
     };
     if !status.success() {
         let mut err = String::new();
@@ -170,9 +245,18 @@ fn boot(kernel: &Kernel, flavor: &Flavor, base: &Path, scenario: &Path, dir: &Pa
         }
     }
     let Some(exit) = exit else {
-        return Err(format!("guest stopped before the scenario ended (panic?); serial log: {}", log_path.display()));
+        return Err(format!(
+            "guest stopped before the scenario ended (panic?); serial log: {}",
+            log_path.display()
+        ));
     };
-    Ok(Run { serial, dmesg, guest, exit, log_path })
+    Ok(Run {
+        serial,
+        dmesg,
+        guest,
+        exit,
+        log_path,
+    })
 }
 
 fn strip_time(l: &str) -> &str {
@@ -191,12 +275,24 @@ pub struct Prepared {
 
 /// The artifacts of `flavor` as `cargo xtask build` left them (for the tests).
 pub fn prepared(flavor: Flavor) -> Prepared {
-    let k = crate::kernel::find(&flavor).unwrap_or_else(|| fail(&format!("no {} kernel built: run `make check`", flavor.name())));
+    let k = crate::kernel::find(&flavor).unwrap_or_else(|| {
+        fail(&format!(
+            "no {} kernel built: run `make check`",
+            flavor.name()
+        ))
+    });
     let initramfs = build_dir(&flavor).join("initramfs.cpio");
     if !initramfs.exists() {
-        fail(&format!("{} missing: run `make check`", initramfs.display()));
+        fail(&format!(
+            "{} missing: run `make check`",
+            initramfs.display()
+        ));
     }
-    Prepared { kernel: k, flavor, initramfs }
+    Prepared {
+        kernel: k,
+        flavor,
+        initramfs,
+    }
 }
 
 /// Boots one scenario (`script`, run by busybox sh -e with `vm/lib.sh` sourced) in `name`'s
@@ -205,7 +301,67 @@ pub fn run(p: &Prepared, name: &str, script: &str, opts: &Opts) -> Result<Run, S
     let dir = build_dir(&p.flavor).join("runs").join(name);
     fs::create_dir_all(&dir).unwrap();
     let sc = initramfs::scenario(&p.kernel, &dir, script);
-    let accel = if opts.icount { "tcg" } else { accel(&p.kernel, &p.flavor, &p.initramfs) };
+    let accel = if opts.icount {
+        "tcg"
+    } else {
+        accel(&p.kernel, &p.flavor, &p.initramfs)
+    };
     boot(&p.kernel, &p.flavor, &p.initramfs, &sc, &dir, opts, accel)
 }
 
+/// One operation the load program reported (`LOADGEN op=... tid=... ...`).
+#[derive(Debug, Clone)]
+pub struct Op {
+    pub op: String,
+    pub tid: u32,
+    pub comm: String,
+    pub family: String,
+    pub port: u16,
+    pub ret: i32,
+    pub fields: Vec<(String, String)>,
+}
+
+impl Run {
+    /// What the load program says it did, in order.
+    pub fn loadgen(&self) -> Vec<Op> {
+        self.guest_with("LOADGEN ")
+            .iter()
+            .map(|l| {
+                let fields: Vec<(String, String)> = l
+                    .split_whitespace()
+                    .skip(1)
+                    .filter_map(|kv| {
+                        kv.split_once('=')
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                    })
+                    .collect();
+                let get = |k: &str| {
+                    fields
+                        .iter()
+                        .find(|(f, _)| f == k)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                };
+                Op {
+                    op: get("op"),
+                    tid: get("tid").parse().unwrap_or(0),
+                    comm: get("comm"),
+                    family: get("family"),
+                    port: get("port").parse().unwrap_or(0),
+                    ret: get("ret").parse().unwrap_or(0),
+                    fields: fields.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// `KALLSYMS <addr> T <sym>` lines the scenario printed: the symbol's address.
+    pub fn kallsyms(&self, sym: &str) -> Option<u64> {
+        self.guest_with("KALLSYMS ").iter().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 4 && f[3] == sym)
+                .then(|| u64::from_str_radix(f[1], 16).ok())
+                .flatten()
+        })
+    }
+}

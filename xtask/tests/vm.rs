@@ -1,0 +1,443 @@
+//! VM tests: each boots the project's kernel under QEMU with one scenario and checks the kernel
+//! log against what the load program really did. `make check` builds everything first and runs
+//! them for each flavor (`x86_64::`, `arm64::`, `x86_64_debug::`).
+
+use xtask::util::{Arch, Flavor};
+use xtask::vm::{self, Opts, Prepared, Run};
+
+fn prep(arch: Arch, debug: bool) -> Prepared {
+    vm::prepared(Flavor { arch, debug })
+}
+
+/// Boots `script` and checks the run ended cleanly: exit 0 and no kernel complaint.
+fn boot(p: &Prepared, name: &str, script: &str) -> Run {
+    boot_with(p, name, script, Opts::for_flavor(&p.flavor))
+}
+
+fn boot_with(p: &Prepared, name: &str, script: &str, opts: Opts) -> Run {
+    let run = vm::run(p, name, script, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        run.exit,
+        0,
+        "scenario failed; serial log: {}",
+        run.log_path.display()
+    );
+    let splats = run.splats();
+    assert!(
+        splats.is_empty(),
+        "kernel complained: {splats:#?}\nserial log: {}",
+        run.log_path.display()
+    );
+    run
+}
+
+fn count(lines: &[&str], needle: &str) -> usize {
+    lines.iter().filter(|l| l.contains(needle)).count()
+}
+
+/// `<prefix><number>` in a line: the number.
+fn number_after(line: &str, prefix: &str) -> Option<i64> {
+    let rest = &line[line.find(prefix)? + prefix.len()..];
+    let end = rest
+        .find(|c: char| !(c == '-' || c.is_ascii_digit()))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+fn hex_after(line: &str, prefix: &str) -> Option<u64> {
+    let rest = &line[line.find(prefix)? + prefix.len()..];
+    let rest = rest.strip_prefix("0x")?;
+    let end = rest
+        .find(|c: char| !c.is_ascii_hexdigit())
+        .unwrap_or(rest.len());
+    u64::from_str_radix(&rest[..end], 16).ok()
+}
+
+// ---- rust_kprobe.ko ----------------------------------------------------------------------
+
+fn kprobe_reports_each_bind(p: &Prepared) {
+    let run = boot(
+        p,
+        "kprobe_reports_each_bind",
+        "load rust_kprobe
+         kallsyms inet_bind
+         loadgen bind 49152 8080 1234 65535
+         loadgen bind inet6 49153
+         rmmod rust_kprobe",
+    );
+    let log = run.module_lines("rust_kprobe");
+    let binds: Vec<_> = run
+        .loadgen()
+        .into_iter()
+        .filter(|o| o.op == "bind")
+        .collect();
+    assert_eq!(binds.len(), 5, "load program output: {:?}", run.guest);
+    let inet: Vec<_> = binds.iter().filter(|o| o.family == "inet").collect();
+    for o in &inet {
+        assert_eq!(o.ret, 0);
+        let line = format!(
+            "inet_bind name:{} pid:{} socket bind port={}",
+            o.comm, o.tid, o.port
+        );
+        assert_eq!(
+            log.iter().filter(|l| **l == line).count(),
+            1,
+            "want exactly one `{line}` in {log:#?}"
+        );
+    }
+    // The AF_INET6 socket goes through inet6_bind: inet_bind never sees it.
+    assert_eq!(count(&log, "socket bind port="), inet.len(), "{log:#?}");
+    assert_eq!(
+        count(&log, "post_handler: probed instruction at"),
+        inet.len(),
+        "{log:#?}"
+    );
+    let planted = log
+        .iter()
+        .find(|l| l.starts_with("Planted kprobe at "))
+        .expect("load line");
+    assert_eq!(
+        hex_after(planted, "at "),
+        run.kallsyms("inet_bind"),
+        "probe address vs /proc/kallsyms"
+    );
+    let unload = log
+        .iter()
+        .find(|l| l.starts_with("kprobe at "))
+        .expect("unload line");
+    assert!(unload.contains("unregistered"), "{unload}");
+    assert_eq!(
+        number_after(unload, "unregistered: "),
+        Some(inet.len() as i64),
+        "{unload}"
+    );
+}
+
+fn kprobe_inet6_bind(p: &Prepared) {
+    let run = boot(
+        p,
+        "kprobe_inet6_bind",
+        "load rust_kprobe symbol=inet6_bind
+         loadgen bind inet6 49160 443
+         loadgen bind inet 49162
+         rmmod rust_kprobe",
+    );
+    let log = run.module_lines("rust_kprobe");
+    for o in run.loadgen().iter().filter(|o| o.op == "bind") {
+        let line = format!(
+            "inet6_bind name:{} pid:{} socket bind port={}",
+            o.comm, o.tid, o.port
+        );
+        let want = usize::from(o.family == "inet6");
+        assert_eq!(
+            log.iter().filter(|l| **l == line).count(),
+            want,
+            "`{line}` in {log:#?}"
+        );
+    }
+    assert_eq!(count(&log, "socket bind port="), 2);
+}
+
+fn kprobe_odd_addresses_claim_no_port(p: &Prepared) {
+    let run = boot(
+        p,
+        "kprobe_odd_addresses",
+        "load rust_kprobe
+         loadgen bind-raw 2 2 4242
+         loadgen bind-raw 1 16 4243
+         loadgen bind-raw 2 15 4244
+         rmmod rust_kprobe",
+    );
+    let log = run.module_lines("rust_kprobe");
+    let ops: Vec<_> = run
+        .loadgen()
+        .into_iter()
+        .filter(|o| o.op == "bind")
+        .collect();
+    // The kernel refuses them all: EINVAL (short), EAFNOSUPPORT (family), EINVAL (short).
+    assert_eq!(
+        ops.iter().map(|o| o.ret).collect::<Vec<_>>(),
+        [-22, -97, -22]
+    );
+    assert_eq!(count(&log, "port=424"), 0, "a port was claimed: {log:#?}");
+    let tid = ops[0].tid;
+    assert_eq!(
+        count(
+            &log,
+            &format!("pid:{tid} socket bind: addr_len 2 too short for a port")
+        ),
+        1,
+        "{log:#?}"
+    );
+    assert_eq!(
+        count(
+            &log,
+            &format!("pid:{tid} socket bind: family 1 has no port")
+        ),
+        1,
+        "{log:#?}"
+    );
+    assert_eq!(
+        count(
+            &log,
+            &format!("pid:{tid} socket bind: addr_len 15 too short for a port")
+        ),
+        1,
+        "{log:#?}"
+    );
+}
+
+fn kprobe_fault_handler_on_unreadable_argument(p: &Prepared) {
+    // __sys_bind(fd, struct sockaddr __user *, addrlen): argument 1 is a user pointer, which a
+    // kernel nofault read refuses: the fault handler reports it and the hit goes on.
+    let run = boot(
+        p,
+        "kprobe_fault",
+        "load rust_kprobe symbol=__sys_bind
+         loadgen bind 4300
+         rmmod rust_kprobe",
+    );
+    let log = run.module_lines("rust_kprobe");
+    let planted = log
+        .iter()
+        .find(|l| l.starts_with("Planted kprobe at "))
+        .expect("load line");
+    let addr = hex_after(planted, "at ").unwrap();
+    let faults: Vec<_> = log
+        .iter()
+        .filter(|l| l.starts_with("fault_handler: "))
+        .collect();
+    assert_eq!(faults.len(), 1, "{log:#?}");
+    assert!(
+        faults[0].starts_with(&format!(
+            "fault_handler: p->addr = {addr:#x}, reading struct sockaddr at "
+        )),
+        "{}",
+        faults[0]
+    );
+    assert_eq!(count(&log, "socket bind port="), 0);
+    assert!(
+        log.iter()
+            .any(|l| l.contains("1 hits") && l.contains("1 faults")),
+        "{log:#?}"
+    );
+}
+
+// ---- rust_kretprobe.ko -------------------------------------------------------------------
+
+fn kretprobe_times_each_release(p: &Prepared) {
+    let run = boot(
+        p,
+        "kretprobe_times_each_release",
+        "load rust_kretprobe func=inet_release
+         kallsyms inet_release
+         loadgen bind 50001 50002 50003
+         rmmod rust_kretprobe",
+    );
+    let log = run.module_lines("rust_kretprobe");
+    let closes = run
+        .loadgen()
+        .iter()
+        .filter(|o| o.op == "close" && o.ret == 0)
+        .count();
+    assert_eq!(closes, 3);
+    let lines: Vec<_> = log
+        .iter()
+        .filter(|l| l.starts_with("inet_release returned 0 and took "))
+        .collect();
+    assert_eq!(lines.len(), closes, "{log:#?}");
+    for l in &lines {
+        let ns = number_after(l, "took ").unwrap();
+        assert!(ns > 0 && l.ends_with(" ns to execute"), "{l}");
+    }
+    let planted = log
+        .iter()
+        .find(|l| l.starts_with("Planted return probe at inet_release: "))
+        .expect("load line");
+    assert_eq!(hex_after(planted, ": "), run.kallsyms("inet_release"));
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("kretprobe at ") && l.ends_with("unregistered")),
+        "{log:#?}"
+    );
+    assert!(
+        log.contains(&"Missed probing 0 instances of inet_release"),
+        "{log:#?}"
+    );
+}
+
+fn kretprobe_int_return_value(p: &Prepared) {
+    let run = boot(
+        p,
+        "kretprobe_int_return_value",
+        "load rust_kretprobe func=inet_bind
+         loadgen inuse 50010
+         rmmod rust_kretprobe",
+    );
+    let log = run.module_lines("rust_kretprobe");
+    let rets: Vec<i32> = run
+        .loadgen()
+        .iter()
+        .filter(|o| o.op == "bind")
+        .map(|o| o.ret)
+        .collect();
+    assert_eq!(rets, [0, -98], "the second bind must get EADDRINUSE");
+    let got: Vec<i64> = log
+        .iter()
+        .filter(|l| l.starts_with("inet_bind returned "))
+        .filter_map(|l| number_after(l, "returned "))
+        .collect();
+    assert_eq!(got, [0, -98], "{log:#?}");
+}
+
+fn kretprobe_unknown_func_is_refused(p: &Prepared) {
+    let run = boot(
+        p,
+        "kretprobe_unknown_func",
+        "refused rust_kretprobe func=no_such_function_here
+         ! loaded rust_kretprobe
+         kprobes_list
+         load rust_kretprobe func=inet_release
+         loadgen bind 50020
+         rmmod rust_kretprobe",
+    );
+    let refused = run.guest_with("REFUSED rust_kretprobe");
+    assert_eq!(refused.len(), 1, "{:?}", run.guest);
+    assert!(
+        refused[0].contains("No such file or directory")
+            || refused[0].contains("ENOENT")
+            || refused[0].contains("-2"),
+        "{}",
+        refused[0]
+    );
+    let log = run.module_lines("rust_kretprobe");
+    assert_eq!(
+        count(
+            &log,
+            "cannot probe no_such_function_here: no such symbol (ENOENT) (errno -2)"
+        ),
+        1,
+        "{log:#?}"
+    );
+    assert!(
+        run.guest_with("KPROBES ").is_empty(),
+        "left registered: {:?}",
+        run.guest_with("KPROBES ")
+    );
+    assert_eq!(
+        count(&log, "inet_release returned 0 and took "),
+        1,
+        "the valid load after must work: {log:#?}"
+    );
+}
+
+fn kretprobe_maxactive_bounds_instances(p: &Prepared) {
+    // hrtimer_nanosleep sleeps: 4 threads inside it at once need 4 instances.
+    let run = boot(
+        p,
+        "kretprobe_maxactive",
+        "load rust_kretprobe func=hrtimer_nanosleep maxactive=1 events=0
+         loadgen sleep 4 500
+         rmmod rust_kretprobe
+         load rust_kretprobe func=hrtimer_nanosleep events=0
+         loadgen sleep 4 500
+         rmmod rust_kretprobe",
+    );
+    let log = run.module_lines("rust_kretprobe");
+    let missed: Vec<i64> = log
+        .iter()
+        .filter(|l| l.starts_with("Missed probing "))
+        .filter_map(|l| number_after(l, "Missed probing "))
+        .collect();
+    assert_eq!(missed.len(), 2, "{log:#?}");
+    assert!(
+        missed[0] > 0,
+        "maxactive=1 with 4 sleepers must miss: {log:#?}"
+    );
+    assert_eq!(
+        missed[1], 0,
+        "the default maxactive=20 must miss none: {log:#?}"
+    );
+}
+
+// ---- both ---------------------------------------------------------------------------------
+
+fn modinfo_lists_own_parameters(p: &Prepared) {
+    let dir = xtask::util::build_dir(&p.flavor);
+    for (m, want) in [
+        (
+            "rust_kprobe",
+            &["symbol", "offset", "pid", "comm", "port", "ratelimit"][..],
+        ),
+        (
+            "rust_kretprobe",
+            &[
+                "func",
+                "maxactive",
+                "rettype",
+                "pid",
+                "comm",
+                "events",
+                "hist",
+            ][..],
+        ),
+    ] {
+        let out = std::process::Command::new("modinfo")
+            .args(["-F", "parm"])
+            .arg(dir.join(format!("{m}.ko")))
+            .output()
+            .expect("modinfo");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut names: Vec<&str> = text.lines().filter_map(|l| l.split(':').next()).collect();
+        for l in text.lines() {
+            let desc = l.split_once(':').map(|(_, d)| d.trim()).unwrap_or("");
+            assert!(desc.len() > 10, "{m}: parameter without description: {l}");
+        }
+        names.sort();
+        let mut want = want.to_vec();
+        want.sort();
+        assert_eq!(names, want, "{m}");
+    }
+}
+
+macro_rules! vm_tests {
+    ($arch:expr, $debug:expr; $($t:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $t() {
+                super::$t(&super::prep($arch, $debug))
+            }
+        )*
+    };
+}
+
+macro_rules! all_tests {
+    ($arch:expr, $debug:expr) => {
+        vm_tests!($arch, $debug;
+            kprobe_reports_each_bind,
+            kprobe_inet6_bind,
+            kprobe_odd_addresses_claim_no_port,
+            kprobe_fault_handler_on_unreadable_argument,
+            kretprobe_times_each_release,
+            kretprobe_int_return_value,
+            kretprobe_unknown_func_is_refused,
+            kretprobe_maxactive_bounds_instances,
+            modinfo_lists_own_parameters,
+        );
+    };
+}
+
+mod x86_64 {
+    use super::Arch;
+    all_tests!(Arch::X86_64, false);
+}
+
+mod arm64 {
+    use super::Arch;
+    all_tests!(Arch::Arm64, false);
+}
+
+mod x86_64_debug {
+    use super::Arch;
+    all_tests!(Arch::X86_64, true);
+}
