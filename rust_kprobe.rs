@@ -85,8 +85,14 @@ impl KprobeHandler for BindProbe {
             Sockaddr::Inet { port } | Sockaddr::Inet6 { port } => {
                 pr_info!("{sym} name:{comm} pid:{pid} socket bind port={port}\n");
             }
-            Sockaddr::TooShort { family, len } => {
-                pr_info!("{sym} name:{comm} pid:{pid} socket bind: addr_len {len} too short for a port (family {family:?})\n");
+            Sockaddr::TooShort { family: None, len } => {
+                pr_info!("{sym} name:{comm} pid:{pid} socket bind: addr_len {len} too short for a family\n");
+            }
+            Sockaddr::TooShort {
+                family: Some(family),
+                len,
+            } => {
+                pr_info!("{sym} name:{comm} pid:{pid} socket bind: addr_len {len} too short for a port (family {family})\n");
             }
             Sockaddr::Other { family } => {
                 pr_info!("{sym} name:{comm} pid:{pid} socket bind: family {family} has no port\n");

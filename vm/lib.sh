@@ -2,12 +2,12 @@
 M=/lib/modules
 
 # Load a module; its parameters follow.
-load() { m=$1; shift; insmod "$M/$m.ko" "$@"; }
+load() { m=$1; shift; loadgen insmod "$M/$m.ko" "$@" >/dev/null; }
 
-# A load that must be refused: prints "REFUSED <module> <errno text>" or fails the scenario.
+# A load that must be refused: prints "REFUSED <module> INSMOD errno=-N" or fails the scenario.
 refused() {
   m=$1; shift
-  if out=$(insmod "$M/$m.ko" "$@" 2>&1); then
+  if out=$(loadgen insmod "$M/$m.ko" "$@" 2>&1); then
     echo "UNEXPECTED-LOAD $m"; rmmod "$m"; return 1
   fi
   echo "REFUSED $m $out"

@@ -9,7 +9,11 @@
 //! loadgen sleep THREADS MS                   THREADS threads in nanosleep(MS) at once
 //! loadgen loop SECONDS                       bind port 0 + close in a loop; reports the count
 //! loadgen bench N                            N bind(port 0)+close; reports ns per operation
+//! loadgen insmod FILE [PARAM...]             one finit_module(2); prints `INSMOD ok` or `INSMOD errno=-N`
 //! ```
+//!
+//! (`insmod` is here because busybox's retries a refused finit_module with init_module, which
+//! runs a failing module init twice and doubles its error line.)
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -149,6 +153,36 @@ fn main() {
             }
             let ns = start.elapsed().as_nanos() as u64 / n.max(1);
             println!("LOADGEN op=bench tid={} n={n} ns_per_op={ns}", tid());
+        }
+        Some("insmod") => {
+            let file = args.get(1).unwrap_or_else(|| usage());
+            let f = std::fs::File::open(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let params = std::ffi::CString::new(args[2..].join(" ")).unwrap();
+            use std::os::fd::AsRawFd;
+            // SAFETY: finit_module(fd, params, flags) with a valid fd and NUL-terminated params.
+            let r =
+                unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
+            if r == 0 {
+                println!("INSMOD ok");
+            } else {
+                println!("INSMOD errno=-{}", errno());
+                std::process::exit(1);
+            }
+        }
+        Some("insmod") => {
+            let file = args.get(1).unwrap_or_else(|| usage());
+            let f = std::fs::File::open(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let params = std::ffi::CString::new(args[2..].join(" ")).unwrap();
+            use std::os::fd::AsRawFd;
+            // SAFETY: finit_module(fd, params, flags) with a valid fd and NUL-terminated params.
+            let r =
+                unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
+            if r == 0 {
+                println!("INSMOD ok");
+            } else {
+                println!("INSMOD errno=-{}", errno());
+                std::process::exit(1);
+            }
         }
         _ => usage(),
     }

@@ -106,7 +106,8 @@ fn qemu_cmd(arch: Arch, accel: &str) -> Command {
         Arch::X86_64 => Command::new("qemu-system-x86_64"),
         Arch::Arm64 => {
             let mut c = Command::new("qemu-system-aarch64");
-            c.args(["-M", "virt", "-cpu", "cortex-a57"]);
+            // cortex-a76: ARMv8.2, so the kernel runs with PAN (no kernel access to user memory).
+            c.args(["-M", "virt", "-cpu", "cortex-a76"]);
             c
         }
     };
