@@ -103,7 +103,13 @@ impl Run {
 
 fn qemu_cmd(arch: Arch, accel: &str) -> Command {
     let mut c = match arch {
-        Arch::X86_64 => Command::new("qemu-system-x86_64"),
+        Arch::X86_64 => {
+            let mut c = Command::new("qemu-system-x86_64");
+            if let Ok(cpu) = std::env::var("RK_X86_CPU") {
+                c.args(["-cpu", &cpu]);
+            }
+            c
+        }
         Arch::Arm64 => {
             let mut c = Command::new("qemu-system-aarch64");
             // cortex-a76: ARMv8.2, so the kernel runs with PAN (no kernel access to user memory).
