@@ -24,6 +24,7 @@ struct rk_kprobe_params {
 	const char *comm;
 	unsigned int port;
 	unsigned int ratelimit;
+	bool events;
 };
 
 /* Module parameters of rust_kretprobe.ko (read-only once loaded). */
@@ -40,10 +41,9 @@ struct rk_kretprobe_params {
 void rk_kprobe_params(struct rk_kprobe_params *out);
 void rk_kretprobe_params(struct rk_kretprobe_params *out);
 
-/* `current`, read without locks: handlers run in atomic context. */
-int rk_current_pid(void);
-void rk_current_comm(char out[16]);
-bool rk_current_is_kthread(void);
+/* `current`, read without locks (handlers run in atomic context): returns the pid, fills
+ * the name and whether it is a kernel thread. */
+int rk_current_task(char comm[16], bool *kthread);
 
 /* Static inline of <linux/kprobes.h>: the kretprobe an instance belongs to. */
 struct kretprobe *rk_get_kretprobe(struct kretprobe_instance *ri);

@@ -33,10 +33,13 @@ MODULE_PARM_DESC(port, "Only report binds to this port (0: all)");
 static unsigned int ratelimit;
 module_param(ratelimit, uint, 0444);
 MODULE_PARM_DESC(ratelimit, "At most this many event lines per second (0: unlimited)");
+static bool events = true;
+module_param(events, bool, 0444);
+MODULE_PARM_DESC(events, "Log one line per bind (default Y; N: count only, see debugfs stats)");
 
 void rk_kprobe_params(struct rk_kprobe_params *out)
 {
-	*out = (struct rk_kprobe_params){ symbol, offset, pid, comm, port, ratelimit };
+	*out = (struct rk_kprobe_params){ symbol, offset, pid, comm, port, ratelimit, events };
 }
 #endif
 
@@ -69,21 +72,13 @@ void rk_kretprobe_params(struct rk_kretprobe_params *out)
 }
 #endif
 
-int rk_current_pid(void)
-{
-	return task_pid_nr(current);
-}
-
-void rk_current_comm(char out[TASK_COMM_LEN])
+int rk_current_task(char comm[TASK_COMM_LEN], bool *kthread)
 {
 	/* As tracepoints do: a plain copy, no task_lock() in atomic context. */
-	memcpy(out, current->comm, TASK_COMM_LEN);
-	out[TASK_COMM_LEN - 1] = '\0';
-}
-
-bool rk_current_is_kthread(void)
-{
-	return !current->mm;
+	memcpy(comm, current->comm, TASK_COMM_LEN);
+	comm[TASK_COMM_LEN - 1] = '\0';
+	*kthread = !current->mm;
+	return task_pid_nr(current);
 }
 
 struct kretprobe *rk_get_kretprobe(struct kretprobe_instance *ri)

@@ -17,7 +17,7 @@ use kprobes::debugfs::SeqWriter;
 use kprobes::kprobe::{Fault, Hit, Kprobe, KprobeHandler};
 use kprobes::logic::{Filter, RateLimiter, Sockaddr, Verdict, SOCKADDR_MAX};
 use kprobes::percpu::PerCpu;
-use kprobes::task::{self, Comm};
+use kprobes::task::{self, Current};
 
 module! {
     type: RustKprobe,
@@ -38,27 +38,32 @@ const FAULTS: usize = 4;
 const NCOUNTERS: usize = 5;
 
 struct BindProbe {
-    symbol: &'static CStr,
+    /// For printing (`&str` formats in one piece, `CStr` byte by byte).
+    symbol: &'static str,
     pid: i32,
     comm: &'static CStr,
     port: u32,
     limiter: RateLimiter,
+    events: bool,
     stats: PerCpu<NCOUNTERS>,
 }
 
 impl KprobeHandler for BindProbe {
-    const HAS_POST: bool = true;
+    fn has_post(&self) -> bool {
+        self.events
+    }
 
     fn pre(&self, hit: &Hit<'_>) -> Result<(), Fault> {
-        self.stats.add(HITS, 1);
-        let (pid, comm) = (task::pid(), Comm::current());
+        let stats = self.stats.this_cpu();
+        stats.add(HITS, 1);
+        let task = task::current();
         let filter = Filter {
             pid: self.pid,
             comm: self.comm.as_bytes(),
             port: self.port,
         };
-        if !filter.task(pid, comm.as_bytes()) {
-            self.stats.add(FILTERED, 1);
+        if !filter.task(task.pid, || task.comm.as_bytes()) {
+            stats.add(FILTERED, 1);
             return Ok(());
         }
         // int inet_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len), and
@@ -70,17 +75,51 @@ impl KprobeHandler for BindProbe {
         hit.read("struct sockaddr", uaddr, &mut buf[..len])?;
         let addr = Sockaddr::decode(&buf[..len]);
         if !filter.port(addr.port()) {
-            self.stats.add(FILTERED, 1);
+            stats.add(FILTERED, 1);
             return Ok(());
         }
-        match self.limiter.check(kprobes::now_ns() as u64) {
+        match self.limiter.check(|| kprobes::now_ns() as u64) {
             Verdict::Suppress => return Ok(()),
             Verdict::Pass { suppressed: 0 } => {}
             Verdict::Pass { suppressed } => {
                 pr_info!("{} events suppressed by ratelimit\n", suppressed);
             }
         }
-        let sym = self.symbol;
+        stats.add(REPORTED, 1);
+        if self.events {
+            self.log(&task, addr);
+            stats.set(POST_PENDING, 1);
+        }
+        Ok(())
+    }
+
+    fn post(&self, hit: &Hit<'_>) {
+        if self.stats.this_cpu().take(POST_PENDING) != 0 {
+            pr_info!(
+                "{} post_handler: probed instruction at {:#x} single-stepped, ip now {:#x}\n",
+                self.symbol,
+                hit.addr,
+                hit.regs.ip()
+            );
+        }
+    }
+
+    fn fault(&self, hit: &Hit<'_>, f: &Fault) {
+        self.stats.this_cpu().add(FAULTS, 1);
+        pr_info!(
+            "fault_handler: p->addr = {:#x}, reading {} at {:#x} failed ({})\n",
+            hit.addr,
+            f.what,
+            f.addr,
+            f.errno
+        );
+    }
+}
+
+impl BindProbe {
+    /// The event line: the port, or why the bind has none.
+    fn log(&self, task: &Current, addr: Sockaddr) {
+        let (sym, comm, pid) = (self.symbol, &task.comm, task.pid);
         match addr {
             Sockaddr::Inet { port } | Sockaddr::Inet6 { port } => {
                 pr_info!("{sym} name:{comm} pid:{pid} socket bind port={port}\n");
@@ -98,35 +137,8 @@ impl KprobeHandler for BindProbe {
                 pr_info!("{sym} name:{comm} pid:{pid} socket bind: family {family} has no port\n");
             }
         }
-        self.stats.add(REPORTED, 1);
-        self.stats.set(POST_PENDING, 1);
-        Ok(())
     }
 
-    fn post(&self, hit: &Hit<'_>) {
-        if self.stats.take(POST_PENDING) != 0 {
-            pr_info!(
-                "{} post_handler: probed instruction at {:#x} single-stepped, ip now {:#x}\n",
-                self.symbol,
-                hit.addr,
-                hit.regs.ip()
-            );
-        }
-    }
-
-    fn fault(&self, hit: &Hit<'_>, f: &Fault) {
-        self.stats.add(FAULTS, 1);
-        pr_info!(
-            "fault_handler: p->addr = {:#x}, reading {} at {:#x} failed ({})\n",
-            hit.addr,
-            f.what,
-            f.addr,
-            f.errno
-        );
-    }
-}
-
-impl BindProbe {
     /// `/sys/kernel/debug/rust_kprobe/stats`.
     fn show_stats(&self, missed: u64, w: &mut SeqWriter) -> fmt::Result {
         let s = &self.stats;
@@ -157,12 +169,17 @@ impl kernel::Module for RustKprobe {
             pr_err!("symbol= is empty: name the function to probe\n");
             return Err(EINVAL);
         }
+        let Some(symbol) = kprobes::params::symbol_str(p.symbol) else {
+            pr_err!("symbol= is not a kernel symbol name\n");
+            return Err(EINVAL);
+        };
         let handler = BindProbe {
-            symbol: p.symbol,
+            symbol,
             pid: p.pid,
             comm: p.comm,
             port: p.port,
             limiter: RateLimiter::new(p.ratelimit),
+            events: p.events,
             stats: PerCpu::new()?,
         };
         let probe = Kprobe::register(p.symbol, p.offset, handler).inspect_err(|e| {

@@ -19,7 +19,7 @@ use kprobes::kprobe::Hit;
 use kprobes::kretprobe::{Kretprobe, KretprobeHandler};
 use kprobes::logic::{self, Filter, RetType, BUCKETS, TALLY_SLOTS};
 use kprobes::percpu::PerCpu;
-use kprobes::task::{self, Comm};
+use kprobes::task;
 
 module! {
     type: RustKretprobe,
@@ -46,7 +46,8 @@ const TALLY: usize = HIST + BUCKETS;
 const NCOUNTERS: usize = TALLY + TALLY_SLOTS;
 
 struct Timing {
-    func: &'static CStr,
+    /// For printing (`&str` formats in one piece, `CStr` byte by byte).
+    func: &'static str,
     rettype: RetType,
     pid: i32,
     comm: &'static CStr,
@@ -64,9 +65,11 @@ impl KretprobeHandler for Timing {
     type Data = Stamp;
 
     fn entry(&self, _hit: &Hit<'_>) -> Option<Stamp> {
-        self.stats.add(HITS, 1);
-        if task::is_kthread() {
-            self.stats.add(KTHREADS, 1);
+        let stats = self.stats.this_cpu();
+        stats.add(HITS, 1);
+        let task = task::current();
+        if task.kthread {
+            stats.add(KTHREADS, 1);
             return None;
         }
         let filter = Filter {
@@ -74,8 +77,8 @@ impl KretprobeHandler for Timing {
             comm: self.comm.as_bytes(),
             port: 0,
         };
-        if !filter.task(task::pid(), Comm::current().as_bytes()) {
-            self.stats.add(FILTERED, 1);
+        if !filter.task(task.pid, || task.comm.as_bytes()) {
+            stats.add(FILTERED, 1);
             return None;
         }
         Some(Stamp {
@@ -94,12 +97,13 @@ impl KretprobeHandler for Timing {
                 ns
             );
         }
-        self.stats.add(COUNT, 1);
-        self.stats.add(SUM_NS, ns);
-        self.stats.max(MAX_NS, ns);
-        self.stats.max(NOT_MIN_NS, !ns);
-        self.stats.add(HIST + logic::bucket(ns), 1);
-        self.stats.add(TALLY + logic::tally_slot(ret.as_i64()), 1);
+        let stats = self.stats.this_cpu();
+        stats.add(COUNT, 1);
+        stats.add(SUM_NS, ns);
+        stats.max(MAX_NS, ns);
+        stats.max(NOT_MIN_NS, !ns);
+        stats.add(HIST + logic::bucket(ns), 1);
+        stats.add(TALLY + logic::tally_slot(ret.as_i64()), 1);
     }
 }
 
@@ -130,8 +134,12 @@ impl kernel::Module for RustKretprobe {
             );
             return Err(EINVAL);
         };
+        let Some(func) = kprobes::params::symbol_str(p.func) else {
+            pr_err!("func= is not a kernel symbol name\n");
+            return Err(EINVAL);
+        };
         let handler = Timing {
-            func: p.func,
+            func,
             rettype,
             pid: p.pid,
             comm: p.comm,

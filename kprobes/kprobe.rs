@@ -39,8 +39,11 @@ impl Hit<'_> {
 /// The handlers of a kprobe. They run in atomic context on any CPU, with preemption disabled:
 /// nothing in them may sleep or allocate with `GFP_KERNEL`.
 pub(crate) trait KprobeHandler: Sync + Send + Sized {
-    /// Whether [`KprobeHandler::post`] is wanted (a post handler prevents jump optimization).
-    const HAS_POST: bool = false;
+    /// Whether [`KprobeHandler::post`] is wanted, asked once at registration (a post handler
+    /// costs a second trap per hit and prevents jump optimization).
+    fn has_post(&self) -> bool {
+        false
+    }
 
     /// Runs before the probed instruction.
     fn pre(&self, hit: &Hit<'_>) -> Result<(), Fault>;
@@ -94,7 +97,7 @@ impl<T: KprobeHandler> Kprobe<T> {
             symbol_name: symbol.as_char_ptr(),
             offset,
             pre_handler: Some(pre_trampoline::<T>),
-            post_handler: if T::HAS_POST {
+            post_handler: if handler.has_post() {
                 Some(post_trampoline::<T>)
             } else {
                 None

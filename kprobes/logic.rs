@@ -71,9 +71,9 @@ pub(crate) struct Filter<'a> {
 }
 
 impl Filter<'_> {
-    /// Whether a task passes the `pid=` and `comm=` filters.
-    pub(crate) fn task(&self, pid: i32, comm: &[u8]) -> bool {
-        (self.pid == 0 || self.pid == pid) && (self.comm.is_empty() || self.comm == comm)
+    /// Whether a task passes the `pid=` and `comm=` filters (`comm()` only read when needed).
+    pub(crate) fn task<'c>(&self, pid: i32, comm: impl FnOnce() -> &'c [u8]) -> bool {
+        (self.pid == 0 || self.pid == pid) && (self.comm.is_empty() || self.comm == comm())
     }
 
     /// Whether a bind passes the `port=` filter; with `port=` set, a bind without a port fails.
@@ -112,11 +112,12 @@ impl RateLimiter {
         }
     }
 
-    /// Decides for one event at monotonic time `now_ns`.
-    pub(crate) fn check(&self, now_ns: u64) -> Verdict {
+    /// Decides for one event; `now_ns()` (monotonic time) is only read when limiting.
+    pub(crate) fn check(&self, now_ns: impl FnOnce() -> u64) -> Verdict {
         if self.per_sec == 0 {
             return Verdict::Pass { suppressed: 0 };
         }
+        let now_ns = now_ns();
         let start = self.window_start.load(Relaxed);
         if now_ns.wrapping_sub(start) >= 1_000_000_000
             && self

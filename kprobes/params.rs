@@ -13,6 +13,11 @@ unsafe fn param_str(p: *const kernel::ffi::c_char) -> &'static CStr {
     unsafe { CStr::from_char_ptr(p) }
 }
 
+/// A symbol name for printing: kernel symbols are ASCII, so `None` means a bad parameter.
+pub(crate) fn symbol_str(s: &'static CStr) -> Option<&'static str> {
+    s.to_str().ok()
+}
+
 /// Parameters of `rust_kprobe.ko`.
 pub(crate) struct KprobeParams {
     pub(crate) symbol: &'static CStr,
@@ -21,6 +26,7 @@ pub(crate) struct KprobeParams {
     pub(crate) comm: &'static CStr,
     pub(crate) port: u32,
     pub(crate) ratelimit: u32,
+    pub(crate) events: bool,
 }
 
 /// Reads the parameters of `rust_kprobe.ko` (set at load, read-only after).
@@ -37,6 +43,7 @@ pub(crate) fn kprobe() -> KprobeParams {
         comm: unsafe { param_str(p.comm) },
         port: p.port,
         ratelimit: p.ratelimit,
+        events: p.events,
     }
 }
 

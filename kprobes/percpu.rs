@@ -30,40 +30,11 @@ impl<const N: usize> PerCpu<N> {
 
     /// This CPU's counters. Handlers run with preemption disabled, so the slot is this CPU's
     /// for the whole handler; were the task migrated, the slot would still be valid memory.
-    pub(crate) fn this_cpu(&self) -> &[AtomicU64; N] {
+    /// Take it once per handler: it is one call into helpers.c.
+    pub(crate) fn this_cpu(&self) -> Slot<'_, N> {
         // SAFETY: `ptr` is a live per-CPU allocation of `[AtomicU64; N]`; zeroed memory is a
         // valid `AtomicU64`.
-        unsafe { &*bindings::rk_this_cpu_ptr(self.ptr).cast::<[AtomicU64; N]>() }
-    }
-
-    /// Adds `v` to counter `i` of this CPU. A plain load and store: handlers of one probe do
-    /// not nest on a CPU (the kprobe core counts such a hit as missed instead).
-    #[inline]
-    pub(crate) fn add(&self, i: usize, v: u64) {
-        let c = &self.this_cpu()[i];
-        c.store(c.load(Relaxed).wrapping_add(v), Relaxed);
-    }
-
-    /// Raises counter `i` of this CPU to `v` if `v` is larger (for maxima; `!v` for minima).
-    #[inline]
-    pub(crate) fn max(&self, i: usize, v: u64) {
-        let c = &self.this_cpu()[i];
-        if v > c.load(Relaxed) {
-            c.store(v, Relaxed);
-        }
-    }
-
-    /// Sets counter `i` of this CPU.
-    pub(crate) fn set(&self, i: usize, v: u64) {
-        self.this_cpu()[i].store(v, Relaxed);
-    }
-
-    /// Reads counter `i` of this CPU and sets it to 0.
-    pub(crate) fn take(&self, i: usize) -> u64 {
-        let c = &self.this_cpu()[i];
-        let v = c.load(Relaxed);
-        c.store(0, Relaxed);
-        v
+        Slot(unsafe { &*bindings::rk_this_cpu_ptr(self.ptr).cast::<[AtomicU64; N]>() })
     }
 
     /// Counter `i` of every possible CPU.
@@ -89,6 +60,44 @@ impl<const N: usize> PerCpu<N> {
     /// Counter `i` summed over all CPUs.
     pub(crate) fn sum(&self, i: usize) -> u64 {
         self.each(i).fold(0, u64::wrapping_add)
+    }
+}
+
+/// One CPU's counters. Updates are a plain load and store: handlers of one probe do not nest on
+/// a CPU (the kprobe core counts such a hit as missed instead).
+pub(crate) struct Slot<'a, const N: usize>(&'a [AtomicU64; N]);
+
+impl<const N: usize> Slot<'_, N> {
+    /// Adds `v` to counter `i`.
+    #[inline]
+    pub(crate) fn add(&self, i: usize, v: u64) {
+        let c = &self.0[i];
+        c.store(c.load(Relaxed).wrapping_add(v), Relaxed);
+    }
+
+    /// Raises counter `i` to `v` if `v` is larger (for maxima; `!v` for minima).
+    #[inline]
+    pub(crate) fn max(&self, i: usize, v: u64) {
+        let c = &self.0[i];
+        if v > c.load(Relaxed) {
+            c.store(v, Relaxed);
+        }
+    }
+
+    /// Sets counter `i`.
+    #[inline]
+    pub(crate) fn set(&self, i: usize, v: u64) {
+        self.0[i].store(v, Relaxed);
+    }
+
+    /// Reads counter `i` and sets it to 0.
+    #[inline]
+    pub(crate) fn take(&self, i: usize) -> u64 {
+        let v = self.0[i].load(Relaxed);
+        if v != 0 {
+            self.0[i].store(0, Relaxed);
+        }
+        v
     }
 }
 

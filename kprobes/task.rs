@@ -4,16 +4,28 @@
 
 use super::bindings;
 
-/// `current`'s pid, as `task_pid_nr(current)`.
-pub(crate) fn pid() -> i32 {
-    // SAFETY: reads `current`, always valid in a handler.
-    unsafe { bindings::rk_current_pid() }
+/// What a handler needs of `current`: one call into helpers.c.
+pub(crate) struct Current {
+    /// `task_pid_nr(current)`.
+    pub(crate) pid: i32,
+    /// `current->comm`.
+    pub(crate) comm: Comm,
+    /// A kernel thread (no `mm`).
+    pub(crate) kthread: bool,
 }
 
-/// Whether `current` is a kernel thread (no `mm`).
-pub(crate) fn is_kthread() -> bool {
-    // SAFETY: reads `current`, always valid in a handler.
-    unsafe { bindings::rk_current_is_kthread() }
+/// Reads `current`.
+pub(crate) fn current() -> Current {
+    let mut comm = [0u8; 16];
+    let mut kthread = false;
+    // SAFETY: `comm` is the 16-byte buffer the shim fills, `kthread` a valid bool; `current`
+    // is always valid in a handler.
+    let pid = unsafe { bindings::rk_current_task(comm.as_mut_ptr(), &mut kthread) };
+    Current {
+        pid,
+        comm: Comm(comm),
+        kthread,
+    }
 }
 
 /// A task name (`TASK_COMM_LEN` bytes, NUL-terminated).
@@ -21,14 +33,6 @@ pub(crate) fn is_kthread() -> bool {
 pub(crate) struct Comm([u8; 16]);
 
 impl Comm {
-    /// `current->comm`.
-    pub(crate) fn current() -> Self {
-        let mut c = [0u8; 16];
-        // SAFETY: `c` is the 16-byte buffer the shim fills.
-        unsafe { bindings::rk_current_comm(c.as_mut_ptr()) };
-        Comm(c)
-    }
-
     /// The name's bytes, up to its NUL.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         let n = self.0.iter().position(|&b| b == 0).unwrap_or(self.0.len());
@@ -38,14 +42,13 @@ impl Comm {
 
 impl core::fmt::Display for Comm {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        for &b in self.as_bytes() {
-            let c = if b.is_ascii_graphic() || b == b' ' {
-                b as char
-            } else {
-                '?'
-            };
-            core::fmt::Write::write_char(f, c)?;
+        let b = self.as_bytes();
+        match core::str::from_utf8(b) {
+            Ok(s) if b.iter().all(|c| c.is_ascii_graphic() || *c == b' ') => f.write_str(s),
+            _ => b.iter().try_for_each(|&c| {
+                let c = if c.is_ascii_graphic() { c as char } else { '?' };
+                core::fmt::Write::write_char(f, c)
+            }),
         }
-        Ok(())
     }
 }

@@ -101,15 +101,15 @@ mod tests {
             comm: b"",
             port: 0,
         };
-        assert!(all.task(5, b"x") && all.port(None) && all.port(Some(1)));
+        assert!(all.task(5, || b"x") && all.port(None) && all.port(Some(1)));
         let f = Filter {
             pid: 42,
             comm: b"loadgen",
             port: 8080,
         };
-        assert!(f.task(42, b"loadgen"));
-        assert!(!f.task(43, b"loadgen"));
-        assert!(!f.task(42, b"loadge"));
+        assert!(f.task(42, || b"loadgen"));
+        assert!(!f.task(43, || b"loadgen"));
+        assert!(!f.task(42, || b"loadge"));
         assert!(f.port(Some(8080)));
         assert!(!f.port(Some(8081)));
         assert!(
@@ -119,27 +119,40 @@ mod tests {
     }
 
     #[test]
+    fn comm_is_only_read_with_a_comm_filter() {
+        let f = Filter {
+            pid: 0,
+            comm: b"",
+            port: 0,
+        };
+        assert!(f.task(1, || unreachable!("comm read without comm=")));
+    }
+
+    #[test]
     fn ratelimit_passes_n_per_second_and_counts_the_rest() {
         let r = RateLimiter::new(5);
         let t0 = 10_000_000_000u64;
         let passed = (0..100)
-            .filter(|i| r.check(t0 + i * 1000) != Verdict::Suppress)
+            .filter(|i| r.check(|| t0 + i * 1000) != Verdict::Suppress)
             .count();
         assert_eq!(passed, 5);
         assert_eq!(r.suppressed(), 95);
         // Next window: the first event that passes carries the count of the dropped ones.
         assert_eq!(
-            r.check(t0 + 1_000_000_000),
+            r.check(|| t0 + 1_000_000_000),
             Verdict::Pass { suppressed: 95 }
         );
-        assert_eq!(r.check(t0 + 1_000_000_001), Verdict::Pass { suppressed: 0 });
+        assert_eq!(
+            r.check(|| t0 + 1_000_000_001),
+            Verdict::Pass { suppressed: 0 }
+        );
         assert_eq!(r.suppressed(), 95);
     }
 
     #[test]
     fn ratelimit_zero_is_unlimited() {
         let r = RateLimiter::new(0);
-        assert!((0..10_000).all(|i| r.check(i) == Verdict::Pass { suppressed: 0 }));
+        assert!((0..10_000).all(|i| r.check(|| i) == Verdict::Pass { suppressed: 0 }));
         assert_eq!(r.suppressed(), 0);
     }
 

@@ -145,13 +145,24 @@ fn main() {
         Some("demo") => demo(flavor),
         Some("check") => check(),
         Some("fmt-check") => rustfmt_check(),
-        Some("bench") => xtask::bench::run(),
+        Some("bench") => {
+            let p = prepare(Flavor {
+                arch: Arch::X86_64,
+                debug: false,
+            });
+            xtask::bench::run(&p)
+        }
         Some("vm") => {
             // cargo xtask vm SCRIPT [CPUS]: boot one scenario (built artifacts), print the log.
-            let script = std::fs::read_to_string(args.get(1).unwrap_or_else(|| fail("usage: cargo xtask vm SCRIPT [CPUS]"))).unwrap();
+            let script = std::fs::read_to_string(
+                args.get(1)
+                    .unwrap_or_else(|| fail("usage: cargo xtask vm SCRIPT [CPUS]")),
+            )
+            .unwrap();
             let mut opts = vm::Opts::for_flavor(&flavor);
             opts.cpus = args.get(2).and_then(|c| c.parse().ok()).unwrap_or(1);
-            let run = vm::run(&vm::prepared(flavor), "adhoc", &script, &opts).unwrap_or_else(|e| fail(&e));
+            let run = vm::run(&vm::prepared(flavor), "adhoc", &script, &opts)
+                .unwrap_or_else(|e| fail(&e));
             print!("{}", run.serial);
             std::process::exit(run.exit);
         }

@@ -622,7 +622,15 @@ fn modinfo_lists_own_parameters(p: &Prepared) {
     for (m, want) in [
         (
             "rust_kprobe",
-            &["symbol", "offset", "pid", "comm", "port", "ratelimit"][..],
+            &[
+                "symbol",
+                "offset",
+                "pid",
+                "comm",
+                "port",
+                "ratelimit",
+                "events",
+            ][..],
         ),
         (
             "rust_kretprobe",
