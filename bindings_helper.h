@@ -41,9 +41,10 @@ struct rk_kretprobe_params {
 void rk_kprobe_params(struct rk_kprobe_params *out);
 void rk_kretprobe_params(struct rk_kretprobe_params *out);
 
-/* `current`, read without locks (handlers run in atomic context): returns the pid, fills
- * the name and whether it is a kernel thread. */
-int rk_current_task(char comm[16], bool *kthread);
+/* `current`, read without locks (handlers run in atomic context): the pid and whether it is
+ * a kernel thread; the name, when wanted. */
+int rk_current_task(bool *kthread);
+void rk_current_comm(char comm[16]);
 
 /* Static inline of <linux/kprobes.h>: the kretprobe an instance belongs to. */
 struct kretprobe *rk_get_kretprobe(struct kretprobe_instance *ri);

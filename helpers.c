@@ -72,13 +72,17 @@ void rk_kretprobe_params(struct rk_kretprobe_params *out)
 }
 #endif
 
-int rk_current_task(char comm[TASK_COMM_LEN], bool *kthread)
+int rk_current_task(bool *kthread)
+{
+	*kthread = !current->mm;
+	return task_pid_nr(current);
+}
+
+void rk_current_comm(char comm[TASK_COMM_LEN])
 {
 	/* As tracepoints do: a plain copy, no task_lock() in atomic context. */
 	memcpy(comm, current->comm, TASK_COMM_LEN);
 	comm[TASK_COMM_LEN - 1] = '\0';
-	*kthread = !current->mm;
-	return task_pid_nr(current);
 }
 
 struct kretprobe *rk_get_kretprobe(struct kretprobe_instance *ri)

@@ -17,7 +17,7 @@ use kprobes::debugfs::SeqWriter;
 use kprobes::kprobe::{Fault, Hit, Kprobe, KprobeHandler};
 use kprobes::logic::{Filter, RateLimiter, Sockaddr, Verdict, SOCKADDR_MAX};
 use kprobes::percpu::PerCpu;
-use kprobes::task::{self, Current};
+use kprobes::task::{self, Comm};
 
 module! {
     type: RustKprobe,
@@ -57,12 +57,15 @@ impl KprobeHandler for BindProbe {
         let stats = self.stats.this_cpu();
         stats.add(HITS, 1);
         let task = task::current();
+        let mut comm = None;
         let filter = Filter {
             pid: self.pid,
             comm: self.comm.as_bytes(),
             port: self.port,
         };
-        if !filter.task(task.pid, || task.comm.as_bytes()) {
+        if !filter.task(task.pid, || {
+            comm.get_or_insert_with(|| task.comm()).as_bytes()
+        }) {
             stats.add(FILTERED, 1);
             return Ok(());
         }
@@ -87,7 +90,7 @@ impl KprobeHandler for BindProbe {
         }
         stats.add(REPORTED, 1);
         if self.events {
-            self.log(&task, addr);
+            self.log(task.pid, &comm.unwrap_or_else(|| task.comm()), addr);
             stats.set(POST_PENDING, 1);
         }
         Ok(())
@@ -118,8 +121,8 @@ impl KprobeHandler for BindProbe {
 
 impl BindProbe {
     /// The event line: the port, or why the bind has none.
-    fn log(&self, task: &Current, addr: Sockaddr) {
-        let (sym, comm, pid) = (self.symbol, &task.comm, task.pid);
+    fn log(&self, pid: i32, comm: &Comm, addr: Sockaddr) {
+        let sym = self.symbol;
         match addr {
             Sockaddr::Inet { port } | Sockaddr::Inet6 { port } => {
                 pr_info!("{sym} name:{comm} pid:{pid} socket bind port={port}\n");

@@ -77,7 +77,8 @@ impl KretprobeHandler for Timing {
             comm: self.comm.as_bytes(),
             port: 0,
         };
-        if !filter.task(task.pid, || task.comm.as_bytes()) {
+        let mut comm = None;
+        if !filter.task(task.pid, || comm.insert(task.comm()).as_bytes()) {
             stats.add(FILTERED, 1);
             return None;
         }

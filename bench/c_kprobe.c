@@ -47,8 +47,11 @@ static int pre(struct kprobe *p, struct pt_regs *regs)
 	u16 family;
 
 	s->c[HITS]++;
-	memcpy(comm, current->comm, TASK_COMM_LEN);
-	comm[TASK_COMM_LEN - 1] = 0;
+	/* The name is read only for a comm filter or a line, as in Rust. */
+	if (fcomm[0] || events) {
+		memcpy(comm, current->comm, TASK_COMM_LEN);
+		comm[TASK_COMM_LEN - 1] = 0;
+	}
 	if ((fpid && fpid != pid) || (fcomm[0] && strcmp(fcomm, comm))) {
 		s->c[FILTERED]++;
 		return 0;

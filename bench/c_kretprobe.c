@@ -38,9 +38,9 @@ static int entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 		s->c[KTHREADS]++;
 		return 1;
 	}
-	memcpy(comm, current->comm, TASK_COMM_LEN);
-	comm[TASK_COMM_LEN - 1] = 0;
-	if ((fpid && fpid != task_pid_nr(current)) || (fcomm[0] && strcmp(fcomm, comm))) {
+	if ((fpid && fpid != task_pid_nr(current)) ||
+	    (fcomm[0] && (memcpy(comm, current->comm, TASK_COMM_LEN), comm[TASK_COMM_LEN - 1] = 0,
+			  strcmp(fcomm, comm)))) {
 		s->c[FILTERED]++;
 		return 1;
 	}

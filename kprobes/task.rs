@@ -4,27 +4,31 @@
 
 use super::bindings;
 
-/// What a handler needs of `current`: one call into helpers.c.
+/// What a handler needs of `current` on every hit: one call into helpers.c. The name is read
+/// only when asked for ([`Current::comm`]): a comm filter or a line to print.
 pub(crate) struct Current {
     /// `task_pid_nr(current)`.
     pub(crate) pid: i32,
-    /// `current->comm`.
-    pub(crate) comm: Comm,
     /// A kernel thread (no `mm`).
     pub(crate) kthread: bool,
 }
 
 /// Reads `current`.
+#[inline]
 pub(crate) fn current() -> Current {
-    let mut comm = [0u8; 16];
     let mut kthread = false;
-    // SAFETY: `comm` is the 16-byte buffer the shim fills, `kthread` a valid bool; `current`
-    // is always valid in a handler.
-    let pid = unsafe { bindings::rk_current_task(comm.as_mut_ptr(), &mut kthread) };
-    Current {
-        pid,
-        comm: Comm(comm),
-        kthread,
+    // SAFETY: `kthread` is a valid bool; `current` is always valid in a handler.
+    let pid = unsafe { bindings::rk_current_task(&mut kthread) };
+    Current { pid, kthread }
+}
+
+impl Current {
+    /// `current->comm`.
+    pub(crate) fn comm(&self) -> Comm {
+        let mut comm = [0u8; 16];
+        // SAFETY: `comm` is the 16-byte buffer the shim fills.
+        unsafe { bindings::rk_current_comm(comm.as_mut_ptr()) };
+        Comm(comm)
     }
 }
 
