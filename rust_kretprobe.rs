@@ -64,6 +64,7 @@ struct Stamp {
 impl KretprobeHandler for Timing {
     type Data = Stamp;
 
+    #[inline]
     fn entry(&self, _hit: &Hit<'_>) -> Option<Stamp> {
         let stats = self.stats.this_cpu();
         stats.add(HITS, 1);
@@ -87,6 +88,7 @@ impl KretprobeHandler for Timing {
         })
     }
 
+    #[inline]
     fn ret(&self, hit: &Hit<'_>, stamp: &Stamp) {
         let ns = (kprobes::now_ns() - stamp.entry_ns).max(0) as u64;
         let ret = self.rettype.value(hit.regs.return_value());

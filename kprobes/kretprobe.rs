@@ -133,6 +133,24 @@ impl<T: KretprobeHandler> Drop for Kretprobe<T> {
     }
 }
 
+/// `get_kretprobe(ri)`: with rethook (x86_64, arm64) the field read inline, as the static
+/// inline does, since it is on every call's path; otherwise the helpers.c shim.
+///
+/// # Safety
+///
+/// `ri` must be a live instance of a registered kretprobe.
+#[inline(always)]
+unsafe fn kretprobe_of(ri: *mut bindings::kretprobe_instance) -> *mut bindings::kretprobe {
+    #[cfg(CONFIG_KRETPROBE_ON_RETHOOK)]
+    // SAFETY: a live instance's `node.rethook` points to its kretprobe's rethook, whose `data`
+    // is set to the kretprobe at registration and never changed ("rethook::data is non-changed
+    // field, so that you can access it freely", <linux/kprobes.h>).
+    return unsafe { (*(*ri).node.rethook).data.cast() };
+    #[cfg(not(CONFIG_KRETPROBE_ON_RETHOOK))]
+    // SAFETY: `ri` is live, per this function's contract.
+    return unsafe { bindings::rk_get_kretprobe(ri) };
+}
+
 /// # Safety
 ///
 /// Called by the kretprobe core with an instance of a kretprobe registered by
@@ -142,7 +160,7 @@ unsafe fn instance<'a, T: KretprobeHandler>(
     regs: *mut bindings::pt_regs,
 ) -> Option<(&'a Inner<T>, Hit<'a>, *mut T::Data)> {
     // SAFETY: `ri` is a live instance of our kretprobe.
-    let rp = unsafe { bindings::rk_get_kretprobe(ri) };
+    let rp = unsafe { kretprobe_of(ri) };
     if rp.is_null() {
         return None;
     }

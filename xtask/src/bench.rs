@@ -72,7 +72,9 @@ fn script(rounds: usize, n: u64) -> String {
             for (cfg, load) in configs(kind) {
                 let module = load.split_whitespace().next();
                 if let Some(m) = module {
-                    let _ = writeln!(s, "load {load}");
+                    // The kprobe optimizer replaces int3 by a jump ~20 ms after registration
+                    // (when it can): wait for it, or part of a run would measure the int3.
+                    let _ = writeln!(s, "load {load}; sleep 1");
                     let _ = writeln!(
                         s,
                         "echo BENCH {kind} {cfg} {r}; loadgen bench {n}; rmmod {m}"

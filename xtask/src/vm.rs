@@ -137,7 +137,7 @@ fn console(arch: Arch) -> &'static str {
     }
 }
 
-/// `kvm` only where a probe boot proved it works (result cached per kernel); else `tcg`.
+/// `kvm` only where a probe boot proved it works (the verdict is cached per machine); else `tcg`.
 fn accel(kernel: &Kernel, flavor: &Flavor, initrd: &Path) -> &'static str {
     let host_is = match flavor.arch {
         Arch::X86_64 => cfg!(target_arch = "x86_64"),
@@ -146,7 +146,7 @@ fn accel(kernel: &Kernel, flavor: &Flavor, initrd: &Path) -> &'static str {
     if std::env::var_os("RK_NO_KVM").is_some() || !host_is || !Path::new("/dev/kvm").exists() {
         return "tcg";
     }
-    let verdict = kernel.dir.join(".kvm-verdict");
+    let verdict = crate::util::cache_dir().join(format!("kvm-verdict-{}", flavor.arch.name()));
     if let Ok(v) = fs::read_to_string(&verdict) {
         return if v.trim() == "kvm" { "kvm" } else { "tcg" };
     }
