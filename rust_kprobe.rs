@@ -53,7 +53,6 @@ impl KprobeHandler for BindProbe {
         self.events
     }
 
-    #[inline]
     fn pre(&self, hit: &Hit<'_>) -> Result<(), Fault> {
         let stats = self.stats.this_cpu();
         stats.add(HITS, 1);

@@ -65,6 +65,14 @@ fn close(fd: i32, family: &str) {
     report("close", family, 0, 0, if r == 0 { 0 } else { -errno() });
 }
 
+/// One AF_INET socket bound to port 0 (any free port), then closed: the unit of load.
+fn bind_close_any() {
+    let (fd, ret) = bind_raw(libc::AF_INET, libc::AF_INET as u16, 0, 16);
+    assert_eq!(ret, 0, "bind to port 0 failed");
+    // SAFETY: closing our socket.
+    unsafe { libc::close(fd) };
+}
+
 fn family(name: &str) -> (i32, u16, usize) {
     match name {
         "inet" => (libc::AF_INET, libc::AF_INET as u16, 16),
@@ -135,10 +143,7 @@ fn main() {
             let end = Instant::now() + Duration::from_secs(secs);
             let mut n = 0u64;
             while Instant::now() < end {
-                let (fd, ret) = bind_raw(libc::AF_INET, libc::AF_INET as u16, 0, 16);
-                assert_eq!(ret, 0, "bind in loop failed");
-                // SAFETY: closing our socket.
-                unsafe { libc::close(fd) };
+                bind_close_any();
                 n += 1;
             }
             println!("LOADGEN op=loop tid={} comm={} binds={n}", tid(), comm());
@@ -146,11 +151,7 @@ fn main() {
         Some("bench") => {
             let n: u64 = num(args.get(1));
             let start = Instant::now();
-            for _ in 0..n {
-                let (fd, _) = bind_raw(libc::AF_INET, libc::AF_INET as u16, 0, 16);
-                // SAFETY: closing our socket.
-                unsafe { libc::close(fd) };
-            }
+            (0..n).for_each(|_| bind_close_any());
             let ns = start.elapsed().as_nanos() as u64 / n.max(1);
             println!("LOADGEN op=bench tid={} n={n} ns_per_op={ns}", tid());
         }
