@@ -170,21 +170,6 @@ fn main() {
                 std::process::exit(1);
             }
         }
-        Some("insmod") => {
-            let file = args.get(1).unwrap_or_else(|| usage());
-            let f = std::fs::File::open(file).unwrap_or_else(|e| panic!("{file}: {e}"));
-            let params = std::ffi::CString::new(args[2..].join(" ")).unwrap();
-            use std::os::fd::AsRawFd;
-            // SAFETY: finit_module(fd, params, flags) with a valid fd and NUL-terminated params.
-            let r =
-                unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
-            if r == 0 {
-                println!("INSMOD ok");
-            } else {
-                println!("INSMOD errno=-{}", errno());
-                std::process::exit(1);
-            }
-        }
         _ => usage(),
     }
 }
