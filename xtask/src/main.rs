@@ -87,7 +87,9 @@ fn rustfmt_check() {
 
 fn flavors() -> Vec<Flavor> {
     let debug = Flavor::from_env().debug;
-    let arches = std::env::var("ARCHES").unwrap_or_else(|_| "x86_64 arm64".into());
+    // `make` exports ARCHES even when unset: empty means the default, both.
+    let arches = std::env::var("ARCHES").ok().filter(|a| !a.trim().is_empty());
+    let arches = arches.unwrap_or_else(|| "x86_64 arm64".into());
     arches
         .split_whitespace()
         .map(|a| Flavor {
