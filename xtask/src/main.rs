@@ -116,6 +116,9 @@ fn check() {
         "logic",
         "-p",
         "xtask",
+        "--lib",
+        "--test",
+        "vm",
         "--",
         "--test-threads=2",
     ]
