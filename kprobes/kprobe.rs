@@ -2,13 +2,9 @@
 
 //! `struct kprobe` owned by a Rust value, with pre/post/fault handlers as a trait.
 
-use super::debugfs::{Debugfs, ShowFn, Source};
+use super::probe::{Inner, Probe, Raw};
 use super::{bindings, regs::Regs};
-use core::marker::PhantomPinned;
-use core::pin::Pin;
-use kernel::error::to_result;
 use kernel::prelude::*;
-use kernel::types::Opaque;
 
 /// What a handler was given at one hit.
 pub(crate) struct Hit<'a> {
@@ -58,35 +54,26 @@ pub(crate) trait KprobeHandler: Sync + Send + Sized {
     fn fault(&self, hit: &Hit<'_>, fault: &Fault);
 }
 
-#[repr(C)]
-struct Inner<T> {
-    /// First field: a `*mut kprobe` from the core is a `*const Inner<T>`.
-    kp: Opaque<bindings::kprobe>,
-    handler: T,
-    _pin: PhantomPinned,
-}
+/// A registered kprobe; unregistered by `unregister()` or on drop, exactly once.
+pub(crate) type Kprobe<T> = Probe<bindings::kprobe, T>;
 
-/// A registered kprobe; unregistered by [`Kprobe::unregister`] or on drop, exactly once.
-pub(crate) struct Kprobe<T: KprobeHandler> {
-    inner: Pin<KBox<Inner<T>>>,
-    registered: bool,
-    debugfs: Option<Debugfs<Inner<T>>>,
-}
-
-// SAFETY: the `kp` struct is written only by the kprobe core (under its own locks) and read
-// here with volatile word reads; the handler is `Send + Sync`.
-unsafe impl<T: KprobeHandler> Send for Kprobe<T> {}
-// SAFETY: as above.
-unsafe impl<T: KprobeHandler> Sync for Kprobe<T> {}
-
-impl<T: KprobeHandler> Source for Inner<T> {
-    type Handler = T;
-    fn handler(&self) -> &T {
-        &self.handler
+// SAFETY: the kernel's kprobe calls; the struct is its own `struct kprobe`.
+unsafe impl Raw for bindings::kprobe {
+    unsafe fn register(p: *mut Self) -> kernel::ffi::c_int {
+        // SAFETY: per the trait's contract.
+        unsafe { bindings::register_kprobe(p) }
     }
-    fn nmissed(&self) -> u64 {
-        // SAFETY: a word-sized read of a counter the core updates; a stale value is harmless.
-        unsafe { core::ptr::read_volatile(&(*self.kp.get()).nmissed) as u64 }
+    unsafe fn unregister(p: *mut Self) {
+        // SAFETY: per the trait's contract.
+        unsafe { bindings::unregister_kprobe(p) }
+    }
+    fn kprobe(p: *mut Self) -> *mut bindings::kprobe {
+        p
+    }
+    unsafe fn nmissed(p: *mut Self) -> u64 {
+        // SAFETY: a word-sized read of a counter the core updates (hits skipped for recursion
+        // or another probe running on that CPU); a stale value is harmless.
+        unsafe { core::ptr::read_volatile(&(*p).nmissed) as u64 }
     }
 }
 
@@ -104,77 +91,19 @@ impl<T: KprobeHandler> Kprobe<T> {
             },
             ..Default::default()
         };
-        let inner = KBox::pin(
-            Inner {
-                kp: Opaque::new(kp),
-                handler,
-                _pin: PhantomPinned,
-            },
-            GFP_KERNEL,
-        )?;
-        // SAFETY: `kp` is initialised and pinned in `inner`, which outlives the registration:
-        // it is only freed after `unregister_kprobe` (in `unregister`), or right here on error.
-        to_result(unsafe { bindings::register_kprobe(inner.kp.get()) })?;
-        Ok(Self {
-            inner,
-            registered: true,
-            debugfs: None,
-        })
-    }
-
-    /// The address the probe was planted at.
-    pub(crate) fn addr(&self) -> u64 {
-        // SAFETY: `addr` is written by `register_kprobe` before it returns and not changed after.
-        unsafe { (*self.inner.kp.get()).addr as u64 }
-    }
-
-    /// Hits the kprobe core skipped (recursion, or another probe running on that CPU).
-    pub(crate) fn nmissed(&self) -> u64 {
-        // SAFETY: a word-sized read of a counter the core updates; a torn value is impossible
-        // and a stale one harmless.
-        unsafe { core::ptr::read_volatile(&(*self.inner.kp.get()).nmissed) as u64 }
-    }
-
-    /// The handler, for reading its state (counters) from process context.
-    pub(crate) fn handler(&self) -> &T {
-        &self.inner.handler
-    }
-
-    /// Shows the handler's state in `/sys/kernel/debug/<dir>/`, one file per `(name, show)`,
-    /// until the probe is unregistered. Without debugfs this is an error the caller may ignore.
-    pub(crate) fn publish(&mut self, dir: &CStr, files: &[(&'static CStr, ShowFn<T>)]) -> Result {
-        let src: *const Inner<T> = &*self.inner;
-        // SAFETY: `src` is pinned in `self.inner`, which is freed only after `self.debugfs`
-        // (removed first in `unregister`, and fields drop in order after it).
-        self.debugfs = Some(unsafe { Debugfs::new(dir, files, src) }?);
-        Ok(())
-    }
-
-    /// Removes the probe (and its debugfs files); waits until no handler runs. Idempotent.
-    pub(crate) fn unregister(&mut self) {
-        self.debugfs = None;
-        if core::mem::take(&mut self.registered) {
-            // SAFETY: registered by `register`, not unregistered since (flag taken above).
-            unsafe { bindings::unregister_kprobe(self.inner.kp.get()) };
-        }
-    }
-}
-
-impl<T: KprobeHandler> Drop for Kprobe<T> {
-    fn drop(&mut self) {
-        self.unregister();
+        Self::register_raw(kp, handler)
     }
 }
 
 /// # Safety
 ///
-/// Called by the kprobe core with the `kprobe` of an `Inner<T>` and the hit's `pt_regs`.
+/// Called by the kprobe core with the `kprobe` of an `Inner<kprobe, T>` and the hit's `pt_regs`.
 unsafe fn hit<'a, T>(
     p: *mut bindings::kprobe,
     regs: *mut bindings::pt_regs,
-) -> (&'a Inner<T>, Hit<'a>) {
-    // SAFETY: `kp` is the first field of the `#[repr(C)]` `Inner<T>`, alive while registered.
-    let inner = unsafe { &*p.cast::<Inner<T>>() };
+) -> (&'a Inner<bindings::kprobe, T>, Hit<'a>) {
+    // SAFETY: `kp` is the first field of the `#[repr(C)]` `Inner`, alive while registered.
+    let inner = unsafe { &*p.cast::<Inner<bindings::kprobe, T>>() };
     // SAFETY: `addr` was set at registration and is not changed while the probe is armed.
     let addr = unsafe { (*p).addr as u64 };
     // SAFETY: `regs` is the valid `pt_regs` of this hit.

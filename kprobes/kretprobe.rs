@@ -3,14 +3,10 @@
 //! `struct kretprobe` owned by a Rust value, with entry/return handlers as a trait and typed
 //! per-instance data.
 
-use super::debugfs::{Debugfs, ShowFn, Source};
 use super::kprobe::Hit;
+use super::probe::{Inner, Probe, Raw};
 use super::{bindings, regs::Regs};
-use core::marker::PhantomPinned;
-use core::pin::Pin;
-use kernel::error::to_result;
 use kernel::prelude::*;
-use kernel::types::Opaque;
 
 /// The handlers of a kretprobe; atomic context, as for [`super::KprobeHandler`].
 pub(crate) trait KretprobeHandler: Sync + Send + Sized {
@@ -25,35 +21,27 @@ pub(crate) trait KretprobeHandler: Sync + Send + Sized {
     fn ret(&self, hit: &Hit<'_>, data: &Self::Data);
 }
 
-#[repr(C)]
-struct Inner<T> {
-    /// First field: a `*mut kretprobe` from the core is a `*const Inner<T>`.
-    rp: Opaque<bindings::kretprobe>,
-    handler: T,
-    _pin: PhantomPinned,
-}
+/// A registered kretprobe; unregistered by `unregister()` or on drop, exactly once.
+pub(crate) type Kretprobe<T> = Probe<bindings::kretprobe, T>;
 
-/// A registered kretprobe; unregistered by [`Kretprobe::unregister`] or on drop, exactly once.
-pub(crate) struct Kretprobe<T: KretprobeHandler> {
-    inner: Pin<KBox<Inner<T>>>,
-    registered: bool,
-    debugfs: Option<Debugfs<Inner<T>>>,
-}
-
-// SAFETY: the `rp` struct is written only by the kprobe core (under its own locks) and read
-// here with volatile word reads; the handler is `Send + Sync`.
-unsafe impl<T: KretprobeHandler> Send for Kretprobe<T> {}
-// SAFETY: as above.
-unsafe impl<T: KretprobeHandler> Sync for Kretprobe<T> {}
-
-impl<T: KretprobeHandler> Source for Inner<T> {
-    type Handler = T;
-    fn handler(&self) -> &T {
-        &self.handler
+// SAFETY: the kernel's kretprobe calls; `kp` is the struct's own `struct kprobe`.
+unsafe impl Raw for bindings::kretprobe {
+    unsafe fn register(p: *mut Self) -> kernel::ffi::c_int {
+        // SAFETY: per the trait's contract.
+        unsafe { bindings::register_kretprobe(p) }
     }
-    fn nmissed(&self) -> u64 {
-        // SAFETY: a word-sized read of a counter the core updates; a stale value is harmless.
-        unsafe { core::ptr::read_volatile(&(*self.rp.get()).nmissed) as u64 }
+    unsafe fn unregister(p: *mut Self) {
+        // SAFETY: per the trait's contract.
+        unsafe { bindings::unregister_kretprobe(p) }
+    }
+    fn kprobe(p: *mut Self) -> *mut bindings::kprobe {
+        // SAFETY: only the field's address is taken.
+        unsafe { core::ptr::addr_of_mut!((*p).kp) }
+    }
+    unsafe fn nmissed(p: *mut Self) -> u64 {
+        // SAFETY: a word-sized read of a counter the core updates (calls not probed because
+        // all `maxactive` instances were in use); a stale value is harmless.
+        unsafe { core::ptr::read_volatile(&(*p).nmissed) as u64 }
     }
 }
 
@@ -72,64 +60,7 @@ impl<T: KretprobeHandler> Kretprobe<T> {
             data_size: core::mem::size_of::<T::Data>(),
             ..Default::default()
         };
-        let inner = KBox::pin(
-            Inner {
-                rp: Opaque::new(rp),
-                handler,
-                _pin: PhantomPinned,
-            },
-            GFP_KERNEL,
-        )?;
-        // SAFETY: `rp` is initialised and pinned in `inner`, which outlives the registration:
-        // it is only freed after `unregister_kretprobe`, or right here on error.
-        to_result(unsafe { bindings::register_kretprobe(inner.rp.get()) })?;
-        Ok(Self {
-            inner,
-            registered: true,
-            debugfs: None,
-        })
-    }
-
-    /// The address the probe was planted at (the function's entry).
-    pub(crate) fn addr(&self) -> u64 {
-        // SAFETY: written by `register_kretprobe` before it returns and not changed after.
-        unsafe { (*self.inner.rp.get()).kp.addr as u64 }
-    }
-
-    /// Calls not probed because all `maxactive` instances were in use.
-    pub(crate) fn nmissed(&self) -> i32 {
-        // SAFETY: a word-sized read of a counter the core updates; a stale value is harmless.
-        unsafe { core::ptr::read_volatile(&(*self.inner.rp.get()).nmissed) }
-    }
-
-    /// The handler, for reading its state from process context.
-    pub(crate) fn handler(&self) -> &T {
-        &self.inner.handler
-    }
-
-    /// Shows the handler's state in `/sys/kernel/debug/<dir>/`, one file per `(name, show)`,
-    /// until the probe is unregistered. Without debugfs this is an error the caller may ignore.
-    pub(crate) fn publish(&mut self, dir: &CStr, files: &[(&'static CStr, ShowFn<T>)]) -> Result {
-        let src: *const Inner<T> = &*self.inner;
-        // SAFETY: `src` is pinned in `self.inner`, which is freed only after `self.debugfs`
-        // (removed first in `unregister`, and fields drop in order after it).
-        self.debugfs = Some(unsafe { Debugfs::new(dir, files, src) }?);
-        Ok(())
-    }
-
-    /// Removes the probe (and its debugfs files); waits until no handler runs. Idempotent.
-    pub(crate) fn unregister(&mut self) {
-        self.debugfs = None;
-        if core::mem::take(&mut self.registered) {
-            // SAFETY: registered by `register`, not unregistered since (flag taken above).
-            unsafe { bindings::unregister_kretprobe(self.inner.rp.get()) };
-        }
-    }
-}
-
-impl<T: KretprobeHandler> Drop for Kretprobe<T> {
-    fn drop(&mut self) {
-        self.unregister();
+        Self::register_raw(rp, handler)
     }
 }
 
@@ -158,14 +89,14 @@ unsafe fn kretprobe_of(ri: *mut bindings::kretprobe_instance) -> *mut bindings::
 unsafe fn instance<'a, T: KretprobeHandler>(
     ri: *mut bindings::kretprobe_instance,
     regs: *mut bindings::pt_regs,
-) -> Option<(&'a Inner<T>, Hit<'a>, *mut T::Data)> {
+) -> Option<(&'a Inner<bindings::kretprobe, T>, Hit<'a>, *mut T::Data)> {
     // SAFETY: `ri` is a live instance of our kretprobe.
     let rp = unsafe { kretprobe_of(ri) };
     if rp.is_null() {
         return None;
     }
-    // SAFETY: `rp` is the first field of the `#[repr(C)]` `Inner<T>`, alive while registered.
-    let inner = unsafe { &*rp.cast::<Inner<T>>() };
+    // SAFETY: `rp` is the first field of the `#[repr(C)]` `Inner`, alive while registered.
+    let inner = unsafe { &*rp.cast::<Inner<bindings::kretprobe, T>>() };
     // SAFETY: `kp.addr` was set at registration and does not change while armed.
     let addr = unsafe { (*rp).kp.addr as u64 };
     // SAFETY: the instance carries `data_size == size_of::<T::Data>()` bytes after its header.

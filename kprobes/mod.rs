@@ -4,8 +4,9 @@
 //!
 //! Mainline 6.12 has no Rust kprobe abstraction; this is one, small enough to read:
 //!
-//! - [`kprobe::Kprobe`] / [`kretprobe::Kretprobe`]: registration owned by a value, unregistered exactly once (on
-//!   `unregister()` or drop); a failed registration leaves nothing behind.
+//! - [`kprobe::Kprobe`] / [`kretprobe::Kretprobe`]: both a [`probe::Probe`], a registration
+//!   owned by a value, unregistered exactly once (on `unregister()` or drop); a failed
+//!   registration leaves nothing behind.
 //! - [`kprobe::KprobeHandler`] / [`kretprobe::KretprobeHandler`]: what a module implements (pre/post/fault,
 //!   entry/return with typed per-instance data).
 //! - [`regs::Regs`]: the probed function's arguments and return value, per architecture.
@@ -22,6 +23,7 @@ pub(crate) mod kretprobe;
 pub(crate) mod logic;
 pub(crate) mod params;
 pub(crate) mod percpu;
+pub(crate) mod probe;
 pub(crate) mod regs;
 pub(crate) mod task;
 
