@@ -20,9 +20,14 @@ MODULE_PARM_DESC(events, "one line per event (default Y)");
 enum { HITS, FILTERED, REPORTED, POST_PENDING, FAULTS, NCOUNTERS };
 struct counters { u64 c[NCOUNTERS]; };
 static struct counters __percpu *stats;
+/* Parameters, like the Rust module's (so the compiler cannot fold the filters away). */
 static int fpid;
+module_param_named(pid, fpid, int, 0444);
 static char fcomm[TASK_COMM_LEN];
+module_param_string(comm, fcomm, sizeof(fcomm), 0444);
 static unsigned int fport, per_sec;
+module_param_named(port, fport, uint, 0444);
+module_param_named(ratelimit, per_sec, uint, 0444);
 static atomic64_t window_start, in_window;
 
 static bool ratelimit_pass(u64 now)

@@ -23,8 +23,11 @@ MODULE_PARM_DESC(hist, "histogram at unload (accepted for parity; counters are a
 enum { HITS, FILTERED, KTHREADS, COUNT, SUM_NS, MAX_NS, NOT_MIN_NS, HIST };
 struct counters { u64 c[HIST + BUCKETS + TALLY_SLOTS]; };
 static struct counters __percpu *stats;
+/* Parameters, like the Rust module's (so the compiler cannot fold the filters away). */
 static int fpid;
+module_param_named(pid, fpid, int, 0444);
 static char fcomm[TASK_COMM_LEN];
+module_param_string(comm, fcomm, sizeof(fcomm), 0444);
 
 struct stamp { s64 entry_ns; };
 

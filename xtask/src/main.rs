@@ -88,7 +88,9 @@ fn rustfmt_check() {
 fn flavors() -> Vec<Flavor> {
     let debug = Flavor::from_env().debug;
     // `make` exports ARCHES even when unset: empty means the default, both.
-    let arches = std::env::var("ARCHES").ok().filter(|a| !a.trim().is_empty());
+    let arches = std::env::var("ARCHES")
+        .ok()
+        .filter(|a| !a.trim().is_empty());
     let arches = arches.unwrap_or_else(|| "x86_64 arm64".into());
     arches
         .split_whitespace()
