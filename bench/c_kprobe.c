@@ -78,7 +78,7 @@ static int pre(struct kprobe *p, struct pt_regs *regs)
 		s->c[FILTERED]++;
 		return 0;
 	}
-	if (!ratelimit_pass(ktime_get_ns()))
+	if (!ratelimit_pass(ktime_get_mono_fast_ns()))
 		return 0;
 	if (events) {
 		if (port >= 0)

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * C twin of rust_kretprobe.ko for `make bench`: the same work per call (kthread skip, pid and
- * comm filters, two ktime_get, per-CPU count/sum/min/max, log2 histogram, return-value tally,
+ * comm filters, two ktime_get_mono_fast_ns (NMI-safe, as in Rust), per-CPU count/sum/min/max, log2 histogram, return-value tally,
  * and with events=1 the same line).
  */
 #include <linux/module.h>
@@ -47,14 +47,14 @@ static int entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 		s->c[FILTERED]++;
 		return 1;
 	}
-	((struct stamp *)ri->data)->entry_ns = ktime_get();
+	((struct stamp *)ri->data)->entry_ns = ktime_get_mono_fast_ns();
 	return 0;
 }
 
 static int ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct counters *s = this_cpu_ptr(stats);
-	s64 d = ktime_get() - ((struct stamp *)ri->data)->entry_ns;
+	s64 d = ktime_get_mono_fast_ns() - ((struct stamp *)ri->data)->entry_ns;
 	u64 ns = d > 0 ? d : 0;
 	int retval = (int)regs_return_value(regs);
 	int slot = retval == 0 ? 0 : (retval < 0 && retval >= -133 ? -retval : TALLY_SLOTS - 1);

@@ -45,9 +45,14 @@ pub(crate) fn read_kernel(addr: u64, buf: &mut [u8]) -> Result<(), i32> {
     }
 }
 
-/// Nanoseconds of the monotonic clock (`ktime_get()`); safe in any context.
+/// Nanoseconds of the monotonic clock, NMI-safe (`ktime_get_mono_fast_ns()`).
+///
+/// Not `ktime_get()`: on x86_64 a kprobe hit is an int3, which the kernel handles as an NMI,
+/// and `ktime_get()` there can spin forever on the timekeeper's seqcount if the hit interrupted
+/// its writer (lockdep reports "inconsistent {INITIAL USE} -> {IN-NMI} usage"; seen here).
 pub(crate) fn now_ns() -> i64 {
-    kernel::time::Ktime::ktime_get().to_ns()
+    // SAFETY: no arguments; safe in any context, NMI included.
+    unsafe { bindings::ktime_get_mono_fast_ns() as i64 }
 }
 
 /// Why `register_k(ret)probe` refused, in words, for the one error line a module prints.
