@@ -22,6 +22,9 @@ fn boot_with(p: &Prepared, name: &str, script: &str, opts: Opts) -> Run {
         "scenario failed; serial log: {}",
         run.log_path.display()
     );
+    if p.flavor.debug {
+        assert!(run.guest.iter().any(|l| l == "RK-KMEMLEAK scanned"), "no kmemleak scan ran");
+    }
     let splats = run.splats();
     assert!(
         splats.is_empty(),
