@@ -445,7 +445,7 @@ fn x86_offset_inside_an_instruction(p: &Prepared, func: &str) -> u32 {
         .filter_map(|l| l.trim_start().split(':').next())
         .filter_map(|a| u64::from_str_radix(a.trim(), 16).ok())
         .collect();
-    assert!(addrs.len() > 2, "cannot disassemble {func}: {text}");
+    assert!(addrs.len() >= 2, "cannot disassemble {func}: {text}");
     let start = addrs[0];
     let (a, _) = addrs
         .windows(2)
