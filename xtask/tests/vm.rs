@@ -23,7 +23,10 @@ fn boot_with(p: &Prepared, name: &str, script: &str, opts: Opts) -> Run {
         run.log_path.display()
     );
     if p.flavor.debug {
-        assert!(run.guest.iter().any(|l| l == "RK-KMEMLEAK scanned"), "no kmemleak scan ran");
+        assert!(
+            run.guest.iter().any(|l| l == "RK-KMEMLEAK scanned"),
+            "no kmemleak scan ran"
+        );
     }
     let splats = run.splats();
     assert!(
@@ -256,7 +259,7 @@ fn kretprobe_int_return_value(p: &Prepared) {
     let run = boot(
         p,
         "kretprobe_int_return_value",
-        "load rust_kretprobe func=inet_bind
+        "load rust_kretprobe func=inet_bind hist=1
          loadgen inuse 50010
          rmmod rust_kretprobe",
     );
@@ -270,10 +273,13 @@ fn kretprobe_int_return_value(p: &Prepared) {
     assert_eq!(rets, [0, -98], "the second bind must get EADDRINUSE");
     let got: Vec<i64> = log
         .iter()
-        .filter(|l| l.starts_with("inet_bind returned "))
+        .filter(|l| l.starts_with("inet_bind returned ") && l.contains(" and took "))
         .filter_map(|l| number_after(l, "returned "))
         .collect();
     assert_eq!(got, [0, -98], "{log:#?}");
+    // hist=1: the tally of return values at unload.
+    assert!(log.contains(&"inet_bind returned 0: 1 times"), "{log:#?}");
+    assert!(log.contains(&"inet_bind returned -98: 1 times"), "{log:#?}");
 }
 
 fn kretprobe_unknown_func_is_refused(p: &Prepared) {
