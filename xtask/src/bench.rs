@@ -182,7 +182,7 @@ pub fn run(p: &Prepared) {
     let n: u64 = std::env::var("RK_BENCH_N")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(4000);
+        .unwrap_or(2000);
     let one = measure(p, 1, rounds, n);
     let two = measure(p, 2, rounds, n);
     let mut json = String::from("{\n");
