@@ -2,7 +2,8 @@
 
 //! rust_kprobe: a kprobe on `inet_bind` (or `symbol=`) that logs who binds which port.
 //!
-//! `insmod rust_kprobe.ko [symbol=inet_bind] [offset=0] [pid=] [comm=] [port=] [ratelimit=]`
+//! `insmod rust_kprobe.ko [symbol=inet_bind] [offset=0] [pid=] [comm=] [port=] [ratelimit=]
+//! [events=Y]`
 //!
 //! Policy only: what to decode and what to print. The probe plumbing is in `kprobes/`.
 
@@ -185,7 +186,7 @@ impl kernel::Module for RustKprobe {
             events: p.events,
             stats: PerCpu::new()?,
         };
-        let probe = Kprobe::register(p.symbol, p.offset, handler).inspect_err(|e| {
+        let mut probe = Kprobe::register(p.symbol, p.offset, handler).inspect_err(|e| {
             pr_err!(
                 "cannot probe {}+{:#x}: {} (errno {})\n",
                 p.symbol,
@@ -200,7 +201,6 @@ impl kernel::Module for RustKprobe {
             p.symbol,
             p.offset
         );
-        let mut probe = probe;
         // Live counters are a convenience: without debugfs the probe works all the same.
         let _ = probe.publish(
             c_str!("rust_kprobe"),

@@ -149,7 +149,7 @@ impl kernel::Module for RustKretprobe {
             events: p.events,
             stats: PerCpu::new()?,
         };
-        let probe = Kretprobe::register(p.func, p.maxactive, handler).inspect_err(|e| {
+        let mut probe = Kretprobe::register(p.func, p.maxactive, handler).inspect_err(|e| {
             pr_err!(
                 "cannot probe {}: {} (errno {})\n",
                 p.func,
@@ -158,7 +158,6 @@ impl kernel::Module for RustKretprobe {
             );
         })?;
         pr_info!("Planted return probe at {}: {:#x}\n", p.func, probe.addr());
-        let mut probe = probe;
         // Live counters are a convenience: without debugfs the probe works all the same.
         let _ = probe.publish(
             c_str!("rust_kretprobe"),
