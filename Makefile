@@ -24,6 +24,9 @@ help:
 	@echo "make demo [ARCH=arm64] [DEBUG=1]"
 	@echo "                         build the project's kernel (cached), the modules, boot QEMU, show the log"
 	@echo "make check               host unit tests + VM tests on x86_64 and arm64 (ARCHES=x86_64 for one)"
+	@echo "make check DEBUG=1 ARCHES=x86_64"
+	@echo "                         the VM tests on the debug kernel (KASAN, lockdep, kmemleak, ...)"
+	@echo "make fmt                 format the Rust (modules: the kernel's .rustfmt.toml)"
 	@echo "make bench               per-hit cost, Rust vs C vs empty probe (build/bench/results.json)"
 	@echo "make clean               remove build outputs"
 
