@@ -362,6 +362,11 @@ impl Run {
             .collect()
     }
 
+    /// The operations `op` (`bind`, `close`, ...) the load program reported, in order.
+    pub fn ops(&self, op: &str) -> Vec<Op> {
+        self.loadgen().into_iter().filter(|o| o.op == op).collect()
+    }
+
     /// `KALLSYMS <addr> T <sym>` lines the scenario printed: the symbol's address.
     pub fn kallsyms(&self, sym: &str) -> Option<u64> {
         self.guest_with("KALLSYMS ").iter().find_map(|l| {

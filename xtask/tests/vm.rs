@@ -72,11 +72,7 @@ fn kprobe_reports_each_bind(p: &Prepared) {
          rmmod rust_kprobe",
     );
     let log = run.module_lines("rust_kprobe");
-    let binds: Vec<_> = run
-        .loadgen()
-        .into_iter()
-        .filter(|o| o.op == "bind")
-        .collect();
+    let binds: Vec<_> = run.ops("bind");
     assert_eq!(binds.len(), 5, "load program output: {:?}", run.guest);
     let inet: Vec<_> = binds.iter().filter(|o| o.family == "inet").collect();
     for o in &inet {
@@ -129,7 +125,7 @@ fn kprobe_inet6_bind(p: &Prepared) {
          rmmod rust_kprobe",
     );
     let log = run.module_lines("rust_kprobe");
-    for o in run.loadgen().iter().filter(|o| o.op == "bind") {
+    for o in run.ops("bind").iter() {
         let line = format!(
             "inet6_bind name:{} pid:{} socket bind port={}",
             o.comm, o.tid, o.port
@@ -155,11 +151,7 @@ fn kprobe_odd_addresses_claim_no_port(p: &Prepared) {
          rmmod rust_kprobe",
     );
     let log = run.module_lines("rust_kprobe");
-    let ops: Vec<_> = run
-        .loadgen()
-        .into_iter()
-        .filter(|o| o.op == "bind")
-        .collect();
+    let ops: Vec<_> = run.ops("bind");
     // The kernel refuses them all: EINVAL (short), EAFNOSUPPORT (family), EINVAL (short).
     assert_eq!(
         ops.iter().map(|o| o.ret).collect::<Vec<_>>(),
@@ -264,12 +256,7 @@ fn kretprobe_int_return_value(p: &Prepared) {
          rmmod rust_kretprobe",
     );
     let log = run.module_lines("rust_kretprobe");
-    let rets: Vec<i32> = run
-        .loadgen()
-        .iter()
-        .filter(|o| o.op == "bind")
-        .map(|o| o.ret)
-        .collect();
+    let rets: Vec<i32> = run.ops("bind").iter().map(|o| o.ret).collect();
     assert_eq!(rets, [0, -98], "the second bind must get EADDRINUSE");
     let got: Vec<i64> = log
         .iter()
@@ -612,7 +599,7 @@ fn kretprobe_histogram_counts_every_call(p: &Prepared) {
          rmmod rust_kretprobe",
     );
     let log = run.module_lines("rust_kretprobe");
-    let closes = run.loadgen().iter().filter(|o| o.op == "close").count();
+    let closes = run.ops("close").iter().count();
     assert_eq!(closes, 40);
     assert_eq!(
         count(&log, " returned 0 and took "),
