@@ -55,6 +55,7 @@ impl Sockaddr {
     }
 
     /// The port, for the families that have one.
+    #[inline]
     pub(crate) fn port(&self) -> Option<u16> {
         match *self {
             Sockaddr::Inet { port } | Sockaddr::Inet6 { port } => Some(port),
@@ -72,11 +73,13 @@ pub(crate) struct Filter<'a> {
 
 impl Filter<'_> {
     /// Whether a task passes the `pid=` and `comm=` filters (`comm()` only read when needed).
+    #[inline]
     pub(crate) fn task<'c>(&self, pid: i32, comm: impl FnOnce() -> &'c [u8]) -> bool {
         (self.pid == 0 || self.pid == pid) && (self.comm.is_empty() || self.comm == comm())
     }
 
     /// Whether a bind passes the `port=` filter; with `port=` set, a bind without a port fails.
+    #[inline]
     pub(crate) fn port(&self, port: Option<u16>) -> bool {
         self.port == 0 || port.map(u32::from) == Some(self.port)
     }
@@ -149,6 +152,7 @@ impl RateLimiter {
 pub(crate) const BUCKETS: usize = 65;
 
 /// The bucket of a value.
+#[inline]
 pub(crate) fn bucket(v: u64) -> usize {
     (u64::BITS - v.leading_zeros()) as usize
 }
@@ -201,6 +205,7 @@ pub(crate) const MAX_ERRNO_TALLIED: usize = 133;
 pub(crate) const TALLY_SLOTS: usize = MAX_ERRNO_TALLIED + 2;
 
 /// The tally slot of a return value.
+#[inline]
 pub(crate) fn tally_slot(ret: i64) -> usize {
     match ret {
         0 => 0,
@@ -232,6 +237,7 @@ impl RetType {
     }
 
     /// The register's value as this type.
+    #[inline]
     pub(crate) fn value(self, raw: u64) -> RetVal {
         match self {
             RetType::Int => RetVal::Signed(raw as u32 as i32 as i64),
@@ -252,6 +258,7 @@ pub(crate) enum RetVal {
 
 impl RetVal {
     /// As a signed value, for the tally (errnos are negative).
+    #[inline]
     pub(crate) fn as_i64(self) -> i64 {
         match self {
             RetVal::Signed(v) => v,
