@@ -22,6 +22,3 @@ kprobes_list() { cat /sys/kernel/debug/kprobes/list 2>/dev/null | sed 's/^/KPROB
 # A symbol's address, as /proc/kallsyms shows it to root.
 kallsyms() { grep " [tT] $1\$" /proc/kallsyms | sed 's/^/KALLSYMS /'; }
 
-# Stop tasks and wait until they are stopped (not inside any kernel function), or resume them.
-pause() { kill -STOP "$@"; for p in "$@"; do until grep -q '^State:.*(stopped)' /proc/$p/status; do :; done; done; }
-resume() { kill -CONT "$@"; }

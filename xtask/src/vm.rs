@@ -17,6 +17,10 @@ pub struct Opts {
     pub timeout: Duration,
     /// `-icount shift=0,sleep=off`: guest time counts instructions (repeatable timings).
     pub icount: bool,
+    /// TCG with one host thread for all vCPUs (`thread=single`), still interleaving them. On
+    /// x86_64, multi-threaded TCG lets a vCPU run an `int3` that another vCPU already removed
+    /// (see the README); this keeps SMP guests free of that emulator artifact.
+    pub single_thread: bool,
 }
 
 impl Opts {
@@ -28,6 +32,7 @@ impl Opts {
             mem_mb: if flavor.debug { 1024 } else { 256 },
             timeout: Duration::from_secs(timeout),
             icount: false,
+            single_thread: false,
         }
     }
 }
@@ -103,13 +108,7 @@ impl Run {
 
 fn qemu_cmd(arch: Arch, accel: &str) -> Command {
     let mut c = match arch {
-        Arch::X86_64 => {
-            let mut c = Command::new("qemu-system-x86_64");
-            if let Ok(cpu) = std::env::var("RK_X86_CPU") {
-                c.args(["-cpu", &cpu]);
-            }
-            c
-        }
+        Arch::X86_64 => Command::new("qemu-system-x86_64"),
         Arch::Arm64 => {
             let mut c = Command::new("qemu-system-aarch64");
             // cortex-a76: ARMv8.2, so the kernel runs with PAN (no kernel access to user memory).
@@ -185,6 +184,11 @@ fn boot(
     fs::write(&initrd, bytes).unwrap();
     let log_path = dir.join("serial.log");
     let _ = fs::remove_file(&log_path);
+    let accel = if accel == "tcg" && opts.single_thread {
+        "tcg,thread=single"
+    } else {
+        accel
+    };
     let mut c = qemu_cmd(flavor.arch, accel);
     c.arg("-kernel")
         .arg(&kernel.image)
