@@ -26,7 +26,7 @@ pub struct Opts {
 impl Opts {
     pub fn for_flavor(flavor: &Flavor) -> Opts {
         // The debug kernel (KASAN, lockdep, kmemleak) runs tens of times slower under TCG.
-        let timeout = if flavor.debug { 900 } else { 180 };
+        let timeout = if flavor.debug { 900 } else { 300 };
         Opts {
             cpus: 1,
             mem_mb: if flavor.debug { 1024 } else { 256 },
