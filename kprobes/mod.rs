@@ -58,14 +58,14 @@ pub(crate) fn now_ns() -> i64 {
 /// Why `register_k(ret)probe` refused, in words, for the one error line a module prints.
 pub(crate) fn why(e: kernel::error::Error) -> &'static str {
     match e.to_errno().unsigned_abs() {
-        2 => "no such symbol (ENOENT)",
-        22 => {
+        bindings::ENOENT => "no such symbol (ENOENT)",
+        bindings::EINVAL => {
             "not a probe point: blacklisted, in a non-kernel text section, or bad offset (EINVAL)"
         }
-        84 => "offset is not at an instruction boundary (EILSEQ)",
-        95 => "probing is not supported here (EOPNOTSUPP)",
-        16 => "already probed in a way that conflicts (EBUSY)",
-        12 => "out of memory (ENOMEM)",
+        bindings::EILSEQ => "offset is not at an instruction boundary (EILSEQ)",
+        bindings::EOPNOTSUPP => "probing is not supported here (EOPNOTSUPP)",
+        bindings::EBUSY => "already probed in a way that conflicts (EBUSY)",
+        bindings::ENOMEM => "out of memory (ENOMEM)",
         _ => "refused by the kprobe core",
     }
 }
