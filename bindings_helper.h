@@ -41,10 +41,18 @@ struct rk_kretprobe_params {
 void rk_kprobe_params(struct rk_kprobe_params *out);
 void rk_kretprobe_params(struct rk_kretprobe_params *out);
 
-/* `current`, read without locks (handlers run in atomic context): the pid and whether it is
- * a kernel thread; the name, when wanted. */
-int rk_current_task(bool *kthread);
-void rk_current_comm(char comm[16]);
+/*
+ * Layouts as C has them. Rust checks its bindings against these before it registers a probe,
+ * and reads `current`'s fields at these offsets instead of through `kernel::bindings`: on
+ * 6.12 without CONFIG_SCHEDSTATS, bindgen drops the alignment of the empty
+ * `____cacheline_aligned` `struct sched_statistics`, and every `task_struct` field after it
+ * (mm, pid, comm, ...) is then 16 bytes off in `kernel::bindings` on x86_64.
+ */
+struct rk_layout {
+	size_t task_mm, task_pid, task_comm;
+	size_t kprobe, kretprobe, kretprobe_instance, pt_regs, sockaddr_in, sockaddr_in6;
+};
+extern const struct rk_layout rk_layout;
 
 /* Static inline of <linux/kprobes.h>: the kretprobe an instance belongs to. */
 struct kretprobe *rk_get_kretprobe(struct kretprobe_instance *ri);
@@ -52,8 +60,8 @@ struct kretprobe *rk_get_kretprobe(struct kretprobe_instance *ri);
 /* __alloc_percpu() is a macro (alloc_hooks) on 6.12. */
 void __percpu *rk_alloc_percpu(size_t size, size_t align);
 
-/* Per-CPU accessors are macros. Handlers run with preemption disabled. */
-void *rk_this_cpu_ptr(void __percpu *ptr);
+/* Per-CPU accessors are macros. (`this_cpu_ptr()` and `current`, on every hit, are read in
+ * Rust: kprobes/arch.rs.) */
 void *rk_per_cpu_ptr(void __percpu *ptr, unsigned int cpu);
 unsigned int rk_nr_cpu_ids(void);
 bool rk_cpu_possible(unsigned int cpu);

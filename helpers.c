@@ -1,16 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The C side of rust_kprobe.ko and rust_kretprobe.ko: only what Rust cannot do itself on
- * Linux 6.12. Module parameters (the 6.12 `module!` macro has none), `current`, static
- * inlines and macros. Kbuild compiles this file once per module, with RK_KPROBE or
+ * Linux 6.12. Module parameters (the 6.12 `module!` macro has none), static inlines and
+ * macros. Kbuild compiles this file once per module, with RK_KPROBE or
  * RK_KRETPROBE defined, so that each module carries only its own parameters.
  */
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/kallsyms.h>
 #include <linux/sched.h>
-#include <linux/sched/task.h>
-#include <linux/string.h>
 #include <linux/cpumask.h>
 #include "bindings_helper.h"
 
@@ -72,18 +70,17 @@ void rk_kretprobe_params(struct rk_kretprobe_params *out)
 }
 #endif
 
-int rk_current_task(bool *kthread)
-{
-	*kthread = !current->mm;
-	return task_pid_nr(current);
-}
-
-void rk_current_comm(char comm[TASK_COMM_LEN])
-{
-	/* As tracepoints do: a plain copy, no task_lock() in atomic context. */
-	memcpy(comm, current->comm, TASK_COMM_LEN);
-	comm[TASK_COMM_LEN - 1] = '\0';
-}
+const struct rk_layout rk_layout = {
+	.task_mm = offsetof(struct task_struct, mm),
+	.task_pid = offsetof(struct task_struct, pid),
+	.task_comm = offsetof(struct task_struct, comm),
+	.kprobe = sizeof(struct kprobe),
+	.kretprobe = sizeof(struct kretprobe),
+	.kretprobe_instance = sizeof(struct kretprobe_instance),
+	.pt_regs = sizeof(struct pt_regs),
+	.sockaddr_in = sizeof(struct sockaddr_in),
+	.sockaddr_in6 = sizeof(struct sockaddr_in6),
+};
 
 struct kretprobe *rk_get_kretprobe(struct kretprobe_instance *ri)
 {
@@ -93,11 +90,6 @@ struct kretprobe *rk_get_kretprobe(struct kretprobe_instance *ri)
 void __percpu *rk_alloc_percpu(size_t size, size_t align)
 {
 	return __alloc_percpu(size, align);
-}
-
-void *rk_this_cpu_ptr(void __percpu *ptr)
-{
-	return this_cpu_ptr(ptr);
 }
 
 void *rk_per_cpu_ptr(void __percpu *ptr, unsigned int cpu)

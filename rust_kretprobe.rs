@@ -90,13 +90,14 @@ impl KretprobeHandler for Timing {
 
     #[inline]
     fn ret(&self, hit: &Hit<'_>, stamp: &Stamp) {
-        let ns = (kprobes::now_ns() - stamp.entry_ns).max(0) as u64;
-        let ret = self.rettype.value(hit.regs.return_value());
+        // The clock is monotonic: the difference is never negative, nor does it overflow.
+        let ns = kprobes::now_ns().wrapping_sub(stamp.entry_ns).max(0) as u64;
+        let raw = hit.regs.return_value();
         if self.events {
             pr_info!(
                 "{} returned {} and took {} ns to execute\n",
                 self.func,
-                ret,
+                self.rettype.value(raw),
                 ns
             );
         }
@@ -106,7 +107,7 @@ impl KretprobeHandler for Timing {
         stats.max(MAX_NS, ns);
         stats.max(NOT_MIN_NS, !ns);
         stats.add(HIST + logic::bucket(ns), 1);
-        stats.add(TALLY + logic::tally_slot(ret.as_i64()), 1);
+        stats.add(TALLY + logic::tally_slot(self.rettype.signed(raw)), 1);
     }
 }
 

@@ -3,7 +3,7 @@
 //! `struct kprobe` owned by a Rust value, with pre/post/fault handlers as a trait.
 
 use super::probe::{Inner, Probe, Raw};
-use super::{bindings, regs::Regs};
+use super::{arch::Regs, bindings};
 use kernel::prelude::*;
 
 /// What a handler was given at one hit.

@@ -5,7 +5,7 @@
 
 use super::kprobe::Hit;
 use super::probe::{Inner, Probe, Raw};
-use super::{bindings, regs::Regs};
+use super::{arch::Regs, bindings};
 use kernel::prelude::*;
 
 /// The handlers of a kretprobe; atomic context, as for [`super::KprobeHandler`].

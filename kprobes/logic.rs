@@ -236,6 +236,17 @@ impl RetType {
         }
     }
 
+    /// The register as a signed value, for the tally (errnos are negative): `int` from its low
+    /// 32 bits, the others as they are. No [`RetVal`] on the path that prints nothing.
+    #[inline]
+    pub(crate) fn signed(self, raw: u64) -> i64 {
+        if self == RetType::Int {
+            raw as u32 as i32 as i64
+        } else {
+            raw as i64
+        }
+    }
+
     /// The register's value as this type.
     #[inline]
     pub(crate) fn value(self, raw: u64) -> RetVal {
@@ -254,17 +265,6 @@ pub(crate) enum RetVal {
     Signed(i64),
     Unsigned(u64),
     Ptr(u64),
-}
-
-impl RetVal {
-    /// As a signed value, for the tally (errnos are negative).
-    #[inline]
-    pub(crate) fn as_i64(self) -> i64 {
-        match self {
-            RetVal::Signed(v) => v,
-            RetVal::Unsigned(v) | RetVal::Ptr(v) => v as i64,
-        }
-    }
 }
 
 impl fmt::Display for RetVal {

@@ -9,22 +9,25 @@
 //!   registration leaves nothing behind.
 //! - [`kprobe::KprobeHandler`] / [`kretprobe::KretprobeHandler`]: what a module implements (pre/post/fault,
 //!   entry/return with typed per-instance data).
-//! - [`regs::Regs`]: the probed function's arguments and return value, per architecture.
+//! - [`arch`]: all per-architecture code: [`arch::Regs`] (the probed function's arguments and
+//!   return value), the per-CPU offset and `current`.
 //! - [`percpu::PerCpu`], [`debugfs`], [`task`], [`params`]: what the handlers need in atomic context.
+//! - [`layout`]: C's struct layouts, checked against the bindings before any registration.
 //! - [`logic`]: plain Rust (filters, rate limit, histogram, sockaddr decoding), unit-tested on
 //!   the host by `logic/` (`cargo test`).
 //!
 //! Both modules include this layer with `#[path]`; each uses a part of it.
 
+pub(crate) mod arch;
 pub(crate) mod bindings;
 pub(crate) mod debugfs;
 pub(crate) mod kprobe;
 pub(crate) mod kretprobe;
+pub(crate) mod layout;
 pub(crate) mod logic;
 pub(crate) mod params;
 pub(crate) mod percpu;
 pub(crate) mod probe;
-pub(crate) mod regs;
 pub(crate) mod task;
 
 /// Reads `buf.len()` bytes of kernel memory at `addr` without faulting (any context).

@@ -2,7 +2,7 @@
 
 //! Per-CPU counters: `N` `u64`s per CPU, updated without locks or atomic RMW on the hot path.
 
-use super::bindings;
+use super::{arch, bindings};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use kernel::prelude::*;
 
@@ -28,13 +28,15 @@ impl<const N: usize> PerCpu<N> {
         Ok(Self { ptr })
     }
 
-    /// This CPU's counters. Handlers run with preemption disabled, so the slot is this CPU's
-    /// for the whole handler; were the task migrated, the slot would still be valid memory.
-    /// Take it once per handler: it is one call into helpers.c.
+    /// This CPU's counters (`this_cpu_ptr()`). Handlers run with preemption disabled, so the
+    /// slot is this CPU's for the whole handler; were the task migrated, the slot would still be
+    /// valid memory.
+    #[inline]
     pub(crate) fn this_cpu(&self) -> Slot<'_, N> {
-        // SAFETY: `ptr` is a live per-CPU allocation of `[AtomicU64; N]`; zeroed memory is a
-        // valid `AtomicU64`.
-        Slot(unsafe { &*bindings::rk_this_cpu_ptr(self.ptr).cast::<[AtomicU64; N]>() })
+        let slot = self.ptr.wrapping_byte_add(arch::this_cpu_offset());
+        // SAFETY: `ptr` is a live per-CPU allocation of `[AtomicU64; N]` and the offset is a
+        // possible CPU's, so `slot` is that CPU's copy; zeroed memory is a valid `AtomicU64`.
+        Slot(unsafe { &*slot.cast::<[AtomicU64; N]>() })
     }
 
     /// Counter `i` of every possible CPU.

@@ -76,6 +76,7 @@ impl<R: Raw, T: Send + Sync> Probe<R, T> {
     /// Registers `raw` (its handlers set to trampolines for `T`). On error nothing stays
     /// registered or allocated.
     pub(crate) fn register_raw(raw: R, handler: T) -> Result<Self> {
+        super::layout::check()?;
         let inner = KBox::pin(
             Inner {
                 raw: Opaque::new(raw),

@@ -2,10 +2,10 @@
 
 //! The task a handler runs in (`current`), read without locks.
 
-use super::bindings;
+use super::{arch, layout};
 
-/// What a handler needs of `current` on every hit: one call into helpers.c. The name is read
-/// only when asked for ([`Current::comm`]): a comm filter or a line to print.
+/// What a handler needs of `current` on every hit: two loads. The name is read only when asked
+/// for ([`Current::comm`]): a comm filter or a line to print.
 pub(crate) struct Current {
     /// `task_pid_nr(current)`.
     pub(crate) pid: i32,
@@ -13,23 +13,47 @@ pub(crate) struct Current {
     pub(crate) kthread: bool,
 }
 
-/// Reads `current`.
+/// Reads `current` (handlers only: the task cannot exit under them).
 #[inline]
 pub(crate) fn current() -> Current {
-    let mut kthread = false;
-    // SAFETY: `kthread` is a valid bool; `current` is always valid in a handler.
-    let pid = unsafe { bindings::rk_current_task(&mut kthread) };
-    Current { pid, kthread }
+    let task = arch::current_task().cast::<u8>();
+    let at = layout::c();
+    // SAFETY: `current` is a live task for the whole handler; the offsets are C's own (see
+    // `layout`), of an `int` and a pointer. Neither changes under the running task: `pid` is
+    // set at fork, `mm` only by the task itself (exec, `kthread_use_mm()`).
+    let (pid, mm) = unsafe {
+        (
+            task.add(at.task_pid).cast::<i32>().read(),
+            task.add(at.task_mm).cast::<*const u8>().read(),
+        )
+    };
+    Current {
+        pid,
+        kthread: mm.is_null(),
+    }
 }
 
 impl Current {
     /// `current->comm`.
+    #[inline]
     pub(crate) fn comm(&self) -> Comm {
-        let mut comm = [0u8; 16];
-        // SAFETY: `comm` is the 16-byte buffer the shim fills.
-        unsafe { bindings::rk_current_comm(comm.as_mut_ptr()) };
-        Comm(comm)
+        current_comm()
     }
+}
+
+/// Out of line: only a comm filter or a printed line needs the name, and its 16-byte copy
+/// inlined would cost every hit register spills.
+#[inline(never)]
+fn current_comm() -> Comm {
+    let task = arch::current_task().cast::<u8>();
+    // SAFETY: `current` is live for the whole handler and `task_comm` is C's offset of its
+    // `char comm[TASK_COMM_LEN]` (16 bytes, no alignment). The name may be rewritten concurrently
+    // (`prctl(PR_SET_NAME)`), hence a volatile read, as tracing copies it without `task_lock()`
+    // in atomic context: a torn name is possible, an unterminated one is not.
+    let mut comm =
+        unsafe { core::ptr::read_volatile(task.add(layout::c().task_comm).cast::<[u8; 16]>()) };
+    comm[15] = 0;
+    Comm(comm)
 }
 
 /// A task name (`TASK_COMM_LEN` bytes, NUL-terminated).

@@ -223,6 +223,11 @@ mod tests {
             RetType::Ptr.value(0xffff_8880_0000_1000).to_string(),
             "0xffff888000001000"
         );
+        // The tally's signed view agrees with what is printed.
+        assert_eq!(RetType::Int.signed(raw), -98);
+        assert_eq!(RetType::Int.signed(0xdead_0000_0000_0000), 0);
+        assert_eq!(RetType::Long.signed(raw), 4294967198);
+        assert_eq!(RetType::ULong.signed(u64::MAX), -1);
         assert_eq!(RetType::parse(b"int"), Some(RetType::Int));
         assert_eq!(RetType::parse(b"char"), None);
     }

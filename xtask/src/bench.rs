@@ -111,6 +111,7 @@ fn measure(p: &Prepared, cpus: u32, rounds: usize, n: u64) -> Medians {
         timeout: Duration::from_secs(1800),
         icount: true,
         single_thread: false,
+        el2: false,
     };
     let run = vm::run(p, &format!("bench-{cpus}cpu"), &script(rounds, n), &opts)
         .unwrap_or_else(|e| fail(&e));

@@ -21,6 +21,9 @@ pub struct Opts {
     /// x86_64, multi-threaded TCG lets a vCPU run an `int3` that another vCPU already removed
     /// (see the README); this keeps SMP guests free of that emulator artifact.
     pub single_thread: bool,
+    /// arm64: boot the kernel at EL2 (`-M virt,virtualization=on`); on cortex-a76 it then keeps
+    /// EL2 with VHE, where per-CPU data hangs off `tpidr_el2` instead of `tpidr_el1`.
+    pub el2: bool,
 }
 
 impl Opts {
@@ -33,6 +36,7 @@ impl Opts {
             timeout: Duration::from_secs(timeout),
             icount: false,
             single_thread: false,
+            el2: false,
         }
     }
 }
@@ -106,13 +110,18 @@ impl Run {
     }
 }
 
-fn qemu_cmd(arch: Arch, accel: &str) -> Command {
+fn qemu_cmd(arch: Arch, accel: &str, el2: bool) -> Command {
     let mut c = match arch {
         Arch::X86_64 => Command::new("qemu-system-x86_64"),
         Arch::Arm64 => {
             let mut c = Command::new("qemu-system-aarch64");
+            let machine = if el2 {
+                "virt,virtualization=on"
+            } else {
+                "virt"
+            };
             // cortex-a76: ARMv8.2, so the kernel runs with PAN (no kernel access to user memory).
-            c.args(["-M", "virt", "-cpu", "cortex-a76"]);
+            c.args(["-M", machine, "-cpu", "cortex-a76"]);
             c
         }
     };
@@ -189,7 +198,7 @@ fn boot(
     } else {
         accel
     };
-    let mut c = qemu_cmd(flavor.arch, accel);
+    let mut c = qemu_cmd(flavor.arch, accel, opts.el2);
     c.arg("-kernel")
         .arg(&kernel.image)
         .arg("-initrd")

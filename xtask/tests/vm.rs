@@ -692,6 +692,64 @@ fn modinfo_lists_own_parameters(p: &Prepared) {
     }
 }
 
+// ---- arm64 only -----------------------------------------------------------------------------
+
+/// The kernel at EL2 with VHE keeps its per-CPU offset in `tpidr_el2`, not `tpidr_el1`:
+/// `kprobes/arch.rs` picks the register by `CurrentEL`. Two vCPUs, two binding processes, a
+/// comm filter (reads `current->comm`): every line names the right task and port, and the
+/// per-CPU counters add up to what was done.
+fn arm64_vhe_kernel_at_el2(p: &Prepared) {
+    let opts = Opts {
+        cpus: 2,
+        el2: true,
+        ..Opts::for_flavor(&p.flavor)
+    };
+    let run = boot_with(
+        p,
+        "arm64_vhe_kernel_at_el2",
+        "load rust_kprobe comm=loadgen
+         load rust_kretprobe events=0 hist=1 comm=loadgen
+         loadgen bind $(seq 41000 41019) > /tmp/a & a=$!
+         loadgen bind $(seq 42000 42019) > /tmp/b & b=$!
+         wait $a $b
+         cat /tmp/a /tmp/b
+         cat /sys/kernel/debug/rust_kprobe/stats | sed 's/^/KSTATS /'
+         cat /sys/kernel/debug/rust_kretprobe/stats | sed 's/^/RSTATS /'
+         rmmod rust_kretprobe
+         rmmod rust_kprobe",
+        opts,
+    );
+    assert!(
+        run.serial
+            .contains("CPU features: detected: Virtualization Host Extensions"),
+        "the guest kernel did not run at EL2 with VHE"
+    );
+    let binds = run.ops("bind");
+    assert_eq!(binds.len(), 40, "{:?}", run.guest);
+    assert_ne!(binds[0].tid, binds[39].tid, "two processes");
+    let log = run.module_lines("rust_kprobe");
+    for o in &binds {
+        let line = format!(
+            "inet_bind name:{} pid:{} socket bind port={}",
+            o.comm, o.tid, o.port
+        );
+        assert_eq!(count(&log, &line), 1, "want `{line}` once in {log:#?}");
+    }
+    let kstats = run.guest_with("KSTATS ");
+    assert!(
+        kstats.contains(&"KSTATS hits 40") && kstats.contains(&"KSTATS reported 40"),
+        "{kstats:?}"
+    );
+    let rstats = run.guest_with("RSTATS ");
+    assert!(rstats.contains(&"RSTATS count 40"), "{rstats:?}");
+    let klog = run.module_lines("rust_kretprobe");
+    assert!(
+        klog.iter()
+            .any(|l| l.starts_with("inet_release: count 40, min ")),
+        "{klog:#?}"
+    );
+}
+
 macro_rules! vm_tests {
     ($arch:expr, $debug:expr; $($t:ident),* $(,)?) => {
         $(
@@ -732,6 +790,7 @@ mod x86_64 {
 mod arm64 {
     use super::Arch;
     all_tests!(Arch::Arm64, false);
+    vm_tests!(Arch::Arm64, false; arm64_vhe_kernel_at_el2);
 }
 
 mod x86_64_debug {

@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Everything that differs per architecture, in one place:
+//!
+//! - [`Regs`]: which `pt_regs` slot holds which argument (as aya's `args.rs` does for eBPF);
+//! - [`this_cpu_offset`] and [`current_task`]: what `this_cpu_ptr()` and `current` read. They
+//!   are C macros and static inlines; a helpers.c shim for them costs a call and its register
+//!   spills on every hit, so the handlers' hot path reads them here, as the C macros do.
+
+use super::bindings::{pt_regs, task_struct};
+
+/// Read-only view of the `pt_regs` a handler is given.
+pub(crate) struct Regs<'a>(&'a pt_regs);
+
+impl<'a> Regs<'a> {
+    /// # Safety
+    ///
+    /// `regs` must be the valid `pt_regs` the kprobe core passed to the running handler.
+    pub(crate) unsafe fn from_raw(regs: *const pt_regs) -> Self {
+        // SAFETY: valid for the handler's duration, per this function's contract.
+        Self(unsafe { &*regs })
+    }
+
+    /// Argument `n` (from 0) of the probed function, if it is passed in a register. Valid at
+    /// function entry (a kprobe at offset 0, or a kretprobe's entry handler) only.
+    pub(crate) fn arg(&self, n: usize) -> Option<u64> {
+        imp::arg(self.0, n)
+    }
+
+    /// The return register: valid in a kretprobe's return handler. For a C `int` function only
+    /// the low 32 bits are defined.
+    pub(crate) fn return_value(&self) -> u64 {
+        imp::return_value(self.0)
+    }
+
+    /// Instruction pointer.
+    pub(crate) fn ip(&self) -> u64 {
+        imp::ip(self.0)
+    }
+
+    /// Stack pointer.
+    pub(crate) fn sp(&self) -> u64 {
+        imp::sp(self.0)
+    }
+}
+
+/// This CPU's per-CPU offset: `this_cpu_ptr(p)` is `p` plus this. Only meaningful while the
+/// caller cannot migrate (preemption off, as in every kprobe handler).
+#[inline(always)]
+pub(crate) fn this_cpu_offset() -> usize {
+    imp::this_cpu_offset()
+}
+
+/// `current`: the running task.
+#[inline(always)]
+pub(crate) fn current_task() -> *mut task_struct {
+    imp::current_task()
+}
+
+/// x86-64 System V ABI, as the kernel uses it:
+///
+/// | arg 0 | arg 1 | arg 2 | arg 3 | arg 4 | arg 5 | return | ip | sp |
+/// |-------|-------|-------|-------|-------|-------|--------|----|----|
+/// | `di`  | `si`  | `dx`  | `cx`  | `r8`  | `r9`  | `ax`   | `ip` | `sp` |
+///
+/// Per-CPU data is addressed through `%gs`; `this_cpu_off` holds the CPU's offset and
+/// `pcpu_hot.current_task` the running task (Linux 6.2 to 6.14), as `<asm/percpu.h>` and
+/// `<asm/current.h>` read them.
+#[cfg(CONFIG_X86_64)]
+mod imp {
+    use super::{pt_regs, task_struct};
+    use crate::kprobes::bindings;
+    use core::arch::asm;
+    use core::mem::offset_of;
+
+    pub(super) fn arg(r: &pt_regs, n: usize) -> Option<u64> {
+        let v = match n {
+            0 => r.di,
+            1 => r.si,
+            2 => r.dx,
+            3 => r.cx,
+            4 => r.r8,
+            5 => r.r9,
+            _ => return None,
+        };
+        Some(v as u64)
+    }
+
+    pub(super) fn return_value(r: &pt_regs) -> u64 {
+        r.ax as u64
+    }
+
+    pub(super) fn ip(r: &pt_regs) -> u64 {
+        r.ip as u64
+    }
+
+    pub(super) fn sp(r: &pt_regs) -> u64 {
+        r.sp as u64
+    }
+
+    #[inline(always)]
+    pub(super) fn this_cpu_offset() -> usize {
+        let off: usize;
+        // SAFETY: `this_cpu_off` is a per-CPU variable every CPU has from boot; this is the
+        // `%gs`-relative load `raw_cpu_read_long(this_cpu_off)` emits. Reads memory only.
+        unsafe {
+            asm!(
+                "mov {off}, qword ptr gs:[rip + {var}]",
+                off = out(reg) off,
+                var = sym bindings::this_cpu_off,
+                options(nostack, preserves_flags, readonly, pure),
+            )
+        };
+        off
+    }
+
+    #[inline(always)]
+    pub(super) fn current_task() -> *mut task_struct {
+        let task: *mut task_struct;
+        // SAFETY: `pcpu_hot` is a per-CPU variable every CPU has from boot; this is the load
+        // `this_cpu_read_stable(pcpu_hot.current_task)` emits. Reads memory only.
+        unsafe {
+            asm!(
+                "mov {task}, qword ptr gs:[{var} + {field}]",
+                task = out(reg) task,
+                var = sym bindings::pcpu_hot,
+                field = const offset_of!(
+                    bindings::pcpu_hot,
+                    __bindgen_anon_1.__bindgen_anon_1.current_task
+                ),
+                options(nostack, preserves_flags, readonly, pure),
+            )
+        };
+        task
+    }
+}
+
+/// AArch64 procedure call standard (AAPCS64):
+///
+/// | args 0..=7 | return | ip   | sp   |
+/// |------------|--------|------|------|
+/// | `x0`..`x7` | `x0`   | `pc` | `sp` |
+///
+/// `struct pt_regs` starts with a union of `struct user_pt_regs { regs[31], sp, pc, pstate }`
+/// and the same fields unnamed; this reads `user_pt_regs`.
+///
+/// `sp_el0` holds `current` while the kernel runs (`<asm/current.h>`). The per-CPU offset is in
+/// `tpidr_el1`, or in `tpidr_el2` when the kernel itself runs at EL2 (VHE): C patches the
+/// choice in at boot (`ALTERNATIVE(..., ARM64_HAS_VIRT_HOST_EXTN)`); Rust cannot, so it asks
+/// `CurrentEL`, the very test that sets that capability (`is_kernel_in_hyp_mode()`).
+#[cfg(CONFIG_ARM64)]
+mod imp {
+    use super::{pt_regs, task_struct};
+    use crate::kprobes::bindings::user_pt_regs;
+    use core::arch::asm;
+
+    fn user(r: &pt_regs) -> &user_pt_regs {
+        // SAFETY: both members of the union are plain `u64` fields with the same layout, so
+        // every bit pattern is a valid `user_pt_regs`.
+        unsafe { &r.__bindgen_anon_1.user_regs }
+    }
+
+    pub(super) fn arg(r: &pt_regs, n: usize) -> Option<u64> {
+        (n < 8).then(|| user(r).regs[n])
+    }
+
+    pub(super) fn return_value(r: &pt_regs) -> u64 {
+        user(r).regs[0]
+    }
+
+    pub(super) fn ip(r: &pt_regs) -> u64 {
+        user(r).pc
+    }
+
+    pub(super) fn sp(r: &pt_regs) -> u64 {
+        user(r).sp
+    }
+
+    /// `CurrentEL` of a kernel running at EL2.
+    const CURRENT_EL_EL2: u64 = 2 << 2;
+
+    #[inline(always)]
+    pub(super) fn this_cpu_offset() -> usize {
+        let el: u64;
+        let off: usize;
+        // SAFETY: `CurrentEL` is readable at EL1 and EL2; reading it has no side effect.
+        unsafe {
+            asm!("mrs {}, CurrentEL", out(reg) el, options(nomem, nostack, preserves_flags, pure))
+        };
+        if el == CURRENT_EL_EL2 {
+            // SAFETY: at EL2 `tpidr_el2` is accessible and is the kernel's per-CPU offset.
+            unsafe {
+                asm!("mrs {}, tpidr_el2", out(reg) off, options(nomem, nostack, preserves_flags, pure))
+            };
+        } else {
+            // SAFETY: at EL1 `tpidr_el1` is the kernel's per-CPU offset.
+            unsafe {
+                asm!("mrs {}, tpidr_el1", out(reg) off, options(nomem, nostack, preserves_flags, pure))
+            };
+        }
+        off
+    }
+
+    #[inline(always)]
+    pub(super) fn current_task() -> *mut task_struct {
+        let task: *mut task_struct;
+        // SAFETY: the kernel keeps `current` in `sp_el0`; reading it has no side effect.
+        unsafe {
+            asm!("mrs {}, sp_el0", out(reg) task, options(nomem, nostack, preserves_flags, pure))
+        };
+        task
+    }
+}
+
+#[cfg(not(any(CONFIG_X86_64, CONFIG_ARM64)))]
+compile_error!("rust-kprobes: `kprobes/arch.rs` is implemented for x86_64 and arm64 only");

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Struct layouts as C has them (`rk_layout` in helpers.c), against what the bindings say.
+//!
+//! bindgen can get a kernel struct wrong: on 6.12 without `CONFIG_SCHEDSTATS` it drops the
+//! alignment of the empty `____cacheline_aligned` `struct sched_statistics`, so in
+//! `kernel::bindings` every `task_struct` field after it is 16 bytes off (x86_64). Hence
+//! `current`'s fields are read at C's offsets, and every struct handed to the kprobe core is
+//! checked before a probe is registered.
+
+use super::bindings::{self, kprobe, kretprobe, kretprobe_instance, pt_regs, rk_layout};
+use super::bindings::{sockaddr_in, sockaddr_in6};
+use core::mem::size_of;
+use kernel::prelude::*;
+
+/// C's layouts.
+#[inline(always)]
+pub(crate) fn c() -> &'static rk_layout {
+    // SAFETY: `rk_layout` is a `const` C object initialised at compile time, never written.
+    unsafe { &bindings::rk_layout }
+}
+
+/// Checks that the bindings size the structs the kprobe core and the handlers share as C does;
+/// one error line and `ENOEXEC` if not (the module was built against other headers, or
+/// bindgen laid a struct out wrongly).
+pub(crate) fn check() -> Result {
+    let c = c();
+    for (name, rust, c) in [
+        ("struct kprobe", size_of::<kprobe>(), c.kprobe),
+        ("struct kretprobe", size_of::<kretprobe>(), c.kretprobe),
+        (
+            "struct kretprobe_instance",
+            size_of::<kretprobe_instance>(),
+            c.kretprobe_instance,
+        ),
+        ("struct pt_regs", size_of::<pt_regs>(), c.pt_regs),
+        (
+            "struct sockaddr_in",
+            size_of::<sockaddr_in>(),
+            c.sockaddr_in,
+        ),
+        (
+            "struct sockaddr_in6",
+            size_of::<sockaddr_in6>(),
+            c.sockaddr_in6,
+        ),
+    ] {
+        if rust != c {
+            pr_err!("bindings disagree with C: {name} is {rust} bytes in Rust, {c} in C\n");
+            return Err(ENOEXEC);
+        }
+    }
+    Ok(())
+}
