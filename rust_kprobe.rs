@@ -64,8 +64,8 @@ impl KprobeHandler for BindProbe {
             comm: self.comm.as_bytes(),
             port: self.port,
         };
-        if !filter.task(task.pid, || {
-            comm.get_or_insert_with(|| task.comm()).as_bytes()
+        if !filter.task(task.pid, |want| {
+            comm.get_or_insert_with(|| task.comm()).as_bytes() == want
         }) {
             stats.add(FILTERED, 1);
             return Ok(());

@@ -78,8 +78,7 @@ impl KretprobeHandler for Timing {
             comm: self.comm.as_bytes(),
             port: 0,
         };
-        let mut comm = None;
-        if !filter.task(task.pid, || comm.insert(task.comm()).as_bytes()) {
+        if !filter.task(task.pid, |want| task.comm_is(want)) {
             stats.add(FILTERED, 1);
             return None;
         }

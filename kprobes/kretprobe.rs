@@ -65,21 +65,23 @@ impl<T: KretprobeHandler> Kretprobe<T> {
 }
 
 /// `get_kretprobe(ri)`: with rethook (x86_64, arm64) the field read inline, as the static
-/// inline does, since it is on every call's path; otherwise the helpers.c shim.
+/// inline does, since it is on every call's path; otherwise the helpers.c shim, which returns
+/// NULL once the kretprobe is being unregistered.
 ///
 /// # Safety
 ///
 /// `ri` must be a live instance of a registered kretprobe.
 #[inline(always)]
-unsafe fn kretprobe_of(ri: *mut bindings::kretprobe_instance) -> *mut bindings::kretprobe {
+unsafe fn kretprobe_of(ri: *mut bindings::kretprobe_instance) -> Option<*mut bindings::kretprobe> {
     #[cfg(CONFIG_KRETPROBE_ON_RETHOOK)]
     // SAFETY: a live instance's `node.rethook` points to its kretprobe's rethook, whose `data`
     // is set to the kretprobe at registration and never changed ("rethook::data is non-changed
-    // field, so that you can access it freely", <linux/kprobes.h>).
-    return unsafe { (*(*ri).node.rethook).data.cast() };
+    // field, so that you can access it freely", <linux/kprobes.h>); the core never calls a
+    // handler with it NULL (`kretprobe_rethook_handler` warns and returns).
+    return Some(unsafe { (*(*ri).node.rethook).data.cast() });
     #[cfg(not(CONFIG_KRETPROBE_ON_RETHOOK))]
     // SAFETY: `ri` is live, per this function's contract.
-    return unsafe { bindings::rk_get_kretprobe(ri) };
+    return Some(unsafe { bindings::rk_get_kretprobe(ri) }).filter(|rp| !rp.is_null());
 }
 
 /// # Safety
@@ -91,10 +93,7 @@ unsafe fn instance<'a, T: KretprobeHandler>(
     regs: *mut bindings::pt_regs,
 ) -> Option<(&'a Inner<bindings::kretprobe, T>, Hit<'a>, *mut T::Data)> {
     // SAFETY: `ri` is a live instance of our kretprobe.
-    let rp = unsafe { kretprobe_of(ri) };
-    if rp.is_null() {
-        return None;
-    }
+    let rp = unsafe { kretprobe_of(ri) }?;
     // SAFETY: `rp` is the first field of the `#[repr(C)]` `Inner`, alive while registered.
     let inner = unsafe { &*rp.cast::<Inner<bindings::kretprobe, T>>() };
     // SAFETY: `kp.addr` was set at registration and does not change while armed.

@@ -72,10 +72,11 @@ pub(crate) struct Filter<'a> {
 }
 
 impl Filter<'_> {
-    /// Whether a task passes the `pid=` and `comm=` filters (`comm()` only read when needed).
+    /// Whether a task passes the `pid=` and `comm=` filters. `comm_is(want)` tells whether the
+    /// task's name is `want`; it is only asked with `comm=` set (reading the name costs).
     #[inline]
-    pub(crate) fn task<'c>(&self, pid: i32, comm: impl FnOnce() -> &'c [u8]) -> bool {
-        (self.pid == 0 || self.pid == pid) && (self.comm.is_empty() || self.comm == comm())
+    pub(crate) fn task(&self, pid: i32, comm_is: impl FnOnce(&[u8]) -> bool) -> bool {
+        (self.pid == 0 || self.pid == pid) && (self.comm.is_empty() || comm_is(self.comm))
     }
 
     /// Whether a bind passes the `port=` filter; with `port=` set, a bind without a port fails.

@@ -39,6 +39,13 @@ impl Current {
     pub(crate) fn comm(&self) -> Comm {
         current_comm()
     }
+
+    /// Whether `current->comm` is `name`. Out of line, so that a handler that only filters by
+    /// name keeps its common path free of the copy and compare.
+    #[inline(never)]
+    pub(crate) fn comm_is(&self, name: &[u8]) -> bool {
+        current_comm().as_bytes() == name
+    }
 }
 
 /// Out of line: only a comm filter or a printed line needs the name, and its 16-byte copy

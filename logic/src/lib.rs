@@ -101,15 +101,15 @@ mod tests {
             comm: b"",
             port: 0,
         };
-        assert!(all.task(5, || b"x") && all.port(None) && all.port(Some(1)));
+        assert!(all.task(5, |w| w == b"x") && all.port(None) && all.port(Some(1)));
         let f = Filter {
             pid: 42,
             comm: b"loadgen",
             port: 8080,
         };
-        assert!(f.task(42, || b"loadgen"));
-        assert!(!f.task(43, || b"loadgen"));
-        assert!(!f.task(42, || b"loadge"));
+        assert!(f.task(42, |w| w == b"loadgen"));
+        assert!(!f.task(43, |w| w == b"loadgen"));
+        assert!(!f.task(42, |w| w == b"loadge"));
         assert!(f.port(Some(8080)));
         assert!(!f.port(Some(8081)));
         assert!(
@@ -125,7 +125,7 @@ mod tests {
             comm: b"",
             port: 0,
         };
-        assert!(f.task(1, || unreachable!("comm read without comm=")));
+        assert!(f.task(1, |_| unreachable!("comm read without comm=")));
     }
 
     #[test]

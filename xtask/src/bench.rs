@@ -80,7 +80,10 @@ fn script(rounds: usize, n: u64) -> String {
                         "echo BENCH {kind} {cfg} {r}; loadgen bench {n}; rmmod {m}"
                     );
                 } else {
-                    let _ = writeln!(s, "echo BENCH {kind} {cfg} {r}; loadgen bench {n}");
+                    // The previous module's unload leaves deferred work (RCU callbacks, freeing
+                    // its instances); with 2 vCPUs, icount time counts the other vCPU's
+                    // instructions too: let it settle, as the loads above do.
+                    let _ = writeln!(s, "sleep 1; echo BENCH {kind} {cfg} {r}; loadgen bench {n}");
                 }
             }
         }
