@@ -51,7 +51,8 @@ pub(crate) fn this_cpu_offset() -> usize {
     imp::this_cpu_offset()
 }
 
-/// `current`: the running task.
+/// `current`: the running task. Read its fields at C's offsets (`layout::c()`), not through
+/// `task_struct`'s bindgen layout, which is wrong on some configs (see `layout`).
 #[inline(always)]
 pub(crate) fn current_task() -> *mut task_struct {
     imp::current_task()
