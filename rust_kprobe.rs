@@ -20,12 +20,10 @@ use kprobes::logic::{Filter, RateLimiter, Sockaddr, Verdict, SOCKADDR_MAX};
 use kprobes::percpu::PerCpu;
 use kprobes::task::{self, Comm};
 
-module! {
+kprobes::compat::rk_module! {
     type: RustKprobe,
     name: "rust_kprobe",
-    author: "rust-kprobes",
     description: "kprobe on inet_bind: who binds which port (Rust)",
-    license: "GPL",
 }
 
 /// Per-CPU counters, by index.
@@ -42,7 +40,7 @@ struct BindProbe {
     /// For printing (`&str` formats in one piece, `CStr` byte by byte).
     symbol: &'static str,
     pid: i32,
-    comm: &'static CStr,
+    comm: kprobes::params::ParamStr,
     port: u32,
     limiter: RateLimiter,
     events: bool,
@@ -61,7 +59,7 @@ impl KprobeHandler for BindProbe {
         let mut comm = None;
         let filter = Filter {
             pid: self.pid,
-            comm: self.comm.as_bytes(),
+            comm: self.comm.bytes(),
             port: self.port,
         };
         if !filter.task(task.pid, |want| {
@@ -169,11 +167,11 @@ struct RustKprobe {
 impl kernel::Module for RustKprobe {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let p = kprobes::params::kprobe();
-        if p.symbol.as_bytes().is_empty() {
+        if p.symbol.bytes().is_empty() {
             pr_err!("symbol= is empty: name the function to probe\n");
             return Err(EINVAL);
         }
-        let Some(symbol) = kprobes::params::symbol_str(p.symbol) else {
+        let Some(symbol) = p.symbol.as_str() else {
             pr_err!("symbol= is not a kernel symbol name\n");
             return Err(EINVAL);
         };
@@ -186,7 +184,7 @@ impl kernel::Module for RustKprobe {
             events: p.events,
             stats: PerCpu::new()?,
         };
-        let mut probe = Kprobe::register(p.symbol, p.offset, handler).inspect_err(|e| {
+        let mut probe = Kprobe::register(p.symbol.as_cstr(), p.offset, handler).inspect_err(|e| {
             pr_err!(
                 "cannot probe {}+{:#x}: {} (errno {})\n",
                 p.symbol,

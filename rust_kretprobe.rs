@@ -21,12 +21,10 @@ use kprobes::logic::{self, Filter, RetType, BUCKETS, TALLY_SLOTS};
 use kprobes::percpu::PerCpu;
 use kprobes::task;
 
-module! {
+kprobes::compat::rk_module! {
     type: RustKretprobe,
     name: "rust_kretprobe",
-    author: "rust-kprobes",
     description: "kretprobe: return value and time taken of func= (Rust)",
-    license: "GPL",
 }
 
 /// The kernel's own limit is none at all (6.12 allocates whatever is asked).
@@ -50,7 +48,7 @@ struct Timing {
     func: &'static str,
     rettype: RetType,
     pid: i32,
-    comm: &'static CStr,
+    comm: kprobes::params::ParamStr,
     events: bool,
     stats: PerCpu<NCOUNTERS>,
 }
@@ -75,7 +73,7 @@ impl KretprobeHandler for Timing {
         }
         let filter = Filter {
             pid: self.pid,
-            comm: self.comm.as_bytes(),
+            comm: self.comm.bytes(),
             port: 0,
         };
         if !filter.task(task.pid, |want| task.comm_is(want)) {
@@ -118,7 +116,7 @@ struct RustKretprobe {
 impl kernel::Module for RustKretprobe {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let p = kprobes::params::kretprobe();
-        if p.func.as_bytes().is_empty() {
+        if p.func.bytes().is_empty() {
             pr_err!("func= is empty: name the function to probe\n");
             return Err(EINVAL);
         }
@@ -130,14 +128,14 @@ impl kernel::Module for RustKretprobe {
             );
             return Err(EINVAL);
         }
-        let Some(rettype) = RetType::parse(p.rettype.as_bytes()) else {
+        let Some(rettype) = RetType::parse(p.rettype.bytes()) else {
             pr_err!(
                 "rettype={} is not one of int, long, ulong, ptr\n",
                 p.rettype
             );
             return Err(EINVAL);
         };
-        let Some(func) = kprobes::params::symbol_str(p.func) else {
+        let Some(func) = p.func.as_str() else {
             pr_err!("func= is not a kernel symbol name\n");
             return Err(EINVAL);
         };
@@ -149,7 +147,7 @@ impl kernel::Module for RustKretprobe {
             events: p.events,
             stats: PerCpu::new()?,
         };
-        let mut probe = Kretprobe::register(p.func, p.maxactive, handler).inspect_err(|e| {
+        let mut probe = Kretprobe::register(p.func.as_cstr(), p.maxactive, handler).inspect_err(|e| {
             pr_err!(
                 "cannot probe {}: {} (errno {})\n",
                 p.func,

@@ -65,8 +65,8 @@ pub(crate) fn current_task() -> *mut task_struct {
 /// | `di`  | `si`  | `dx`  | `cx`  | `r8`  | `r9`  | `ax`   | `ip` | `sp` |
 ///
 /// Per-CPU data is addressed through `%gs`; `this_cpu_off` holds the CPU's offset and
-/// `pcpu_hot.current_task` the running task (Linux 6.2 to 6.14), as `<asm/percpu.h>` and
-/// `<asm/current.h>` read them.
+/// `pcpu_hot.current_task` (Linux 6.2 to 6.14) or `current_task` (6.15 on) the running task,
+/// as `<asm/percpu.h>` and `<asm/current.h>` read them.
 #[cfg(CONFIG_X86_64)]
 mod imp {
     use super::{pt_regs, task_struct};
@@ -115,6 +115,9 @@ mod imp {
         off
     }
 
+    /// Linux 6.2 to 6.14: `current` is `pcpu_hot.current_task` (`<asm/current.h>` has
+    /// `struct pcpu_hot`; Kbuild sets `rk_x86_pcpu_hot`).
+    #[cfg(rk_x86_pcpu_hot)]
     #[inline(always)]
     pub(super) fn current_task() -> *mut task_struct {
         let task: *mut task_struct;
@@ -134,6 +137,32 @@ mod imp {
         };
         task
     }
+
+    /// Linux 6.15 and later: `current` is the per-CPU pointer `current_task` (Kbuild sets
+    /// `rk_x86_current_task` when `<asm/current.h>` declares it).
+    #[cfg(rk_x86_current_task)]
+    #[inline(always)]
+    pub(super) fn current_task() -> *mut task_struct {
+        let task: *mut task_struct;
+        // SAFETY: `current_task` is a per-CPU `struct task_struct *` every CPU has from boot
+        // (`init_task` until the CPU runs a task); this is the `%gs`-relative load
+        // `this_cpu_read_stable(current_task)` emits. Reads memory only.
+        unsafe {
+            asm!(
+                "mov {task}, qword ptr gs:[rip + {var}]",
+                task = out(reg) task,
+                var = sym bindings::current_task,
+                options(nostack, preserves_flags, readonly, pure),
+            )
+        };
+        task
+    }
+
+    #[cfg(not(any(rk_x86_pcpu_hot, rk_x86_current_task)))]
+    compile_error!(
+        "rust-kprobes: this kernel's <asm/current.h> has neither `pcpu_hot` nor a per-CPU \
+         `current_task`; `kprobes/arch.rs` does not know how it reads `current`"
+    );
 }
 
 /// AArch64 procedure call standard (AAPCS64):

@@ -20,6 +20,7 @@
 
 pub(crate) mod arch;
 pub(crate) mod bindings;
+pub(crate) mod compat;
 pub(crate) mod debugfs;
 pub(crate) mod kprobe;
 pub(crate) mod kretprobe;

@@ -1,30 +1,59 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh Debian 12 machine: installs only what is missing, then checks
-# that the kernel build accepts the Rust toolchain. Used by `make setup` (and by demo/check).
+# that each kernel's build accepts the Rust toolchain. Used by `make setup` (and demo/check/bench).
+#   ARCHES="x86_64 arm64"   guest architectures (QEMU, busybox, musl targets)
+#   KERNELS="6.12 7.3"      kernel sources to prepare (6.12: bookworm's linux-source-6.12, built
+#                           with clang 14; 7.3: trixie-backports' linux-source-7.3, clang 19)
 set -euo pipefail
 
 BINDGEN_VERSION=0.73.2
-ARCHES=${ARCHES:-x86_64}        # space-separated: x86_64 arm64
-quiet() { "$@" >/tmp/rust-kprobes-setup.log 2>&1 || { echo "setup: '$*' failed; see /tmp/rust-kprobes-setup.log" >&2; tail -5 /tmp/rust-kprobes-setup.log >&2; exit 1; }; }
+ARCHES=${ARCHES:-x86_64}
+KERNELS=${KERNELS:-6.12}
+log=/tmp/rust-kprobes-setup.log
+quiet() { "$@" >"$log" 2>&1 || { echo "setup: '$*' failed; see $log" >&2; tail -5 "$log" >&2; exit 1; }; }
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+cache=${RUST_KPROBES_CACHE:-$HOME/.cache/rust-kprobes}
 
-pkgs=(linux-source-6.12 clang lld llvm libclang-dev flex bison bc libelf-dev libssl-dev cpio
-      xz-utils make gcc python3 qemu-system-x86 kmod)
-case " $ARCHES " in *" arm64 "*) pkgs+=(qemu-system-arm) ;; esac
-
+# Both LLVMs: 14 (bookworm's default, builds 6.12 as it always has) and 19 (7.3 needs >= 17.0.1).
+# Having both is also what proves the module's bindgen run uses the kernel's own libclang.
+pkgs=(linux-source-6.12 clang lld llvm libclang-dev clang-19 lld-19 llvm-19 libclang-19-dev
+      flex bison bc libelf-dev libssl-dev cpio xz-utils make gcc python3 kmod)
 missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   quiet sudo_ apt-get update
   quiet sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
+# QEMU >= 8.1 from bookworm-backports: older TCG can run a translated block that still holds a
+# removed int3 on another vCPU (fixed upstream by deba78709a, "accel/tcg: Always lock pages
+# before translation"). The backports suite is added the standard Debian way if missing; only the
+# QEMU packages are taken from it (-t).
+qemu_pkgs=(qemu-system-x86)
+case " $ARCHES " in *" arm64 "*) qemu_pkgs+=(qemu-system-arm) ;; esac
+qemu_ok() {
+  for p in "${qemu_pkgs[@]}"; do
+    v=$(dpkg-query -W -f='${Status} ${Version}' "$p" 2>/dev/null) || return 1
+    case "$v" in "install ok installed "*) ;; *) return 1 ;; esac
+    dpkg --compare-versions "${v##* }" ge 1:8.1 || return 1
+  done
+}
+if ! qemu_ok; then
+  if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo "setup: adding bookworm-backports to apt's sources (for QEMU >= 8.1)"
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' |
+      sudo_ tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
+  fi
+  echo "setup: installing ${qemu_pkgs[*]} from bookworm-backports"
+  quiet sudo_ apt-get update
+  quiet sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+    -t bookworm-backports "${qemu_pkgs[@]}"
+fi
+
 # busybox for the guests: the static binary is taken out of the .deb of each guest architecture,
 # so an arm64 busybox needs no multiarch install (only the package lists).
-cache=${RUST_KPROBES_CACHE:-$HOME/.cache/rust-kprobes}
 for a in $ARCHES; do
   deb_arch=$a; [ "$a" = x86_64 ] && deb_arch=amd64
   bb="$cache/busybox/$deb_arch/bin/busybox"
@@ -55,22 +84,57 @@ if ! bindgen --version 2>/dev/null | grep -q " $BINDGEN_VERSION\$"; then
   quiet cargo install --locked bindgen-cli --version "$BINDGEN_VERSION"
 fi
 
-# Kernel source: Debian ships a tarball; unpack it once into the cache.
-tarball=$(ls /usr/src/linux-source-6.12.tar.xz 2>/dev/null || true)
-[ -n "$tarball" ] || { echo "setup: /usr/src/linux-source-6.12.tar.xz missing (apt-get install linux-source-6.12)" >&2; exit 1; }
-ver=$(dpkg-query -W -f='${Version}' linux-source-6.12)
-src="$cache/src/linux-$ver"
-if [ ! -f "$src/.unpacked" ]; then
-  echo "setup: unpacking linux-source-6.12 $ver"
-  rm -rf "$src"; mkdir -p "$src"
-  tar -xJf "$tarball" -C "$src" --strip-components=1
-  touch "$src/.unpacked"
-fi
-ln -sfn "$src" "$cache/src/current"
+# linux-source-7.3 is in trixie-backports only. It is fetched with apt's own tools and a private
+# sources list, lists and cache under $cache/apt, so the machine's sources are not changed for it;
+# apt checks the Release signature (Debian's archive keyring) and the .deb's hash.
+fetch_73() {
+  local d="$cache/apt" o
+  mkdir -p "$d/lists/partial" "$d/archives/partial" "$d/deb"
+  printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie-backports main\n' >"$d/sources.list"
+  o=(-o Dir::Etc::SourceList="$d/sources.list" -o Dir::Etc::SourceParts=/dev/null
+     -o Dir::State::Lists="$d/lists" -o Dir::Cache="$d" -o Dir::Cache::Archives="$d/archives"
+     -o APT::Architecture=amd64 -o Debug::NoLocking=1)
+  quiet apt-get "${o[@]}" update
+  (cd "$d/deb" && rm -f linux-source-7.3_*.deb && quiet apt-get "${o[@]}" download linux-source-7.3)
+  echo "$d/deb/$(cd "$d/deb" && ls linux-source-7.3_*.deb | head -1)"
+}
 
-# The check the kernel itself makes of the Rust toolchain.
-if ! out=$(make -s -C "$src" LLVM=1 rustavailable 2>&1); then
-  echo "setup: 'make LLVM=1 rustavailable' failed: $(echo "$out" | grep -m1 -i -E 'error|not|\*\*\*' || echo "$out" | head -1)" >&2
-  exit 1
-fi
-echo "setup: ok (kernel source $ver, $(rustc --version | cut -d' ' -f1-2), bindgen $BINDGEN_VERSION, $(clang --version | head -1 | sed 's/.*version \([0-9.]*\).*/clang \1/'))"
+for k in $KERNELS; do
+  case $k in
+    6.12)
+      tarball=/usr/src/linux-source-6.12.tar.xz
+      [ -f "$tarball" ] || { echo "setup: $tarball missing (apt-get install linux-source-6.12)" >&2; exit 1; }
+      ver=$(dpkg-query -W -f='${Version}' linux-source-6.12)
+      llvm=1 ;;
+    7.3)
+      ver=$(cat "$cache/src/7.3.version" 2>/dev/null || true)
+      if [ -z "$ver" ] || [ ! -f "$cache/src/linux-$ver/.unpacked" ]; then
+        echo "setup: fetching linux-source-7.3 from trixie-backports (private apt lists in $cache/apt)"
+        deb=$(fetch_73)
+        ver=$(dpkg-deb -f "$deb" Version)
+        tmp=$(mktemp -d)
+        dpkg-deb -x "$deb" "$tmp"
+        tarball=$(ls "$tmp"/usr/src/linux-source-7.3.tar.xz)
+      fi
+      llvm=-19 ;;
+    *) echo "setup: unknown KERNEL=$k (6.12 or 7.3)" >&2; exit 1 ;;
+  esac
+  src="$cache/src/linux-$ver"
+  if [ ! -f "$src/.unpacked" ]; then
+    echo "setup: unpacking linux-source-$k $ver"
+    rm -rf "$src"; mkdir -p "$src"
+    tar -xJf "$tarball" -C "$src" --strip-components=1
+    touch "$src/.unpacked"
+  fi
+  [ -n "${tmp:-}" ] && { rm -rf "$tmp"; tmp=; }
+  echo "$ver" >"$cache/src/$k.version"
+  ln -sfn "$src" "$cache/src/$k"
+  # The check the kernel itself makes of the Rust toolchain, with the libclang of that LLVM.
+  libclang=$(dirname "$(dirname "$(clang${llvm#1} -print-resource-dir)")")
+  if ! out=$(LIBCLANG_PATH=$libclang make -s -C "$src" LLVM=$llvm rustavailable 2>&1); then
+    echo "setup: 'make LLVM=$llvm rustavailable' failed for $k: $(echo "$out" | grep -m1 -i -E 'error|not|\*\*\*' || echo "$out" | head -1)" >&2
+    exit 1
+  fi
+  echo "setup: ok (kernel $k: source $ver, $(clang${llvm#1} --version | head -1 | sed 's/.*version \([0-9.]*\).*/clang \1/'))"
+done
+echo "setup: ok ($(rustc --version | cut -d' ' -f1-2), bindgen $BINDGEN_VERSION, $(qemu-system-x86_64 --version | head -1 | sed 's/.*version \([0-9.]*\).*/QEMU \1/'))"

@@ -33,7 +33,7 @@ pub fn modules(k: &Kernel, flavor: &Flavor) -> Vec<PathBuf> {
         k.dir.display().to_string(),
         format!("M={}", dir.display()),
     ];
-    args.extend(flavor.arch.make_vars());
+    args.extend(flavor.make_vars());
     args.push("modules".into());
     let log = dir.join("build.log");
     let _ = std::fs::remove_file(&log);

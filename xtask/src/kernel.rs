@@ -1,6 +1,6 @@
 //! Step 2 of the harness: a Rust-enabled kernel, built once per (source, config, toolchain).
 
-use crate::util::{cache_dir, capture, fail, run_logged, sha256_hex, Flavor};
+use crate::util::{cache_dir, capture, fail, run_logged, sha256_hex, Flavor, Kver};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -33,27 +33,34 @@ fn cache_key(repo: &Path, flavor: &Flavor, src: &Path) -> String {
     for f in fragments(repo, flavor) {
         s += &fs::read_to_string(&f).unwrap_or_else(|e| fail(&format!("{}: {e}", f.display())));
     }
+    let clang = flavor.kernel.clang();
+    let lld = clang.replace("clang", "ld.lld");
     for tool in [
         &["rustc", "--version"][..],
         &["bindgen", "--version"],
-        &["clang", "--version"],
-        &["ld.lld", "--version"],
+        &[&clang, "--version"],
+        &[&lld, "--version"],
     ] {
         s += &capture(tool[0], &tool[1..]).unwrap_or_default();
     }
     sha256_hex(&s)[..16].to_string()
 }
 
-pub fn source() -> PathBuf {
-    let src = cache_dir().join("src/current");
+/// The unpacked source of `kver` (`make setup KERNELS=...` fetches and unpacks it).
+pub fn source(kver: Kver) -> PathBuf {
+    let src = cache_dir().join("src").join(kver.name());
     if !src.join("Makefile").exists() {
-        fail("kernel source not unpacked: run `make setup` first");
+        fail(&format!(
+            "kernel {} source not unpacked: run `make setup KERNELS={}` first",
+            kver.name(),
+            kver.name()
+        ));
     }
     fs::canonicalize(src).unwrap()
 }
 
 fn locate(repo: &Path, flavor: &Flavor) -> Kernel {
-    let src = source();
+    let src = source(flavor.kernel);
     let key = cache_key(repo, flavor, &src);
     let dir = cache_dir()
         .join("kernel")
@@ -77,13 +84,16 @@ pub fn ensure(repo: &Path, flavor: &Flavor) -> Kernel {
     }
     fs::create_dir_all(&dir).unwrap();
     let log = dir.join("build.log");
+    let libclang = flavor.kernel.libclang_path().unwrap_or_else(|e| fail(&e));
     let mk = |args: &[&str], what: &str| {
         let mut a = vec![
             "-C".to_string(),
             src.display().to_string(),
             format!("O={}", dir.display()),
         ];
-        a.extend(flavor.arch.make_vars());
+        a.extend(flavor.make_vars());
+        // The kernel's own bindgen runs load the libclang of the LLVM that builds it.
+        a.push(format!("LIBCLANG_PATH={}", libclang.display()));
         a.extend(args.iter().map(|s| s.to_string()));
         run_logged("make", &a, &log, what);
     };
@@ -116,28 +126,32 @@ pub fn ensure(repo: &Path, flavor: &Flavor) -> Kernel {
     mk(&["olddefconfig"], "olddefconfig");
     // Every `=y` the fragments ask for must have survived olddefconfig (RUST drops out silently
     // when the toolchain is unusable, KASAN when its dependencies are off, ...).
+    // A later fragment overrides an earlier one (debug.fragment turns eBPF off again).
     let config = fs::read_to_string(dir.join(".config")).unwrap();
-    let mut lost = vec![];
+    let mut wanted = std::collections::BTreeMap::new();
     for f in fragments(repo, flavor) {
         for line in fs::read_to_string(f).unwrap().lines() {
-            let line = line.trim();
-            if line.starts_with("CONFIG_")
-                && line.ends_with("=y")
-                && !config.lines().any(|l| l == line)
-            {
-                let opt = line.trim_end_matches("=y");
-                let arch_specific = opt.contains("8250") || opt.contains("PL011");
-                if !arch_specific {
-                    lost.push(opt.to_string());
+            if let Some((opt, val)) = line.trim().split_once('=') {
+                if opt.starts_with("CONFIG_") {
+                    wanted.insert(opt.to_string(), val.to_string());
                 }
             }
         }
     }
+    let mut lost = vec![];
+    for (opt, val) in &wanted {
+        let arch_specific = opt.contains("8250") || opt.contains("PL011");
+        let set = format!("{opt}={val}");
+        if val == "y" && !arch_specific && !config.lines().any(|l| l == set) {
+            lost.push(opt.clone());
+        }
+    }
     if !lost.is_empty() {
         fail(&format!(
-            "kernel config dropped {} (for CONFIG_RUST: `make -C {} LLVM=1 rustavailable`)",
+            "kernel config dropped {} (for CONFIG_RUST: `make -C {} LLVM={} rustavailable`)",
             lost.join(", "),
-            src.display()
+            src.display(),
+            flavor.kernel.llvm()
         ));
     }
     let jobs = format!(

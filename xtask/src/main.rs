@@ -3,7 +3,7 @@
 
 use std::process::Command;
 use std::time::Instant;
-use xtask::util::{build_dir, fail, repo_root, Arch, Flavor};
+use xtask::util::{build_dir, fail, repo_root, Arch, Flavor, Kver};
 use xtask::{kernel, modules, vm};
 
 /// Kernel, modules (clippy-clean, warning-free) and initramfs of one flavor.
@@ -65,7 +65,7 @@ fn demo(flavor: Flavor) {
 
 /// Formatting (the kernel's .rustfmt.toml) of the module sources.
 fn rustfmt_check() {
-    let k = kernel::source();
+    let k = kernel::source(Kver::V6_12);
     let mut files: Vec<String> = vec!["rust_kprobe.rs".into(), "rust_kretprobe.rs".into()];
     for e in std::fs::read_dir(repo_root().join("kprobes")).unwrap() {
         files.push(format!(
@@ -85,20 +85,30 @@ fn rustfmt_check() {
     }
 }
 
+/// A list from the environment (`make` exports it even when unset: empty means `default`).
+fn list(var: &str, default: &str) -> Vec<String> {
+    let v = std::env::var(var).ok().filter(|a| !a.trim().is_empty());
+    let v = v.unwrap_or_else(|| default.into());
+    v.split_whitespace().map(String::from).collect()
+}
+
+/// `KERNELS` x `ARCHES` (both kernels, both arches by default; x86_64 only with `DEBUG=1`).
 fn flavors() -> Vec<Flavor> {
     let debug = Flavor::from_env().debug;
-    // `make` exports ARCHES even when unset: empty means the default, both.
-    let arches = std::env::var("ARCHES")
-        .ok()
-        .filter(|a| !a.trim().is_empty());
-    let arches = arches.unwrap_or_else(|| "x86_64 arm64".into());
-    arches
-        .split_whitespace()
-        .map(|a| Flavor {
-            arch: Arch::parse(a),
-            debug,
-        })
-        .collect()
+    let arches = list("ARCHES", if debug { "x86_64" } else { "x86_64 arm64" });
+    let kernels = list("KERNELS", "6.12 7.3");
+    let mut v = vec![];
+    for k in &kernels {
+        let kernel = Kver::parse(k).unwrap_or_else(|e| fail(&e));
+        for a in &arches {
+            v.push(Flavor {
+                arch: Arch::parse(a),
+                debug,
+                kernel,
+            });
+        }
+    }
+    v
 }
 
 fn check() {
@@ -126,10 +136,14 @@ fn check() {
     ]
     .map(String::from)
     .to_vec();
-    for f in ["x86_64", "arm64", "x86_64-debug"] {
-        if !names.iter().any(|n| n == f) {
-            args.push("--skip".into());
-            args.push(format!("{}::", f.replace('-', "_")));
+    // Test modules are named after flavors (`x86_64_debug_7_3::`): skip the others.
+    for kernel in Kver::ALL {
+        for f in ["x86_64", "arm64", "x86_64-debug"] {
+            let f = format!("{f}{}", kernel.suffix());
+            if !names.iter().any(|n| *n == f) {
+                args.push("--skip".into());
+                args.push(format!("{}::", f.replace(['-', '.'], "_")));
+            }
         }
     }
     let st = Command::new("cargo")
@@ -146,6 +160,15 @@ fn main() {
     let flavor = Flavor::from_env();
     match args.first().map(String::as_str) {
         Some("kernel") => println!("{}", kernel::ensure(&repo_root(), &flavor).dir.display()),
+        Some("kbuild-args") => {
+            let k = kernel::ensure(&repo_root(), &flavor);
+            println!(
+                "KDIR={} LLVM={} ARCH={}",
+                k.dir.display(),
+                flavor.kernel.llvm(),
+                flavor.arch.name()
+            );
+        }
         Some("prepare") => {
             prepare(flavor);
         }
@@ -154,8 +177,8 @@ fn main() {
         Some("fmt-check") => rustfmt_check(),
         Some("bench") => {
             let p = prepare(Flavor {
-                arch: Arch::X86_64,
                 debug: false,
+                ..flavor
             });
             xtask::bench::run(&p)
         }
@@ -173,6 +196,6 @@ fn main() {
             print!("{}", run.serial);
             std::process::exit(run.exit);
         }
-        _ => fail("usage: cargo xtask kernel|prepare|demo|check|fmt-check|bench"),
+        _ => fail("usage: cargo xtask kernel|kbuild-args|prepare|demo|check|fmt-check|bench"),
     }
 }

@@ -51,7 +51,7 @@ pub fn build(kernel: &Kernel, flavor: &Flavor, extra: &[&str]) -> Built {
         kernel.dir.display().to_string(),
         format!("M={}", src.display()),
     ];
-    args.extend(flavor.arch.make_vars());
+    args.extend(flavor.make_vars());
     args.extend(extra.iter().map(|s| s.to_string()));
     args.push("modules".into());
     run_logged("make", &args, &log, "module build");

@@ -26,10 +26,6 @@ impl Arch {
             Arch::Arm64 => "arm64",
         }
     }
-    /// `make` variables for the kernel and for Kbuild module builds.
-    pub fn make_vars(self) -> Vec<String> {
-        vec![format!("ARCH={}", self.name()), "LLVM=1".into()]
-    }
     pub fn image_path(self) -> &'static str {
         match self {
             Arch::X86_64 => "arch/x86/boot/bzImage",
@@ -57,11 +53,69 @@ impl Arch {
     }
 }
 
-/// One kernel build: an architecture, with or without the debug options.
+/// A kernel release the project builds, and the LLVM that builds it. The only place the
+/// harness knows what differs between them (the modules' differences are in `kprobes/`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kver {
+    /// 6.12 LTS: bookworm's `linux-source-6.12`, built with bookworm's clang 14 (`LLVM=1`).
+    V6_12,
+    /// 7.3: trixie-backports' `linux-source-7.3`; needs LLVM >= 17.0.1, built with clang 19.
+    V7_3,
+}
+
+impl Kver {
+    pub const ALL: [Kver; 2] = [Kver::V6_12, Kver::V7_3];
+
+    pub fn parse(s: &str) -> Result<Kver, String> {
+        match s {
+            "6.12" => Ok(Kver::V6_12),
+            "7.3" => Ok(Kver::V7_3),
+            _ => Err(format!("unsupported KERNEL={s} (6.12 or 7.3)")),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Kver::V6_12 => "6.12",
+            Kver::V7_3 => "7.3",
+        }
+    }
+    /// Kbuild's `LLVM=`: `1` for the unversioned tools, `-19` for `clang-19`, `ld.lld-19`, ...
+    pub fn llvm(self) -> &'static str {
+        match self {
+            Kver::V6_12 => "1",
+            Kver::V7_3 => "-19",
+        }
+    }
+    /// The `clang` of that LLVM.
+    pub fn clang(self) -> String {
+        format!("clang{}", self.llvm().trim_start_matches('1'))
+    }
+    /// Where the libclang of that LLVM is: `<prefix>/lib` of clang's resource directory
+    /// (`<prefix>/lib/clang/<version>`). bindgen must load this one, not the newest installed.
+    pub fn libclang_path(self) -> Result<PathBuf, String> {
+        let dir = capture(&self.clang(), &["-print-resource-dir"])
+            .ok_or_else(|| format!("{} not found (run `make setup`)", self.clang()))?;
+        let dir = PathBuf::from(dir.trim());
+        dir.parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .ok_or_else(|| format!("odd clang resource directory {}", dir.display()))
+    }
+    /// Suffix of folder names: none for the LTS, `-7.3` otherwise.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Kver::V6_12 => "",
+            Kver::V7_3 => "-7.3",
+        }
+    }
+}
+
+/// One kernel build: a release, an architecture, with or without the debug options.
 #[derive(Clone, Copy, Debug)]
 pub struct Flavor {
     pub arch: Arch,
     pub debug: bool,
+    pub kernel: Kver,
 }
 
 impl Flavor {
@@ -71,15 +125,32 @@ impl Flavor {
             std::env::var("DEBUG").as_deref(),
             Ok("1") | Ok("y") | Ok("yes")
         );
-        Flavor { arch, debug }
+        let kernel = match std::env::var("KERNEL") {
+            Ok(k) if !k.trim().is_empty() => Kver::parse(k.trim()).unwrap_or_else(|e| fail(&e)),
+            _ => Kver::V6_12,
+        };
+        Flavor {
+            arch,
+            debug,
+            kernel,
+        }
     }
-    /// `x86_64`, `arm64`, `x86_64-debug`: names of cache and `build/` folders.
+    /// `x86_64`, `arm64`, `x86_64-debug`, `x86_64-7.3`, ...: names of cache and `build/`
+    /// folders.
     pub fn name(&self) -> String {
         format!(
-            "{}{}",
+            "{}{}{}",
             self.arch.name(),
-            if self.debug { "-debug" } else { "" }
+            if self.debug { "-debug" } else { "" },
+            self.kernel.suffix()
         )
+    }
+    /// `make` variables for the kernel and for Kbuild module builds.
+    pub fn make_vars(&self) -> Vec<String> {
+        vec![
+            format!("ARCH={}", self.arch.name()),
+            format!("LLVM={}", self.kernel.llvm()),
+        ]
     }
 }
 

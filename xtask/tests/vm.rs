@@ -2,11 +2,15 @@
 //! log against what the load program really did. `make check` builds everything first and runs
 //! them for each flavor (`x86_64::`, `arm64::`, `x86_64_debug::`).
 
-use xtask::util::{Arch, Flavor};
+use xtask::util::{Arch, Flavor, Kver};
 use xtask::vm::{self, Opts, Prepared, Run};
 
-fn prep(arch: Arch, debug: bool) -> Prepared {
-    vm::prepared(Flavor { arch, debug })
+fn prep(arch: Arch, debug: bool, kernel: Kver) -> Prepared {
+    vm::prepared(Flavor {
+        arch,
+        debug,
+        kernel,
+    })
 }
 
 /// Boots `script` and checks the run ended cleanly: exit 0 and no kernel complaint.
@@ -751,19 +755,19 @@ fn arm64_vhe_kernel_at_el2(p: &Prepared) {
 }
 
 macro_rules! vm_tests {
-    ($arch:expr, $debug:expr; $($t:ident),* $(,)?) => {
+    ($arch:expr, $debug:expr, $kernel:expr; $($t:ident),* $(,)?) => {
         $(
             #[test]
             fn $t() {
-                super::$t(&super::prep($arch, $debug))
+                super::$t(&super::prep($arch, $debug, $kernel))
             }
         )*
     };
 }
 
 macro_rules! all_tests {
-    ($arch:expr, $debug:expr) => {
-        vm_tests!($arch, $debug;
+    ($arch:expr, $debug:expr, $kernel:expr) => {
+        vm_tests!($arch, $debug, $kernel;
             kprobe_reports_each_bind,
             kprobe_inet6_bind,
             kprobe_odd_addresses_claim_no_port,
@@ -783,17 +787,33 @@ macro_rules! all_tests {
 }
 
 mod x86_64 {
-    use super::Arch;
-    all_tests!(Arch::X86_64, false);
+    use super::{Arch, Kver};
+    all_tests!(Arch::X86_64, false, Kver::V6_12);
 }
 
 mod arm64 {
-    use super::Arch;
-    all_tests!(Arch::Arm64, false);
-    vm_tests!(Arch::Arm64, false; arm64_vhe_kernel_at_el2);
+    use super::{Arch, Kver};
+    all_tests!(Arch::Arm64, false, Kver::V6_12);
+    vm_tests!(Arch::Arm64, false, Kver::V6_12; arm64_vhe_kernel_at_el2);
 }
 
 mod x86_64_debug {
-    use super::Arch;
-    all_tests!(Arch::X86_64, true);
+    use super::{Arch, Kver};
+    all_tests!(Arch::X86_64, true, Kver::V6_12);
+}
+
+mod x86_64_7_3 {
+    use super::{Arch, Kver};
+    all_tests!(Arch::X86_64, false, Kver::V7_3);
+}
+
+mod arm64_7_3 {
+    use super::{Arch, Kver};
+    all_tests!(Arch::Arm64, false, Kver::V7_3);
+    vm_tests!(Arch::Arm64, false, Kver::V7_3; arm64_vhe_kernel_at_el2);
+}
+
+mod x86_64_debug_7_3 {
+    use super::{Arch, Kver};
+    all_tests!(Arch::X86_64, true, Kver::V7_3);
 }

@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What differs between the kernels this layer builds on (6.12 LTS and 7.3), in one place.
+//!
+//! Each difference is a cfg that Kbuild derives from the kernel tree itself (see `Kbuild`), not
+//! from a version number; `arch.rs` holds the one per-architecture difference
+//! (`rk_x86_pcpu_hot`). Code outside this file and `arch.rs` is the same on both kernels.
+//!
+//! | cfg | set when the kernel tree has | 6.12 | 7.3 |
+//! |-----|------------------------------|------|-----|
+//! | `rk_cstr_is_core` | `kernel::str::CStr` = `core::ffi::CStr` | no | yes |
+//! | `rk_kernel_fmt` | `pr_*!` formatting through `kernel::fmt::Display` | no | yes |
+//! | `rk_module_authors` | `module!` takes `authors: [..]` (not `author:`) | no | yes |
+
+use kernel::prelude::*;
+
+/// The bytes of a C string, without its NUL (`as_bytes()` on 6.12's own `CStr`, `to_bytes()`
+/// on `core::ffi::CStr`).
+pub(crate) fn cstr_bytes(s: &CStr) -> &[u8] {
+    #[cfg(rk_cstr_is_core)]
+    return s.to_bytes();
+    #[cfg(not(rk_cstr_is_core))]
+    return s.as_bytes();
+}
+
+/// Makes types that implement `core::fmt::Display` printable by `pr_*!` on kernels that format
+/// through `kernel::fmt::Display` (7.x); nothing to do on 6.12.
+macro_rules! printable {
+    ($($t:ty),* $(,)?) => {
+        $(
+            #[cfg(rk_kernel_fmt)]
+            impl kernel::fmt::Display for $t {
+                fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                    core::fmt::Display::fmt(self, f)
+                }
+            }
+        )*
+    };
+}
+
+printable!(
+    super::task::Comm,
+    super::logic::HistRow,
+    super::logic::RetVal,
+    super::params::ParamStr,
+);
+
+/// `module!` with this project's author and licence, in the syntax of the kernel at hand.
+macro_rules! rk_module {
+    (type: $t:ident, name: $name:tt, description: $desc:tt $(,)?) => {
+        #[cfg(rk_module_authors)]
+        ::kernel::prelude::module! {
+            type: $t,
+            name: $name,
+            authors: ["rust-kprobes"],
+            description: $desc,
+            license: "GPL",
+        }
+        #[cfg(not(rk_module_authors))]
+        ::kernel::prelude::module! {
+            type: $t,
+            name: $name,
+            author: "rust-kprobes",
+            description: $desc,
+            license: "GPL",
+        }
+    };
+}
+pub(crate) use rk_module;
