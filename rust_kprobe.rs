@@ -39,6 +39,9 @@ const NCOUNTERS: usize = 5;
 struct BindProbe {
     /// For printing (`&str` formats in one piece, `CStr` byte by byte).
     symbol: &'static str,
+    /// Arguments are in their registers at the function's entry only: past it (`offset=` not
+    /// 0) a hit is counted and reported without a port.
+    offset: u32,
     pid: i32,
     comm: kprobes::params::ParamStr,
     port: u32,
@@ -68,18 +71,23 @@ impl KprobeHandler for BindProbe {
             stats.add(FILTERED, 1);
             return Ok(());
         }
-        // int inet_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len), and
-        // inet6_bind alike: the address is a kernel copy, at most addr_len bytes of it valid.
-        let uaddr = hit.regs.arg(1).unwrap_or(0);
-        let addr_len = hit.regs.arg(2).unwrap_or(0) as u32 as i32;
-        let mut buf = [0u8; SOCKADDR_MAX];
-        let len = addr_len.clamp(0, SOCKADDR_MAX as i32) as usize;
-        hit.read("struct sockaddr", uaddr, &mut buf[..len])?;
-        let addr = Sockaddr::decode(&buf[..len]);
-        if !filter.port(addr.port()) {
-            stats.add(FILTERED, 1);
-            return Ok(());
-        }
+        let addr = if self.offset == 0 {
+            // int inet_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len), and
+            // inet6_bind alike: the address is a kernel copy, at most addr_len bytes of it valid.
+            let uaddr = hit.regs.arg(1).unwrap_or(0);
+            let addr_len = hit.regs.arg(2).unwrap_or(0) as u32 as i32;
+            let mut buf = [0u8; SOCKADDR_MAX];
+            let len = addr_len.clamp(0, SOCKADDR_MAX as i32) as usize;
+            hit.read("struct sockaddr", uaddr, &mut buf[..len])?;
+            let addr = Sockaddr::decode(&buf[..len]);
+            if !filter.port(addr.port()) {
+                stats.add(FILTERED, 1);
+                return Ok(());
+            }
+            Some(addr)
+        } else {
+            None
+        };
         match self.limiter.check(|| kprobes::now_ns() as u64) {
             Verdict::Suppress => return Ok(()),
             Verdict::Pass { suppressed: 0 } => {}
@@ -120,8 +128,13 @@ impl KprobeHandler for BindProbe {
 
 impl BindProbe {
     /// The event line: the port, or why the bind has none.
-    fn log(&self, pid: i32, comm: &Comm, addr: Sockaddr) {
+    fn log(&self, pid: i32, comm: &Comm, addr: Option<Sockaddr>) {
         let sym = self.symbol;
+        let Some(addr) = addr else {
+            let off = self.offset;
+            pr_info!("{sym}+{off:#x} name:{comm} pid:{pid} socket bind: arguments unknown past the function's entry\n");
+            return;
+        };
         match addr {
             Sockaddr::Inet { port } | Sockaddr::Inet6 { port } => {
                 pr_info!("{sym} name:{comm} pid:{pid} socket bind port={port}\n");
@@ -175,8 +188,13 @@ impl kernel::Module for RustKprobe {
             pr_err!("symbol= is not a kernel symbol name\n");
             return Err(EINVAL);
         };
+        if p.offset != 0 && p.port != 0 {
+            pr_err!("port= needs offset=0: arguments are only known at the function's entry\n");
+            return Err(EINVAL);
+        }
         let handler = BindProbe {
             symbol,
+            offset: p.offset,
             pid: p.pid,
             comm: p.comm,
             port: p.port,

@@ -113,7 +113,6 @@ fn measure(p: &Prepared, cpus: u32, rounds: usize, n: u64) -> Medians {
         mem_mb: 256,
         timeout: Duration::from_secs(1800),
         icount: true,
-        single_thread: false,
         el2: false,
     };
     let run = vm::run(p, &format!("bench-{cpus}cpu"), &script(rounds, n), &opts)

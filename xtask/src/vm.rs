@@ -17,10 +17,6 @@ pub struct Opts {
     pub timeout: Duration,
     /// `-icount shift=0,sleep=off`: guest time counts instructions (repeatable timings).
     pub icount: bool,
-    /// TCG with one host thread for all vCPUs (`thread=single`), still interleaving them. On
-    /// x86_64, multi-threaded TCG lets a vCPU run an `int3` that another vCPU already removed
-    /// (see the README); this keeps SMP guests free of that emulator artifact.
-    pub single_thread: bool,
     /// arm64: boot the kernel at EL2 (`-M virt,virtualization=on`); on cortex-a76 it then keeps
     /// EL2 with VHE, where per-CPU data hangs off `tpidr_el2` instead of `tpidr_el1`.
     pub el2: bool,
@@ -31,11 +27,11 @@ impl Opts {
         // The debug kernel (KASAN, lockdep, kmemleak) runs tens of times slower under TCG.
         let timeout = if flavor.debug { 900 } else { 300 };
         Opts {
-            cpus: 1,
+            // x86_64 guests are SMP in every test: two vCPUs on two host threads (MTTCG).
+            cpus: if flavor.arch == Arch::X86_64 { 2 } else { 1 },
             mem_mb: if flavor.debug { 1024 } else { 256 },
             timeout: Duration::from_secs(timeout),
             icount: false,
-            single_thread: false,
             el2: false,
         }
     }
@@ -138,6 +134,42 @@ fn qemu_cmd(arch: Arch, accel: &str, el2: bool) -> Command {
     c
 }
 
+/// QEMU's version, `(major, minor)`, from `qemu-system-* --version`.
+fn qemu_version(arch: Arch) -> Option<(u32, u32)> {
+    let bin = match arch {
+        Arch::X86_64 => "qemu-system-x86_64",
+        Arch::Arm64 => "qemu-system-aarch64",
+    };
+    let out = crate::util::capture(bin, &["--version"])?;
+    let v = out.split("version ").nth(1)?;
+    let mut it = v.split(|c: char| !c.is_ascii_digit());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// Whether multi-threaded TCG runs this arch's SMP guests faithfully. Before QEMU 8.1 a vCPU
+/// could run a translated block that still held an x86 `int3` another vCPU had just removed
+/// (fixed by deba78709a, "accel/tcg: Always lock pages before translation"), and Linux >= 6.3
+/// oopses on such an int3 (8e791f7eba4c dropped the "int3 already removed" retry). Older QEMUs
+/// run x86_64 SMP guests with `thread=single` (vCPUs interleaved on one host thread), saying so
+/// once.
+fn mttcg_safe(arch: Arch) -> bool {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if arch != Arch::X86_64 {
+        return true;
+    }
+    let v = qemu_version(arch);
+    let ok = v.is_some_and(|v| v >= (8, 1));
+    if !ok {
+        WARNED.call_once(|| {
+            eprintln!(
+                "vm: QEMU {} < 8.1 can run a removed int3 under multi-threaded TCG: x86_64 guests use thread=single (`make setup` installs QEMU 10 from bookworm-backports)",
+                v.map(|(a, b)| format!("{a}.{b}")).unwrap_or("?".into())
+            )
+        });
+    }
+    ok
+}
+
 fn console(arch: Arch) -> &'static str {
     match arch {
         Arch::X86_64 => "ttyS0",
@@ -193,7 +225,7 @@ fn boot(
     fs::write(&initrd, bytes).unwrap();
     let log_path = dir.join("serial.log");
     let _ = fs::remove_file(&log_path);
-    let accel = if accel == "tcg" && opts.single_thread {
+    let accel = if accel == "tcg" && opts.cpus > 1 && !mttcg_safe(flavor.arch) {
         "tcg,thread=single"
     } else {
         accel

@@ -471,12 +471,9 @@ fn load_unload_under_fire(p: &Prepared) {
          loadgen bind $(seq 7300 7349)
          rmmod rust_kprobe"
     );
-    // Two vCPUs interleaved by one TCG thread on x86_64: with one thread per vCPU, QEMU 7.2 lets
-    // a vCPU execute an int3 that another one already removed, and any kprobe module, C or
-    // Rust, then oopses on unload (see the README). arm64 runs multi-threaded.
+    // Two vCPUs, each on its own host thread (QEMU >= 8.1; see `vm::mttcg_safe`).
     let opts = Opts {
         cpus: 2,
-        single_thread: p.flavor.arch == Arch::X86_64,
         ..Opts::for_flavor(&p.flavor)
     };
     let run = boot_with(p, "load_unload_under_fire", &script, opts);
