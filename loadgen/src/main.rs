@@ -7,7 +7,8 @@
 //! loadgen bind-raw FAMILY LEN PORT           an AF_INET socket, a sockaddr with sa_family=FAMILY, addr_len=LEN
 //! loadgen inuse PORT                         bind PORT twice (the second gets EADDRINUSE)
 //! loadgen sleep THREADS MS                   THREADS threads in nanosleep(MS) at once
-//! loadgen loop SECONDS                       bind port 0 + close in a loop; reports the count
+//! loadgen loop SECONDS                       bind port 0 + close in a loop until SECONDS pass or
+//!                                            SIGTERM; reports the count (`op=loop ... binds=N`)
 //! loadgen bench N                            N bind(port 0)+close; reports ns per operation
 //! loadgen insmod FILE [PARAM...]             one finit_module(2); prints `INSMOD ok` or `INSMOD errno=-N`
 //! ```
@@ -16,6 +17,7 @@
 //! runs a failing module init twice and doubles its error line.)
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 fn tid() -> i64 {
@@ -71,6 +73,13 @@ fn bind_close_any() {
     assert_eq!(ret, 0, "bind to port 0 failed");
     // SAFETY: closing our socket.
     unsafe { libc::close(fd) };
+}
+
+/// Set by SIGTERM: `loop` stops and reports what it did.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
 }
 
 fn family(name: &str) -> (i32, u16, usize) {
@@ -140,9 +149,12 @@ fn main() {
         }
         Some("loop") => {
             let secs: u64 = num(args.get(1));
+            let handler: extern "C" fn(libc::c_int) = on_term;
+            // SAFETY: the handler only stores to an atomic.
+            unsafe { libc::signal(libc::SIGTERM, handler as libc::sighandler_t) };
             let end = Instant::now() + Duration::from_secs(secs);
             let mut n = 0u64;
-            while Instant::now() < end {
+            while Instant::now() < end && !STOP.load(Ordering::Relaxed) {
                 bind_close_any();
                 n += 1;
             }

@@ -347,11 +347,23 @@ pub fn prepared(flavor: Flavor) -> Prepared {
     }
 }
 
+/// The run folder's name: the running test's (`x86_64::kprobe_ratelimit` gives
+/// `kprobe_ratelimit`; the flavor is already in the folder above). Under `cargo test` each test
+/// runs on a thread named after it.
+pub fn test_name() -> String {
+    let t = std::thread::current();
+    let name = t
+        .name()
+        .filter(|n| *n != "main")
+        .unwrap_or_else(|| panic!("run folders are named after the test: run under `cargo test`"));
+    name.rsplit("::").next().unwrap_or(name).to_string()
+}
+
 /// Boots one scenario (`script`, run by busybox sh -e with `vm/lib.sh` sourced) in `name`'s
 /// own folder under `build/<flavor>/runs/`.
 pub fn run(p: &Prepared, name: &str, script: &str, opts: &Opts) -> Result<Run, String> {
     let dir = build_dir(&p.flavor).join("runs").join(name);
-    fs::create_dir_all(&dir).unwrap();
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let sc = initramfs::scenario(&p.kernel, &dir, script);
     let accel = if opts.icount {
         "tcg"
@@ -361,7 +373,17 @@ pub fn run(p: &Prepared, name: &str, script: &str, opts: &Opts) -> Result<Run, S
     boot(&p.kernel, &p.flavor, &p.initramfs, &sc, &dir, opts, accel)
 }
 
-/// One operation the load program reported (`LOADGEN op=... tid=... ...`).
+/// `key=value` words of a line, in order.
+fn key_values(line: &str) -> Vec<(String, String)> {
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// One operation the load program reported (`LOADGEN op=... tid=... comm=... family=...
+/// port=... len=... ret=...`). Parsing is strict: a missing or malformed field panics with
+/// the line, so that a lost field never reads as a default (a missing `ret=` as success).
 #[derive(Debug, Clone)]
 pub struct Op {
     pub op: String,
@@ -369,47 +391,73 @@ pub struct Op {
     pub comm: String,
     pub family: String,
     pub port: u16,
+    pub len: u32,
     pub ret: i32,
-    pub fields: Vec<(String, String)>,
+}
+
+impl Op {
+    /// Parses one `LOADGEN` line of a socket operation (bind, close, sleep).
+    pub fn parse(line: &str) -> Result<Op, String> {
+        let fields = key_values(line);
+        let get = |k: &str| -> Result<&str, String> {
+            let mut it = fields.iter().filter(|(f, _)| f == k);
+            match (it.next(), it.next()) {
+                (Some((_, v)), None) if !v.is_empty() => Ok(v.as_str()),
+                (None, _) => Err(format!("no `{k}=` in load program line `{line}`")),
+                _ => Err(format!("bad `{k}=` in load program line `{line}`")),
+            }
+        };
+        fn num<T: std::str::FromStr>(line: &str, k: &str, v: &str) -> Result<T, String> {
+            v.parse()
+                .map_err(|_| format!("`{k}={v}` is not a number in load program line `{line}`"))
+        }
+        Ok(Op {
+            op: get("op")?.to_string(),
+            tid: num(line, "tid", get("tid")?)?,
+            comm: get("comm")?.to_string(),
+            family: get("family")?.to_string(),
+            port: num(line, "port", get("port")?)?,
+            len: num(line, "len", get("len")?)?,
+            ret: num(line, "ret", get("ret")?)?,
+        })
+    }
+
+    /// The line `rust_kprobe` logs for this bind when it probes `sym` at its entry.
+    pub fn kprobe_line(&self, sym: &str) -> String {
+        format!(
+            "{sym} name:{} pid:{} socket bind port={}",
+            self.comm, self.tid, self.port
+        )
+    }
 }
 
 impl Run {
-    /// What the load program says it did, in order.
+    /// The socket operations (`bind`, `close`, `sleep`) the load program reported, in order.
+    /// Panics on a `LOADGEN` line that does not parse.
     pub fn loadgen(&self) -> Vec<Op> {
         self.guest_with("LOADGEN ")
             .iter()
-            .map(|l| {
-                let fields: Vec<(String, String)> = l
-                    .split_whitespace()
-                    .skip(1)
-                    .filter_map(|kv| {
-                        kv.split_once('=')
-                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                    })
-                    .collect();
-                let get = |k: &str| {
-                    fields
-                        .iter()
-                        .find(|(f, _)| f == k)
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or_default()
-                };
-                Op {
-                    op: get("op"),
-                    tid: get("tid").parse().unwrap_or(0),
-                    comm: get("comm"),
-                    family: get("family"),
-                    port: get("port").parse().unwrap_or(0),
-                    ret: get("ret").parse().unwrap_or(0),
-                    fields: fields.clone(),
-                }
-            })
+            .filter(|l| !l.contains(" op=loop ") && !l.contains(" op=bench "))
+            .map(|l| Op::parse(l).unwrap_or_else(|e| panic!("{e}")))
             .collect()
     }
 
     /// The operations `op` (`bind`, `close`, ...) the load program reported, in order.
     pub fn ops(&self, op: &str) -> Vec<Op> {
         self.loadgen().into_iter().filter(|o| o.op == op).collect()
+    }
+
+    /// The `binds=` of every `LOADGEN op=loop` line (one per `loadgen loop`), in order.
+    pub fn loop_binds(&self) -> Vec<u64> {
+        self.guest_with("LOADGEN op=loop ")
+            .iter()
+            .map(|l| {
+                let f = key_values(l);
+                let v = f.iter().find(|(k, _)| k == "binds").map(|(_, v)| v);
+                v.and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("no number `binds=` in `{l}`"))
+            })
+            .collect()
     }
 
     /// `KALLSYMS <addr> T <sym>` lines the scenario printed: the symbol's address.
@@ -420,5 +468,164 @@ impl Run {
                 .then(|| u64::from_str_radix(f[1], 16).ok())
                 .flatten()
         })
+    }
+
+    /// `<PREFIX> key value` lines (a debugfs `stats` file the scenario printed with a prefix):
+    /// the value of `key`. Panics if the key is missing, repeated or not a number.
+    pub fn stat(&self, prefix: &str, key: &str) -> u64 {
+        let p = format!("{prefix} {key} ");
+        let v: Vec<&str> = self
+            .guest
+            .iter()
+            .filter_map(|l| l.strip_prefix(&p))
+            .collect();
+        match v[..] {
+            [v] => v
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("`{p}{v}`: not a number")),
+            _ => panic!(
+                "want one `{p}<n>` line, got {v:?}; guest: {:#?}",
+                self.guest
+            ),
+        }
+    }
+
+    /// Events `name` of the kernel's own tracing (`TRACE` lines of `trace_dump`), in order.
+    pub fn trace_events(&self, name: &str) -> Vec<TraceEvent> {
+        let tag = format!(" {name}: ");
+        self.guest_with("TRACE ")
+            .iter()
+            .filter(|l| l.contains(&tag))
+            .map(|l| TraceEvent::parse(l, &tag).unwrap_or_else(|e| panic!("{e}")))
+            .collect()
+    }
+}
+
+/// One line of `/sys/kernel/tracing/trace` for a kprobe event:
+/// `<comm>-<pid> [cpu] flags time: <name>: (<where>) key=value...`.
+#[derive(Debug, Clone)]
+pub struct TraceEvent {
+    pub comm: String,
+    pub pid: u32,
+    /// What the kernel printed in parentheses (`inet_bind+0x0/0x60`,
+    /// `__sys_bind+0x9d/0xe0 <- inet_bind`).
+    pub at: String,
+    pub args: Vec<(String, String)>,
+}
+
+impl TraceEvent {
+    fn parse(line: &str, tag: &str) -> Result<TraceEvent, String> {
+        let bad = |what: &str| format!("trace line `{line}`: {what}");
+        let body = line.strip_prefix("TRACE ").unwrap_or(line);
+        let task = body
+            .trim_start()
+            .split(" [")
+            .next()
+            .ok_or_else(|| bad("no task"))?
+            .trim();
+        let (comm, pid) = task.rsplit_once('-').ok_or_else(|| bad("no comm-pid"))?;
+        let pid = pid.parse().map_err(|_| bad("pid is not a number"))?;
+        let rest = &body[body.find(tag).ok_or_else(|| bad("no event"))? + tag.len()..];
+        let (at, args) = rest
+            .strip_prefix('(')
+            .and_then(|r| r.split_once(')'))
+            .ok_or_else(|| bad("no (location)"))?;
+        Ok(TraceEvent {
+            comm: comm.to_string(),
+            pid,
+            at: at.to_string(),
+            args: key_values(args),
+        })
+    }
+
+    /// The value of fetch argument `key`, as a number. Panics if missing or malformed.
+    pub fn arg(&self, key: &str) -> i64 {
+        let v = self.args.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        let n = v.and_then(|v| match v.strip_prefix("0x") {
+            Some(h) => i64::from_str_radix(h, 16).ok(),
+            None => v.parse().ok(),
+        });
+        n.unwrap_or_else(|| panic!("trace event {self:?}: no number `{key}=`"))
+    }
+}
+
+/// The number right after `prefix` in `line` (`-98` in `returned -98 and`).
+pub fn number_after(line: &str, prefix: &str) -> Option<i64> {
+    let rest = &line[line.find(prefix)? + prefix.len()..];
+    let end = rest
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
+        .map_or(rest.len(), |(i, _)| i);
+    rest[..end].parse().ok()
+}
+
+/// The `0x...` number right after `prefix` in `line`.
+pub fn hex_after(line: &str, prefix: &str) -> Option<u64> {
+    let rest = &line[line.find(prefix)? + prefix.len()..];
+    let rest = rest.strip_prefix("0x")?;
+    let end = rest
+        .find(|c: char| !c.is_ascii_hexdigit())
+        .unwrap_or(rest.len());
+    u64::from_str_radix(&rest[..end], 16).ok()
+}
+
+/// `rust_kprobe`'s unload line (`kprobe at 0x... unregistered: N hits, N reported, N filtered,
+/// N suppressed, N faults, N missed`), parsed; every field must be there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KprobeTotals {
+    pub addr: u64,
+    pub hits: u64,
+    pub reported: u64,
+    pub filtered: u64,
+    pub suppressed: u64,
+    pub faults: u64,
+    pub missed: u64,
+}
+
+impl KprobeTotals {
+    pub fn parse(line: &str) -> Result<KprobeTotals, String> {
+        let bad = || format!("malformed kprobe unload line `{line}`");
+        let addr = hex_after(line, "kprobe at ").ok_or_else(bad)?;
+        let rest = line.split_once("unregistered: ").ok_or_else(bad)?.1;
+        let mut v = [0u64; 6];
+        let names = [
+            "hits",
+            "reported",
+            "filtered",
+            "suppressed",
+            "faults",
+            "missed",
+        ];
+        let parts: Vec<&str> = rest.split(", ").collect();
+        if parts.len() != names.len() {
+            return Err(bad());
+        }
+        for ((slot, part), name) in v.iter_mut().zip(&parts).zip(names) {
+            let (n, w) = part.trim().split_once(' ').ok_or_else(bad)?;
+            if w != name {
+                return Err(bad());
+            }
+            *slot = n.parse().map_err(|_| bad())?;
+        }
+        let [hits, reported, filtered, suppressed, faults, missed] = v;
+        Ok(KprobeTotals {
+            addr,
+            hits,
+            reported,
+            filtered,
+            suppressed,
+            faults,
+            missed,
+        })
+    }
+
+    /// Every unload line among `rust_kprobe`'s lines, in order.
+    pub fn all(module_lines: &[&str]) -> Vec<KprobeTotals> {
+        module_lines
+            .iter()
+            .filter(|l| l.starts_with("kprobe at "))
+            .map(|l| KprobeTotals::parse(l).unwrap_or_else(|e| panic!("{e}")))
+            .collect()
     }
 }
