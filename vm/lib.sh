@@ -32,7 +32,8 @@ T=/sys/kernel/tracing
 kevent() { echo "$2" >> $T/kprobe_events; echo 1 > $T/events/kprobes/$1/enable; }
 # Disable and remove one.
 kevent_rm() { echo 0 > $T/events/kprobes/$1/enable; echo "-:$1" >> $T/kprobe_events; }
-# The trace buffer (events only) and the per-event hit counts, prefixed for the host.
+# The trace buffer (events only) and the per-event hit counts, prefixed for the host. Before
+# kevent_rm: removing an event clears the buffer.
 trace_dump() {
   grep -v '^#' $T/trace | sed 's/^/TRACE /'
   sed 's/^ */KPROFILE /' $T/kprobe_profile
