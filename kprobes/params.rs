@@ -7,7 +7,7 @@ use kernel::prelude::*;
 
 /// A string parameter: a NUL-terminated buffer of helpers.c, fixed once the module is loaded.
 #[derive(Clone, Copy)]
-pub(crate) struct ParamStr(ParamStr);
+pub(crate) struct ParamStr(&'static CStr);
 
 impl ParamStr {
     /// # Safety
@@ -20,7 +20,7 @@ impl ParamStr {
     }
 
     /// For the C calls that take the name.
-    pub(crate) fn as_cstr(self) -> ParamStr {
+    pub(crate) fn as_cstr(self) -> &'static CStr {
         self.0
     }
 

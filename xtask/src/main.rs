@@ -130,6 +130,8 @@ fn check() {
         "xtask",
         "--lib",
         "--test",
+        "build",
+        "--test",
         "vm",
         "--",
         "--test-threads=2",

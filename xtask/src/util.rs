@@ -145,6 +145,27 @@ impl Flavor {
             self.kernel.suffix()
         )
     }
+    /// The flavor named `name` (as [`Flavor::name`] writes it).
+    pub fn parse(name: &str) -> Result<Flavor, String> {
+        let (rest, kernel) = match name.rsplit_once('-') {
+            Some((r, k)) if k.contains('.') => (r, Kver::parse(k)?),
+            _ => (name, Kver::V6_12),
+        };
+        let (arch, debug) = match rest.strip_suffix("-debug") {
+            Some(a) => (a, true),
+            None => (rest, false),
+        };
+        let arch = match arch {
+            "x86_64" => Arch::X86_64,
+            "arm64" => Arch::Arm64,
+            _ => return Err(format!("unknown flavor {name}")),
+        };
+        Ok(Flavor {
+            arch,
+            debug,
+            kernel,
+        })
+    }
     /// `make` variables for the kernel and for Kbuild module builds.
     pub fn make_vars(&self) -> Vec<String> {
         vec![
