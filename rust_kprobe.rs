@@ -202,15 +202,16 @@ impl kernel::Module for RustKprobe {
             events: p.events,
             stats: PerCpu::new()?,
         };
-        let mut probe = Kprobe::register(p.symbol.as_cstr(), p.offset, handler).inspect_err(|e| {
-            pr_err!(
-                "cannot probe {}+{:#x}: {} (errno {})\n",
-                p.symbol,
-                p.offset,
-                kprobes::why(*e),
-                e.to_errno()
-            );
-        })?;
+        let mut probe =
+            Kprobe::register(p.symbol.as_cstr(), p.offset, handler).inspect_err(|e| {
+                pr_err!(
+                    "cannot probe {}+{:#x}: {} (errno {})\n",
+                    p.symbol,
+                    p.offset,
+                    kprobes::why(*e),
+                    e.to_errno()
+                );
+            })?;
         pr_info!(
             "Planted kprobe at {:#x} ({}+{:#x})\n",
             probe.addr(),

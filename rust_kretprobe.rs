@@ -147,14 +147,15 @@ impl kernel::Module for RustKretprobe {
             events: p.events,
             stats: PerCpu::new()?,
         };
-        let mut probe = Kretprobe::register(p.func.as_cstr(), p.maxactive, handler).inspect_err(|e| {
-            pr_err!(
-                "cannot probe {}: {} (errno {})\n",
-                p.func,
-                kprobes::why(*e),
-                e.to_errno()
-            );
-        })?;
+        let mut probe =
+            Kretprobe::register(p.func.as_cstr(), p.maxactive, handler).inspect_err(|e| {
+                pr_err!(
+                    "cannot probe {}: {} (errno {})\n",
+                    p.func,
+                    kprobes::why(*e),
+                    e.to_errno()
+                );
+            })?;
         pr_info!("Planted return probe at {}: {:#x}\n", p.func, probe.addr());
         // Live counters are a convenience: without debugfs the probe works all the same.
         let _ = probe.publish(

@@ -72,6 +72,7 @@ mod imp {
     use super::{pt_regs, task_struct};
     use crate::kprobes::bindings;
     use core::arch::asm;
+    #[cfg(rk_x86_pcpu_hot)]
     use core::mem::offset_of;
 
     pub(super) fn arg(r: &pt_regs, n: usize) -> Option<u64> {

@@ -84,7 +84,7 @@ impl<S: Source> Debugfs<S> {
         let mut this = Self { dir: d, entries };
         for (e, &(name, _)) in this.entries.iter_mut().zip(files) {
             e.show.show = Some(show_trampoline::<S>);
-            e.show.data = (e as *mut Entry<S>).cast();
+            e.show.data = core::ptr::from_mut::<Entry<S>>(e).cast();
             // SAFETY: `e` lives in `entries`, at a fixed address until `this` is dropped,
             // which removes the file first. A failed file is left out, debugfs-style.
             unsafe { bindings::rk_debugfs_create_show(name.as_char_ptr(), d, &mut e.show) };

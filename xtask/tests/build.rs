@@ -38,7 +38,8 @@ fn libclang_major(kernel_src: &std::path::Path, path: Option<&std::path::Path>) 
         c.env("LIBCLANG_PATH", p);
     }
     let out = c.output().expect("bindgen");
-    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     let v = text
         .split("clang version ")
         .nth(1)
