@@ -39,8 +39,11 @@ dkms-add:
 # through its rust-analyzer target), then only the two module crates kept among the external
 # ones, with the cfgs Kbuild passes them. Builds in place first: the crates need rk_bindings.rs
 # and their rustc command lines. `src=` is what 7.3's Makefile passes itself: 6.12's looks for
-# rust/Makefile in the object tree.
+# rust/Makefile in the object tree. LIBCLANG_PATH: that of the kernel's clang, as in Kbuild, or the
+# kernel's toolchain check warns that bindgen's (the newest) libclang is not clang's version.
+rk_clang = $(if $(filter %/,$(LLVM)),$(LLVM)clang,$(if $(filter -%,$(LLVM)),clang$(LLVM),clang))
 rust-analyzer: modules
+	LIBCLANG_PATH=$${LIBCLANG_PATH:-$$(dirname "$$(dirname "$$($(rk_clang) -print-resource-dir)")")} \
 	$(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) rust-analyzer 'src=$$(srctree)/rust'
 	python3 scripts/rust-project.py $(CURDIR)
 

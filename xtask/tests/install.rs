@@ -196,6 +196,8 @@ fn dkms_build(flavor: Flavor) {
     let tmp = TempDir::new(&format!("dkms-{}", flavor.name()));
     // Private source and DKMS trees: a real install of the package is left alone.
     let (sources, dkms_tree) = (tmp.0.join("usr-src"), tmp.0.join("dkms"));
+    std::fs::create_dir_all(&dkms_tree)
+        .unwrap_or_else(|e| panic!("{}: {e}", dkms_tree.display()));
     let private = |c: &mut Command| {
         c.arg("--sourcetree")
             .arg(&sources)
@@ -358,7 +360,9 @@ fn rust_analyzer(flavor: Flavor) {
         );
     }
 
-    // rust-analyzer itself, if rustup installed it: no unresolved name in the modules.
+    // rust-analyzer itself, if rustup installed it: no unresolved import, path, type or name in
+    // the modules' crates. (Only these: rust-analyzer 1.95's CLI reports primitive methods of
+    // `core` as missing, E0599, even for a one-line crate with only `sysroot` set.)
     let ra = Command::new("rust-analyzer").arg("--version").output();
     if !ra.is_ok_and(|o| o.status.success()) {
         say("rust_analyzer: rust-analyzer not installed (rustup component add rust-analyzer); project file checked only");
@@ -369,16 +373,24 @@ fn rust_analyzer(flavor: Flavor) {
     let out = c.output().expect("rust-analyzer diagnostics");
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let ours = src.display().to_string();
+    for m in ["rust_kprobe", "rust_kretprobe"] {
+        let root = src.join(format!("{m}.rs"));
+        assert!(
+            text.contains(&format!("processing {}", root.display())),
+            "rust-analyzer did not analyse {}:\n{text}",
+            root.display()
+        );
+    }
     let unresolved: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("unresolved") && l.contains(&ours))
+        .split("at crate ")
+        .filter(|d| d.starts_with("rust_k"))
+        .filter(|d| {
+            ["E0432", "E0433", "E0412", "E0425", "unresolved"]
+                .iter()
+                .any(|code| d.contains(code))
+        })
         .collect();
     assert!(unresolved.is_empty(), "rust-analyzer: {unresolved:#?}");
-    assert!(
-        text.contains(&ours) || text.contains("diagnostic"),
-        "rust-analyzer diagnostics looked at nothing in {ours}:\n{text}"
-    );
 }
 
 macro_rules! install_tests {
