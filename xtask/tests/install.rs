@@ -37,7 +37,7 @@ fn tree(flavor: &Flavor, test: &str) -> Option<Kernel> {
         ),
         None => {
             say(&format!(
-                "{test}: skipped (no {} kernel built: `make check` or `cargo xtask kernel` builds it)",
+                "{test}: skipped (no {} kernel built; `make check` builds it)",
                 flavor.name()
             ));
             None
