@@ -196,8 +196,7 @@ fn dkms_build(flavor: Flavor) {
     let tmp = TempDir::new(&format!("dkms-{}", flavor.name()));
     // Private source and DKMS trees: a real install of the package is left alone.
     let (sources, dkms_tree) = (tmp.0.join("usr-src"), tmp.0.join("dkms"));
-    std::fs::create_dir_all(&dkms_tree)
-        .unwrap_or_else(|e| panic!("{}: {e}", dkms_tree.display()));
+    std::fs::create_dir_all(&dkms_tree).unwrap_or_else(|e| panic!("{}: {e}", dkms_tree.display()));
     let private = |c: &mut Command| {
         c.arg("--sourcetree")
             .arg(&sources)
@@ -321,11 +320,12 @@ fn rust_analyzer(flavor: Flavor) {
     };
     let kernel = find("kernel");
     assert!(kernel.1.ends_with("rust/kernel/lib.rs"), "{kernel:?}");
-    // What Kbuild passes these modules for this tree (see Kbuild).
-    let mut want = vec![];
-    let has = |file: &str, what: &str| {
-        std::fs::read_to_string(k.src.join(file)).is_ok_and(|t| t.contains(what))
+    // What Kbuild passes these modules for this tree (see Kbuild's rk_has).
+    let has = |file: &str, line_start: &str| {
+        std::fs::read_to_string(k.src.join(file))
+            .is_ok_and(|t| t.lines().any(|l| l.starts_with(line_start)))
     };
+    let mut want = vec![];
     if flavor.arch == Arch::X86_64 {
         want.push(
             if has("arch/x86/include/asm/current.h", "struct pcpu_hot") {
@@ -335,8 +335,17 @@ fn rust_analyzer(flavor: Flavor) {
             },
         );
     }
-    if has("rust/macros/module.rs", "authors") {
+    let module_rs = k.src.join("rust/macros/module.rs");
+    if std::fs::read_to_string(&module_rs).is_ok_and(|t| t.contains("authors")) {
         want.push("rk_module_authors");
+    }
+    if has("rust/kernel/fmt.rs", "pub trait Display") {
+        want.push("rk_kernel_fmt");
+    }
+    if !has("rust/kernel/str.rs", "pub struct CStr ")
+        && !has("rust/kernel/str.rs", "pub struct CStr(")
+    {
+        want.push("rk_cstr_is_core");
     }
     for m in ["rust_kprobe", "rust_kretprobe"] {
         let c = find(m);
