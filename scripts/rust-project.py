@@ -59,7 +59,9 @@ def main():
     wanted = {str(root / f"{m}.rs"): m for m in MODULES}
     keep = []
     for i, c in enumerate(crates):
-        r = Path(c["root_module"])
+        # 7.3's generator names the external crates relative to the module directory.
+        r = root / c["root_module"]
+        c["root_module"] = str(r)
         if r.is_relative_to(root) and str(r) not in wanted:
             continue  # a copy under build/*/src/ or anything else under this directory
         keep.append(i)
