@@ -133,6 +133,8 @@ fn check() {
         "build",
         "--test",
         "vm",
+        "--test",
+        "install",
         "--",
         "--test-threads=2",
     ]
