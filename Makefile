@@ -7,7 +7,9 @@
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
 LLVM ?= 1
-ARCH ?= x86_64
+# The host's architecture by default (Kbuild's names): the modules are built for the running
+# kernel, and the harness boots guests of this architecture.
+ARCH ?= $(patsubst aarch64,arm64,$(shell uname -m))
 KERNEL ?= 6.12
 export ARCH DEBUG ARCHES KERNEL KERNELS
 
@@ -49,7 +51,7 @@ rust-analyzer: modules
 
 clean:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) clean 2>/dev/null || true
-	rm -rf build target
+	rm -rf build target rust-project.json
 
 help:
 	@echo "make KDIR=<dir> LLVM=1   build rust_kprobe.ko and rust_kretprobe.ko against a Rust-enabled kernel"
