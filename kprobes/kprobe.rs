@@ -56,44 +56,10 @@ impl Hit<'_> {
 ///
 /// # Examples
 ///
-/// A probe on `inet_bind` that counts calls binding port 80 (`rust_kprobe.rs` is a full one):
+/// A kprobe on `inet_bind` that counts binds to port 80; this is `kprobes/example_kprobe.rs`,
+/// which the modules compile (`rust_kprobe.rs` is a full one):
 ///
-/// ```ignore
-/// use kprobes::kprobe::{Fault, Hit, Kprobe, KprobeHandler};
-/// use kprobes::percpu::{Counter, PerCpu};
-///
-/// #[derive(Zeroable)]
-/// struct Stats {
-///     http: Counter,
-/// }
-///
-/// struct Port80 {
-///     stats: PerCpu<Stats>,
-/// }
-///
-/// impl KprobeHandler for Port80 {
-///     fn pre(&self, hit: &Hit<'_>) -> Result<(), Fault> {
-///         // int inet_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len)
-///         let Some(uaddr) = hit.regs.arg::<*const u8>(1) else {
-///             return Ok(());
-///         };
-///         let mut sin = [0u8; 4];
-///         hit.read("struct sockaddr", uaddr, &mut sin)?;
-///         if u16::from_be_bytes([sin[2], sin[3]]) == 80 {
-///             self.stats.this_cpu().http.add(1);
-///         }
-///         Ok(())
-///     }
-///
-///     fn fault(&self, _hit: &Hit<'_>, _fault: &Fault) {}
-/// }
-///
-/// let handler = Port80 { stats: PerCpu::new()? };
-/// let probe = KBox::pin_init(Kprobe::new(c_str!("inet_bind"), 0, handler), GFP_KERNEL)?;
-/// // ... later, process context:
-/// let done = Kprobe::unregister(probe);
-/// pr_info!("{} binds to port 80\n", done.handler.stats.sum(|s| &s.http));
-/// ```
+#[doc = concat!("```ignore\n", include_str!("example_kprobe.rs"), "```")]
 pub(crate) trait KprobeHandler: Sync + Send + Sized {
     /// Whether [`KprobeHandler::post`] is wanted, asked once at registration (a post handler
     /// costs a second trap per hit and prevents jump optimization).

@@ -18,31 +18,10 @@ use kernel::prelude::*;
 ///
 /// # Examples
 ///
-/// The time each call of `inet_release` takes (`rust_kretprobe.rs` is a full one):
+/// The return value and duration of each `inet_release` call; this is
+/// `kprobes/example_kretprobe.rs`, which the modules compile (`rust_kretprobe.rs` is a full one):
 ///
-/// ```ignore
-/// use kprobes::kprobe::Hit;
-/// use kprobes::kretprobe::{Kretprobe, KretprobeHandler};
-///
-/// struct Timing;
-///
-/// impl KretprobeHandler for Timing {
-///     type Data = u64;
-///
-///     fn entry(&self, _hit: &Hit<'_>) -> Option<u64> {
-///         Some(kprobes::now_ns())
-///     }
-///
-///     fn ret(&self, hit: &Hit<'_>, entry_ns: &u64) {
-///         let ret = hit.regs.return_value::<i32>();
-///         let ns = kprobes::now_ns().saturating_sub(*entry_ns);
-///         pr_info!("inet_release returned {ret} after {ns} ns\n");
-///     }
-/// }
-///
-/// let probe = KBox::pin_init(Kretprobe::new(c_str!("inet_release"), 0, Timing), GFP_KERNEL)?;
-/// // Unregistered when `probe` is dropped.
-/// ```
+#[doc = concat!("```ignore\n", include_str!("example_kretprobe.rs"), "```")]
 pub(crate) trait KretprobeHandler: Sync + Send + Sized {
     /// Per-instance data, stored by the kernel between entry and return (`data_size` is its
     /// size).

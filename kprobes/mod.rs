@@ -26,6 +26,9 @@ pub(crate) mod arch;
 pub(crate) mod bindings;
 pub(crate) mod compat;
 pub(crate) mod debugfs;
+/// The documentation's examples, compiled so that they stay correct; nothing calls them.
+mod example_kprobe;
+mod example_kretprobe;
 pub(crate) mod kprobe;
 pub(crate) mod kretprobe;
 pub(crate) mod layout;

@@ -22,23 +22,10 @@ use kernel::prelude::*;
 ///
 /// # Examples
 ///
-/// ```ignore
-/// use kprobes::percpu::{Counter, PerCpu};
+/// Counting binds to port 80 per CPU, and summing them (`kprobes/example_kprobe.rs`, compiled by
+/// the modules):
 ///
-/// #[derive(Zeroable)]
-/// struct Stats {
-///     hits: Counter,
-///     max_len: Counter,
-/// }
-///
-/// let stats = PerCpu::<Stats>::new()?;
-/// // In a handler (preemption off):
-/// let s = stats.this_cpu();
-/// s.hits.add(1);
-/// s.max_len.raise_to(42);
-/// // Anywhere:
-/// pr_info!("{} hits, longest {}\n", stats.sum(|s| &s.hits), stats.max(|s| &s.max_len));
-/// ```
+#[doc = concat!("```ignore\n", include_str!("example_kprobe.rs"), "```")]
 pub(crate) struct PerCpu<T: Zeroable + Sync> {
     ptr: *mut core::ffi::c_void,
     _t: PhantomData<T>,
