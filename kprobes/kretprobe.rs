@@ -63,8 +63,8 @@ unsafe impl RawProbe for bindings::kretprobe {
         // live; the core increments it concurrently without a lock (`rp->nmissed++` in
         // `pre_handler_kretprobe()`), hence an atomic load, and no reference to the field.
         let n = unsafe { AtomicI32::from_ptr(addr_of_mut!((*p).nmissed)) };
-        // A count: the core only increments it from 0.
-        n.load(Ordering::Relaxed) as u32 as u64
+        // A count: the core only increments it from 0 (an `int` only for historical reasons).
+        u64::try_from(n.load(Ordering::Relaxed)).unwrap_or(0)
     }
 }
 
