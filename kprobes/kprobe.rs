@@ -128,7 +128,9 @@ impl<T: KprobeHandler> Kprobe<T> {
             },
             ..Default::default()
         };
-        Probe::with_raw(kp, handler)
+        // SAFETY: the handlers are this module's trampolines for `T`, which take their pointer
+        // for a `Kprobe<T>`; `symbol` is `'static`.
+        unsafe { Probe::with_raw(kp, handler) }
     }
 }
 

@@ -88,7 +88,9 @@ impl<T: KretprobeHandler> Kretprobe<T> {
             data_size: core::mem::size_of::<T::Data>(),
             ..Default::default()
         };
-        Probe::with_raw(rp, handler)
+        // SAFETY: the handlers are this module's trampolines for `T`, which take the instances
+        // they are given for instances of a `Kretprobe<T>`; `symbol` is `'static`.
+        unsafe { Probe::with_raw(rp, handler) }
     }
 }
 

@@ -80,7 +80,7 @@ pub(crate) struct Probe<R: RawProbe, T: Send + Sync> {
 
 // SAFETY: Rust reads `raw` only through raw pointers, and only `addr` (written by the
 // registration before it returns, unchanged while registered) and `nmissed` (with an atomic
-// load); the only pointer it holds for Rust (`symbol_name`) is to a `'static` string. The
+// load); the pointers Rust put in it are to `'static` data (`with_raw`'s contract). The
 // handler is `Send + Sync`, and `Debugfs` may be dropped on any thread.
 unsafe impl<R: RawProbe, T: Send + Sync> Send for Probe<R, T> {}
 // SAFETY: as above; `&Probe` gives access to nothing in `raw` but those two reads.
@@ -109,9 +109,14 @@ impl<R: RawProbe, T: Send + Sync> Source for Probe<R, T> {
 
 impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
     /// A pin-initializer that checks the bindings' layouts (see `layout`), stores `handler`,
-    /// then registers `raw` (whose handlers the caller set to this kind's trampolines for `T`).
-    /// On error nothing stays registered, and the handler is dropped.
-    pub(super) fn with_raw(raw: R, handler: T) -> impl PinInit<Self, Error> {
+    /// then registers `raw`. On error nothing stays registered, and the handler is dropped.
+    ///
+    /// # Safety
+    ///
+    /// The handlers set in `raw` must be functions that take the pointer the core gives them
+    /// for a `Probe<R, T>` (see [`Probe::from_raw`]) and may run in any context; the pointers in
+    /// `raw` (the symbol name) must be valid for as long as the probe is registered (`'static`).
+    pub(super) unsafe fn with_raw(raw: R, handler: T) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             handler,
             debugfs: None,
