@@ -12,12 +12,17 @@ use core::fmt;
 use kernel::prelude::*;
 
 /// Writes into the `seq_file` of one read.
+///
+/// # Invariants
+///
+/// The pointer is the `seq_file` of a show in progress (only `show_trampoline` creates one, and
+/// the writer does not outlive the call).
 pub(crate) struct SeqWriter(*mut bindings::seq_file);
 
 impl fmt::Write for SeqWriter {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        // SAFETY: `self.0` is the `seq_file` of the read in progress; `s` is valid for its
-        // length. On overflow seq_file retries the whole show with a bigger buffer.
+        // SAFETY: `self.0` is the `seq_file` of the show in progress (type invariant); `s` is
+        // valid for reads of its length. On overflow seq_file retries the whole show with a bigger buffer.
         unsafe { bindings::seq_write(self.0, s.as_ptr().cast(), s.len()) };
         Ok(())
     }
@@ -129,6 +134,7 @@ unsafe extern "C" fn show_trampoline<S: Source>(
     let e = unsafe { &*data.cast::<Entry<S>>() };
     // SAFETY: `src` outlives the files, per `Debugfs::new`'s contract.
     let src = unsafe { &*e.src };
+    // INVARIANT: `m` is the `seq_file` of this show, and the writer is dropped at its end.
     let _ = (e.f)(src.handler(), src.nmissed(), &mut SeqWriter(m));
     0
 }
