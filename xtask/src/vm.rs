@@ -192,7 +192,9 @@ fn accel(kernel: &Kernel, flavor: &Flavor, initrd: &Path) -> &'static str {
     }
     let dir = build_dir(flavor).join("kvm-probe");
     fs::create_dir_all(&dir).unwrap();
-    let probe = initramfs::scenario(kernel, &dir, "echo kvm-probe-ok");
+    let Ok(probe) = initramfs::scenario(kernel, &dir, "echo kvm-probe-ok") else {
+        return "tcg";
+    };
     let opts = Opts {
         timeout: Duration::from_secs(20),
         ..Opts::for_flavor(flavor)
@@ -332,7 +334,7 @@ pub struct Prepared {
     pub initramfs: PathBuf,
 }
 
-/// The artifacts of `flavor` as `cargo xtask build` left them (for the tests).
+/// The artifacts of `flavor` as `cargo xtask prepare` left them (for the tests).
 pub fn prepared(flavor: Flavor) -> Prepared {
     let k = crate::kernel::find(&flavor).unwrap_or_else(|| {
         fail(&format!(
@@ -359,7 +361,7 @@ pub fn prepared(flavor: Flavor) -> Prepared {
 pub fn run(p: &Prepared, name: &str, script: &str, opts: &Opts) -> Result<Run, String> {
     let dir = build_dir(&p.flavor).join("runs").join(name);
     fs::create_dir_all(&dir).unwrap();
-    let sc = initramfs::scenario(&p.kernel, &dir, script);
+    let sc = initramfs::scenario(&p.kernel, &dir, script)?;
     let accel = if opts.icount {
         "tcg"
     } else {
