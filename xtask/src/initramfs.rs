@@ -10,26 +10,33 @@ use std::process::Command;
 
 /// Builds the load program for the guest (a static musl binary).
 pub fn loadgen(flavor: &Flavor) -> PathBuf {
+    guest_program(flavor, "loadgen")
+}
+
+/// Builds workspace package `package` (its binary of the same name) for the guest: a static
+/// musl binary.
+pub fn guest_program(flavor: &Flavor, package: &str) -> PathBuf {
     let target = flavor.arch.rust_target();
-    let log = build_dir(flavor).join("loadgen.log");
+    let log = build_dir(flavor).join(format!("{package}.log"));
     let _ = fs::remove_file(&log);
     let args: Vec<String> = [
         "build",
         "--quiet",
         "--release",
         "-p",
-        "loadgen",
+        package,
         "--target",
         target,
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    run_logged("cargo", &args, &log, "loadgen build");
+    run_logged("cargo", &args, &log, &format!("{package} build"));
     repo_root()
         .join("target")
         .join(target)
-        .join("release/loadgen")
+        .join("release")
+        .join(package)
 }
 
 fn gen_init_cpio(kernel: &Kernel, list: &str, out: &Path) {
@@ -49,8 +56,9 @@ fn gen_init_cpio(kernel: &Kernel, list: &str, out: &Path) {
     fs::write(out, cpio.stdout).unwrap();
 }
 
-/// The base archive: `build/<flavor>/initramfs.cpio`. `extra` are more modules to ship.
-pub fn build(kernel: &Kernel, flavor: &Flavor, modules: &[PathBuf]) -> PathBuf {
+/// The base archive: `build/<flavor>/initramfs.cpio`. `files` are more to ship, placed by name:
+/// modules (`*.ko`) in `/lib/modules`, BPF objects (`*.o`) in `/lib/bpf`, programs in `/bin`.
+pub fn build(kernel: &Kernel, flavor: &Flavor, files: &[PathBuf]) -> PathBuf {
     let repo = repo_root();
     let busybox = cache_dir()
         .join("busybox")
@@ -86,12 +94,17 @@ pub fn build(kernel: &Kernel, flavor: &Flavor, modules: &[PathBuf]) -> PathBuf {
         repo.join("vm/lib.sh").display()
     );
     list += &format!("file /bin/loadgen {} 755 0 0\n", loadgen.display());
-    for m in modules {
-        list += &format!(
-            "file /lib/modules/{} {} 644 0 0\n",
-            m.file_name().unwrap().to_str().unwrap(),
-            m.display()
-        );
+    list += "dir /lib/bpf 755 0 0\n";
+    for m in files {
+        let name = m.file_name().unwrap().to_str().unwrap();
+        let (dir, mode) = if name.ends_with(".ko") {
+            ("/lib/modules", "644")
+        } else if name.ends_with(".o") {
+            ("/lib/bpf", "644")
+        } else {
+            ("/bin", "755")
+        };
+        list += &format!("file {dir}/{name} {} {mode} 0 0\n", m.display());
     }
     let out = build_dir(flavor).join("initramfs.cpio");
     gen_init_cpio(kernel, &list, &out);
