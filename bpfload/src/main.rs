@@ -53,7 +53,9 @@ fn attach(bpf: &mut Ebpf, name: &str, func: &str) -> u32 {
         .unwrap_or_else(|e| die(&format!("{name}: {e}")))
         .size_jitted();
     if jited == 0 {
-        die(&format!("{name} is not JIT-compiled (CONFIG_BPF_JIT_ALWAYS_ON?)"));
+        die(&format!(
+            "{name} is not JIT-compiled (CONFIG_BPF_JIT_ALWAYS_ON?)"
+        ));
     }
     jited
 }
