@@ -464,32 +464,44 @@ pub fn run(p: &Prepared) {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("results.json"), &json).unwrap();
 
-    println!(
-        "{}: per bind+close, instruction-ns (icount), median of {rounds} rounds of {n}; `+` = over no probe",
-        p.flavor.name()
-    );
+    // One markdown table (the README's): configurations down, probe kind x vCPUs across.
+    let (mut cols, mut heads) = (vec![], vec![]);
     for (label, m) in [("1 vCPU", &one), ("2 vCPUs", &two)] {
         for kind in KINDS {
-            let k = &m[kind];
-            let over = |c: &str| k[c] - k["none"];
-            println!(
-                "{label:7} {kind:9}  none {:6.0}  c_empty +{:4.0}  c_events +{:6.0}  rust_events +{:6.0}  ftrace_event +{:5.0}",
-                k["none"], over("c_empty"), over("c_events"), over("rust_events"), over("ftrace_event")
-            );
-            println!(
-                "{:7} {:9}  c_aggregate +{:4.0}  rust_aggregate +{:4.0}  ebpf_aggregate +{:4.0}",
-                "",
-                "",
-                over("c_aggregate"),
-                over("rust_aggregate"),
-                over("ebpf_aggregate")
-            );
-            let r = ratios(k);
-            println!(
-                "{:7} {:9}  rust/c events {:.3}   rust/c aggregate {:.3}   rust/ebpf aggregate {:.3}   aggregate/floor {:.2}",
-                "", "", r[0].1, r[1].1, r[3].1, r[2].1
-            );
+            heads.push(format!("{kind}, {label}"));
+            cols.push(&m[kind]);
         }
+    }
+    println!(
+        "{}: instruction-ns (icount) per bind+close, median of {rounds} rounds of {n}; `+` = over no probe",
+        p.flavor.name()
+    );
+    println!("| configuration | {} |", heads.join(" | "));
+    println!("|---|{}", "---:|".repeat(heads.len()));
+    for (cfg, _) in configs("kprobe") {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|k| {
+                if cfg == "none" {
+                    format!("{:.0}", k["none"])
+                } else {
+                    format!("+{:.0}", k[cfg] - k["none"])
+                }
+            })
+            .collect();
+        println!("| {cfg} | {} |", cells.join(" | "));
+    }
+    for (i, label) in [
+        (0, "rust/c events"),
+        (1, "rust/c aggregate"),
+        (3, "rust/ebpf aggregate"),
+        (2, "aggregate/floor"),
+    ] {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|k| format!("{:.3}", ratios(k)[i].1))
+            .collect();
+        println!("| {label} | {} |", cells.join(" | "));
     }
     println!("written: {}", dir.join("results.json").display());
 }
