@@ -125,6 +125,18 @@ fn configs(kind: &str) -> Vec<(&'static str, Probe)> {
 
 const KINDS: [&str; 2] = ["kprobe", "kretprobe"];
 
+/// The table's order: the floor, per event, aggregate.
+const DISPLAY: [&str; 8] = [
+    "none",
+    "c_empty",
+    "c_events",
+    "rust_events",
+    "ftrace_event",
+    "c_aggregate",
+    "rust_aggregate",
+    "ebpf_aggregate",
+];
+
 /// The dynamic event of `kind`: (name, definition). The same fields as the modules: the port
 /// (a big-endian u16 at offset 2 of inet_bind's 2nd argument, read here as a little-endian u16,
 /// hence byte-swapped) and inet_release's return value as an int. `$argN` needs no BTF.
@@ -478,7 +490,7 @@ pub fn run(p: &Prepared) {
     );
     println!("| configuration | {} |", heads.join(" | "));
     println!("|---|{}", "---:|".repeat(heads.len()));
-    for (cfg, _) in configs("kprobe") {
+    for cfg in DISPLAY {
         let cells: Vec<String> = cols
             .iter()
             .map(|k| {
@@ -489,13 +501,13 @@ pub fn run(p: &Prepared) {
                 }
             })
             .collect();
-        println!("| {cfg} | {} |", cells.join(" | "));
+        println!("| `{cfg}` | {} |", cells.join(" | "));
     }
     for (i, label) in [
-        (0, "rust/c events"),
-        (1, "rust/c aggregate"),
-        (3, "rust/ebpf aggregate"),
-        (2, "aggregate/floor"),
+        (0, "rust / c, events"),
+        (1, "rust / c, aggregate"),
+        (3, "rust / ebpf, aggregate"),
+        (2, "rust aggregate / floor"),
     ] {
         let cells: Vec<String> = cols
             .iter()
