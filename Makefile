@@ -70,7 +70,9 @@ help:
 	@echo "                         make arguments for building against the project's kernel tree:"
 	@echo "                         make \$$(make -s kbuild-args KERNEL=7.3)"
 	@echo "make fmt                 format the Rust (modules: the kernel's .rustfmt.toml)"
-	@echo "make bench               per-hit cost, Rust vs C vs empty probe (build/bench/results.json)"
+	@echo "make bench [ARCH=arm64] [KERNEL=7.3]"
+	@echo "                         per-hit cost: Rust vs C vs kprobe_events vs eBPF vs no probe"
+	@echo "                         (build/bench/<flavor>/results.json)"
 	@echo "make clean               remove build outputs"
 
 SETUP_ARCHES = $(if $(ARCHES),$(ARCHES),x86_64 arm64)

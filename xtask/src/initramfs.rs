@@ -10,26 +10,33 @@ use std::process::Command;
 
 /// Builds the load program for the guest (a static musl binary).
 pub fn loadgen(flavor: &Flavor) -> Result<PathBuf, String> {
+    guest_program(flavor, "loadgen")
+}
+
+/// Builds workspace package `package` (its binary of the same name) for the guest: a static
+/// musl binary.
+pub fn guest_program(flavor: &Flavor, package: &str) -> Result<PathBuf, String> {
     let target = flavor.arch.rust_target();
-    let log = build_dir(flavor).join("loadgen.log");
+    let log = build_dir(flavor).join(format!("{package}.log"));
     let _ = fs::remove_file(&log);
     let args: Vec<String> = [
         "build",
         "--quiet",
         "--release",
         "-p",
-        "loadgen",
+        package,
         "--target",
         target,
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    try_run_logged("cargo", &args, &log, "loadgen build")?;
+    try_run_logged("cargo", &args, &log, &format!("{package} build"))?;
     Ok(repo_root()
         .join("target")
         .join(target)
-        .join("release/loadgen"))
+        .join("release")
+        .join(package))
 }
 
 /// `fs::write`, with an error naming the path.
@@ -54,8 +61,9 @@ fn gen_init_cpio(kernel: &Kernel, list: &str, out: &Path) -> Result<(), String> 
     write(out, cpio.stdout)
 }
 
-/// The base archive: `build/<flavor>/initramfs.cpio`. `extra` are more modules to ship.
-pub fn build(kernel: &Kernel, flavor: &Flavor, modules: &[PathBuf]) -> Result<PathBuf, String> {
+/// The base archive: `build/<flavor>/initramfs.cpio`. `files` are more to ship, placed by name:
+/// modules (`*.ko`) in `/lib/modules`, BPF objects (`*.o`) in `/lib/bpf`, programs in `/bin`.
+pub fn build(kernel: &Kernel, flavor: &Flavor, files: &[PathBuf]) -> Result<PathBuf, String> {
     let repo = repo_root();
     let busybox = cache_dir()
         .join("busybox")
@@ -91,12 +99,20 @@ pub fn build(kernel: &Kernel, flavor: &Flavor, modules: &[PathBuf]) -> Result<Pa
         repo.join("vm/lib.sh").display()
     );
     list += &format!("file /bin/loadgen {} 755 0 0\n", loadgen.display());
-    for m in modules {
+    list += "dir /lib/bpf 755 0 0\n";
+    for m in files {
         let name = m
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| format!("{}: not a module file name", m.display()))?;
-        list += &format!("file /lib/modules/{name} {} 644 0 0\n", m.display());
+            .ok_or_else(|| format!("{}: not a file name", m.display()))?;
+        let (dir, mode) = if name.ends_with(".ko") {
+            ("/lib/modules", "644")
+        } else if name.ends_with(".o") {
+            ("/lib/bpf", "644")
+        } else {
+            ("/bin", "755")
+        };
+        list += &format!("file {dir}/{name} {} {mode} 0 0\n", m.display());
     }
     let out = build_dir(flavor).join("initramfs.cpio");
     gen_init_cpio(kernel, &list, &out)?;
