@@ -94,9 +94,9 @@ impl<T: KretprobeHandler> Kretprobe<T> {
     }
 }
 
-/// `get_kretprobe(ri)`: with rethook (x86_64, arm64) the field read inline, as the static
-/// inline does, since it is on every call's path; otherwise the helpers.c shim, which returns
-/// NULL once the kretprobe is being unregistered.
+/// `get_kretprobe(ri)`: with rethook (x86_64; arm64 has none on 6.12 or 7.3) the field read
+/// inline, as the static inline does, since it is on every call's path; otherwise the
+/// helpers.c shim, which returns NULL once the kretprobe is being unregistered.
 ///
 /// # Safety
 ///
