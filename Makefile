@@ -7,20 +7,59 @@
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
 LLVM ?= 1
-ARCH ?= x86_64
+# The host's architecture by default (Kbuild's names): the modules are built for the running
+# kernel, and the harness boots guests of this architecture.
+ARCH ?= $(patsubst aarch64,arm64,$(shell uname -m))
 KERNEL ?= 6.12
 export ARCH DEBUG ARCHES KERNEL KERNELS
 
-.PHONY: modules clean help setup demo check bench fmt kbuild-args
+.PHONY: modules clean help setup demo check bench fmt kbuild-args modules_install dkms-add rust-analyzer
 modules:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) modules
 
+# Both modules into $(INSTALL_MOD_PATH)/lib/modules/<release>/updates/, then depmod (Kbuild's
+# own rule; INSTALL_MOD_PATH, INSTALL_MOD_DIR, INSTALL_MOD_STRIP as Kbuild takes them).
+modules_install:
+	@test -f rust_kprobe.ko -a -f rust_kretprobe.ko || \
+		{ echo "modules_install: build the modules first: make KDIR=$(KDIR) LLVM=$(LLVM)" >&2; exit 1; }
+	$(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) modules_install
+
+# DKMS: the module sources (not the build products) into $(DKMS_SOURCETREE)/<name>-<version>,
+# then `dkms add`; `dkms install <name>/<version>` builds and installs for a kernel.
+# DKMS_FLAGS: more dkms options (--sourcetree, --dkmstree, ...).
+DKMS_SOURCETREE ?= /usr/src
+dkms_conf = $(shell sed -n 's/^$(1)="\(.*\)"/\1/p' $(CURDIR)/dkms.conf)
+DKMS_DIR = $(DKMS_SOURCETREE)/$(call dkms_conf,PACKAGE_NAME)-$(call dkms_conf,PACKAGE_VERSION)
+dkms-add:
+	mkdir -p $(DKMS_DIR)/scripts
+	cp -r dkms.conf Kbuild rust_kprobe.rs rust_kretprobe.rs helpers.c bindings_helper.h kprobes $(DKMS_DIR)/
+	cp scripts/dkms-make $(DKMS_DIR)/scripts/
+	dkms add $(call dkms_conf,PACKAGE_NAME)/$(call dkms_conf,PACKAGE_VERSION) \
+		--sourcetree $(DKMS_SOURCETREE) $(DKMS_FLAGS)
+
+# rust-project.json for rust-analyzer: the kernel's own generator (scripts/generate_rust_analyzer.py,
+# through its rust-analyzer target), then only the two module crates kept among the external
+# ones, with the cfgs Kbuild passes them. Builds in place first: the crates need rk_bindings.rs
+# and their rustc command lines. `src=` is what 7.3's Makefile passes itself: 6.12's looks for
+# rust/Makefile in the object tree. LIBCLANG_PATH: that of the kernel's clang, as in Kbuild, or the
+# kernel's toolchain check warns that bindgen's (the newest) libclang is not clang's version.
+rk_clang = $(if $(filter %/,$(LLVM)),$(LLVM)clang,$(if $(filter -%,$(LLVM)),clang$(LLVM),clang))
+rust-analyzer: modules
+	LIBCLANG_PATH=$${LIBCLANG_PATH:-$$(dirname "$$(dirname "$$($(rk_clang) -print-resource-dir)")")} \
+	$(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) rust-analyzer 'src=$$(srctree)/rust'
+	python3 scripts/rust-project.py $(CURDIR)
+
 clean:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) clean 2>/dev/null || true
-	rm -rf build target
+	rm -rf build target rust-project.json
 
 help:
 	@echo "make KDIR=<dir> LLVM=1   build rust_kprobe.ko and rust_kretprobe.ko against a Rust-enabled kernel"
+	@echo "make modules_install KDIR=<dir> LLVM=1 [INSTALL_MOD_PATH=<root>]"
+	@echo "                         install the built modules for that kernel (then depmod)"
+	@echo "make dkms-add            copy the module sources to /usr/src/rust-kprobes-<version>, dkms add"
+	@echo "make rust-analyzer KDIR=<dir> LLVM=1"
+	@echo "                         build in place, write rust-project.json for rust-analyzer"
 	@echo "make setup               install what is missing (Debian packages, rust-src, musl targets, bindgen)"
 	@echo "make demo [ARCH=arm64] [DEBUG=1] [KERNEL=7.3]"
 	@echo "                         build the project's kernel (cached), the modules, boot QEMU, show the log"
@@ -31,7 +70,9 @@ help:
 	@echo "                         make arguments for building against the project's kernel tree:"
 	@echo "                         make \$$(make -s kbuild-args KERNEL=7.3)"
 	@echo "make fmt                 format the Rust (modules: the kernel's .rustfmt.toml)"
-	@echo "make bench               per-hit cost, Rust vs C vs empty probe (build/bench/results.json)"
+	@echo "make bench [ARCH=arm64] [KERNEL=7.3]"
+	@echo "                         per-hit cost: Rust vs C vs kprobe_events vs eBPF vs no probe"
+	@echo "                         (build/bench/<flavor>/results.json)"
 	@echo "make clean               remove build outputs"
 
 SETUP_ARCHES = $(if $(ARCHES),$(ARCHES),x86_64 arm64)

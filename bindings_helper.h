@@ -2,7 +2,8 @@
 /*
  * Input of the build-time bindgen run (see Kbuild): the kernel types `kernel::bindings` lacks
  * on 6.12 (kprobes, sockaddr_in/in6, per-CPU and debugfs calls) and the shims of helpers.c.
- * Types `kernel::bindings` already has are blocklisted in Kbuild and taken from there.
+ * Kbuild allowlists only those, without recursion: every other type they name (pt_regs,
+ * hlist_node, ...) is not generated and comes from `kernel::bindings` (kprobes/bindings.rs).
  */
 #ifndef RUST_KPROBES_BINDINGS_HELPER_H
 #define RUST_KPROBES_BINDINGS_HELPER_H

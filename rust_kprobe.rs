@@ -17,7 +17,8 @@ use kernel::prelude::*;
 use kprobes::debugfs::SeqWriter;
 use kprobes::kprobe::{Fault, Hit, Kprobe, KprobeHandler};
 use kprobes::logic::{Filter, RateLimiter, Sockaddr, Verdict, SOCKADDR_MAX};
-use kprobes::percpu::PerCpu;
+use kprobes::percpu::{Counter, Flag, PerCpu};
+use kprobes::probe::Unregistered;
 use kprobes::task::{self, Comm};
 
 kprobes::compat::rk_module! {
@@ -26,15 +27,14 @@ kprobes::compat::rk_module! {
     description: "kprobe on inet_bind: who binds which port (Rust)",
 }
 
-/// Per-CPU counters, by index.
-const HITS: usize = 0;
-const FILTERED: usize = 1;
-const REPORTED: usize = 2;
-/// Set by `pre` when it logged this CPU's hit, so `post` logs only for reported hits
-/// (pre and post of one hit run on one CPU, and hits do not nest).
-const POST_PENDING: usize = 3;
-const FAULTS: usize = 4;
-const NCOUNTERS: usize = 5;
+/// What the handlers count, per CPU.
+#[derive(Zeroable)]
+struct Stats {
+    hits: Counter,
+    filtered: Counter,
+    reported: Counter,
+    faults: Counter,
+}
 
 struct BindProbe {
     /// For printing (`&str` formats in one piece, `CStr` byte by byte).
@@ -47,7 +47,10 @@ struct BindProbe {
     port: u32,
     limiter: RateLimiter,
     events: bool,
-    stats: PerCpu<NCOUNTERS>,
+    stats: PerCpu<Stats>,
+    /// Set by `pre` when it logged this CPU's hit, so that `post` logs only for reported hits
+    /// (pre and post of one hit run on one CPU, and hits do not nest).
+    post_pending: PerCpu<Flag>,
 }
 
 impl KprobeHandler for BindProbe {
@@ -57,7 +60,7 @@ impl KprobeHandler for BindProbe {
 
     fn pre(&self, hit: &Hit<'_>) -> Result<(), Fault> {
         let stats = self.stats.this_cpu();
-        stats.add(HITS, 1);
+        stats.hits.add(1);
         let task = task::current();
         let mut comm = None;
         let filter = Filter {
@@ -68,43 +71,46 @@ impl KprobeHandler for BindProbe {
         if !filter.task(task.pid, |want| {
             comm.get_or_insert_with(|| task.comm()).as_bytes() == want
         }) {
-            stats.add(FILTERED, 1);
+            stats.filtered.add(1);
             return Ok(());
         }
         let addr = if self.offset == 0 {
             // int inet_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len), and
             // inet6_bind alike: the address is a kernel copy, at most addr_len bytes of it valid.
-            let uaddr = hit.regs.arg(1).unwrap_or(0);
-            let addr_len = hit.regs.arg(2).unwrap_or(0) as u32 as i32;
+            let (Some(uaddr), Some(addr_len)) =
+                (hit.regs.arg::<*const u8>(1), hit.regs.arg::<i32>(2))
+            else {
+                return Ok(());
+            };
             let mut buf = [0u8; SOCKADDR_MAX];
             let len = addr_len.clamp(0, SOCKADDR_MAX as i32) as usize;
             hit.read("struct sockaddr", uaddr, &mut buf[..len])?;
             let addr = Sockaddr::decode(&buf[..len]);
             if !filter.port(addr.port()) {
-                stats.add(FILTERED, 1);
+                stats.filtered.add(1);
                 return Ok(());
             }
             Some(addr)
         } else {
             None
         };
-        match self.limiter.check(|| kprobes::now_ns() as u64) {
+        match self.limiter.check(kprobes::now_ns) {
             Verdict::Suppress => return Ok(()),
             Verdict::Pass { suppressed: 0 } => {}
             Verdict::Pass { suppressed } => {
                 pr_info!("{} events suppressed by ratelimit\n", suppressed);
             }
         }
-        stats.add(REPORTED, 1);
+        stats.reported.add(1);
         if self.events {
             self.log(task.pid, &comm.unwrap_or_else(|| task.comm()), addr);
-            stats.set(POST_PENDING, 1);
+            self.post_pending.this_cpu().set();
         }
         Ok(())
     }
 
     fn post(&self, hit: &Hit<'_>) {
-        if self.stats.this_cpu().take(POST_PENDING) != 0 {
+        if self.post_pending.this_cpu().take() {
             pr_info!(
                 "{} post_handler: probed instruction at {:#x} single-stepped, ip now {:#x}\n",
                 self.symbol,
@@ -115,7 +121,7 @@ impl KprobeHandler for BindProbe {
     }
 
     fn fault(&self, hit: &Hit<'_>, f: &Fault) {
-        self.stats.this_cpu().add(FAULTS, 1);
+        self.stats.this_cpu().faults.add(1);
         pr_info!(
             "fault_handler: p->addr = {:#x}, reading {} at {:#x} failed ({})\n",
             hit.addr,
@@ -160,21 +166,22 @@ impl BindProbe {
         writeln!(
             w,
             "hits {}\nmissed {missed}\nfiltered {}",
-            s.sum(HITS),
-            s.sum(FILTERED)
+            s.sum(|c| &c.hits),
+            s.sum(|c| &c.filtered)
         )?;
         writeln!(
             w,
             "suppressed {}\nreported {}\nfaults {}",
             self.limiter.suppressed(),
-            s.sum(REPORTED),
-            s.sum(FAULTS)
+            s.sum(|c| &c.reported),
+            s.sum(|c| &c.faults)
         )
     }
 }
 
 struct RustKprobe {
-    probe: Kprobe<BindProbe>,
+    /// `None` only while the module is being removed.
+    probe: Option<Pin<KBox<Kprobe<BindProbe>>>>,
 }
 
 impl kernel::Module for RustKprobe {
@@ -201,17 +208,21 @@ impl kernel::Module for RustKprobe {
             limiter: RateLimiter::new(p.ratelimit),
             events: p.events,
             stats: PerCpu::new()?,
+            post_pending: PerCpu::new()?,
         };
-        let mut probe =
-            Kprobe::register(p.symbol.as_cstr(), p.offset, handler).inspect_err(|e| {
-                pr_err!(
-                    "cannot probe {}+{:#x}: {} (errno {})\n",
-                    p.symbol,
-                    p.offset,
-                    kprobes::why(*e),
-                    e.to_errno()
-                );
-            })?;
+        let mut probe = KBox::pin_init(
+            Kprobe::new(p.symbol.as_cstr(), p.offset, handler),
+            GFP_KERNEL,
+        )
+        .inspect_err(|e| {
+            pr_err!(
+                "cannot probe {}+{:#x}: {} (errno {})\n",
+                p.symbol,
+                p.offset,
+                kprobes::why(*e),
+                e.to_errno()
+            );
+        })?;
         pr_info!(
             "Planted kprobe at {:#x} ({}+{:#x})\n",
             probe.addr(),
@@ -219,27 +230,34 @@ impl kernel::Module for RustKprobe {
             p.offset
         );
         // Live counters are a convenience: without debugfs the probe works all the same.
-        let _ = probe.publish(
+        let _ = probe.as_mut().publish(
             c_str!("rust_kprobe"),
             &[(c_str!("stats"), BindProbe::show_stats)],
         );
-        Ok(RustKprobe { probe })
+        Ok(RustKprobe { probe: Some(probe) })
     }
 }
 
 impl Drop for RustKprobe {
     fn drop(&mut self) {
-        self.probe.unregister();
-        let s = &self.probe.handler().stats;
+        let Some(probe) = self.probe.take() else {
+            return;
+        };
+        let Unregistered {
+            addr,
+            nmissed,
+            handler,
+        } = Kprobe::unregister(probe);
+        let s = &handler.stats;
         pr_info!(
             "kprobe at {:#x} unregistered: {} hits, {} reported, {} filtered, {} suppressed, {} faults, {} missed\n",
-            self.probe.addr(),
-            s.sum(HITS),
-            s.sum(REPORTED),
-            s.sum(FILTERED),
-            self.probe.handler().limiter.suppressed(),
-            s.sum(FAULTS),
-            self.probe.nmissed()
+            addr,
+            s.sum(|c| &c.hits),
+            s.sum(|c| &c.reported),
+            s.sum(|c| &c.filtered),
+            handler.limiter.suppressed(),
+            s.sum(|c| &c.faults),
+            nmissed
         );
     }
 }

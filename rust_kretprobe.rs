@@ -18,7 +18,8 @@ use kprobes::debugfs::SeqWriter;
 use kprobes::kprobe::Hit;
 use kprobes::kretprobe::{Kretprobe, KretprobeHandler};
 use kprobes::logic::{self, Filter, RetType, BUCKETS, TALLY_SLOTS};
-use kprobes::percpu::PerCpu;
+use kprobes::percpu::{Counter, PerCpu};
+use kprobes::probe::Unregistered;
 use kprobes::task;
 
 kprobes::compat::rk_module! {
@@ -30,18 +31,26 @@ kprobes::compat::rk_module! {
 /// The kernel's own limit is none at all (6.12 allocates whatever is asked).
 const MAXACTIVE_LIMIT: i32 = 4096;
 
-/// Per-CPU counters, by index: totals, then the histogram, then the return-value tally.
-const HITS: usize = 0;
-const FILTERED: usize = 1;
-const KTHREADS: usize = 2;
-const COUNT: usize = 3;
-const SUM_NS: usize = 4;
-const MAX_NS: usize = 5;
-/// `!min`, so that zeroed counters mean "none yet" here too.
-const NOT_MIN_NS: usize = 6;
-const HIST: usize = 7;
-const TALLY: usize = HIST + BUCKETS;
-const NCOUNTERS: usize = TALLY + TALLY_SLOTS;
+/// What the handlers count, per CPU.
+#[derive(Zeroable)]
+struct Stats {
+    /// Entries.
+    hits: Counter,
+    /// Entries the `pid=` or `comm=` filter dropped.
+    filtered: Counter,
+    /// Entries in kernel threads, which are not timed.
+    kthreads: Counter,
+    /// Returns timed, and their times.
+    count: Counter,
+    sum_ns: Counter,
+    max_ns: Counter,
+    /// `!min`, so that a zeroed counter means "none yet" here too.
+    not_min_ns: Counter,
+    /// Log2 histogram of the times (`logic::bucket`).
+    hist: [Counter; BUCKETS],
+    /// Return values (`logic::tally_slot`).
+    tally: [Counter; TALLY_SLOTS],
+}
 
 struct Timing {
     /// For printing (`&str` formats in one piece, `CStr` byte by byte).
@@ -50,13 +59,13 @@ struct Timing {
     pid: i32,
     comm: kprobes::params::ParamStr,
     events: bool,
-    stats: PerCpu<NCOUNTERS>,
+    stats: PerCpu<Stats>,
 }
 
 /// Per-instance data: when the call entered.
 #[derive(Clone, Copy)]
 struct Stamp {
-    entry_ns: i64,
+    entry_ns: u64,
 }
 
 impl KretprobeHandler for Timing {
@@ -65,10 +74,10 @@ impl KretprobeHandler for Timing {
     #[inline]
     fn entry(&self, _hit: &Hit<'_>) -> Option<Stamp> {
         let stats = self.stats.this_cpu();
-        stats.add(HITS, 1);
+        stats.hits.add(1);
         let task = task::current();
         if task.kthread {
-            stats.add(KTHREADS, 1);
+            stats.kthreads.add(1);
             return None;
         }
         let filter = Filter {
@@ -77,7 +86,7 @@ impl KretprobeHandler for Timing {
             port: 0,
         };
         if !filter.task(task.pid, |want| task.comm_is(want)) {
-            stats.add(FILTERED, 1);
+            stats.filtered.add(1);
             return None;
         }
         Some(Stamp {
@@ -87,9 +96,10 @@ impl KretprobeHandler for Timing {
 
     #[inline]
     fn ret(&self, hit: &Hit<'_>, stamp: &Stamp) {
-        // The clock is monotonic: the difference is never negative, nor does it overflow.
-        let ns = kprobes::now_ns().wrapping_sub(stamp.entry_ns).max(0) as u64;
-        let raw = hit.regs.return_value();
+        // The clock can step back by a few ns (see `now_ns`): such a call took 0 ns.
+        let ns = kprobes::now_ns().saturating_sub(stamp.entry_ns);
+        // The whole register; `rettype=` says which of its bits the function defines.
+        let raw = hit.regs.return_value::<u64>();
         if self.events {
             pr_info!(
                 "{} returned {} and took {} ns to execute\n",
@@ -99,17 +109,18 @@ impl KretprobeHandler for Timing {
             );
         }
         let stats = self.stats.this_cpu();
-        stats.add(COUNT, 1);
-        stats.add(SUM_NS, ns);
-        stats.max(MAX_NS, ns);
-        stats.max(NOT_MIN_NS, !ns);
-        stats.add(HIST + logic::bucket(ns), 1);
-        stats.add(TALLY + logic::tally_slot(self.rettype.signed(raw)), 1);
+        stats.count.add(1);
+        stats.sum_ns.add(ns);
+        stats.max_ns.raise_to(ns);
+        stats.not_min_ns.raise_to(!ns);
+        stats.hist[logic::bucket(ns)].add(1);
+        stats.tally[logic::tally_slot(self.rettype.signed(raw))].add(1);
     }
 }
 
 struct RustKretprobe {
-    probe: Kretprobe<Timing>,
+    /// `None` only while the module is being removed.
+    probe: Option<Pin<KBox<Kretprobe<Timing>>>>,
     hist: bool,
 }
 
@@ -147,18 +158,21 @@ impl kernel::Module for RustKretprobe {
             events: p.events,
             stats: PerCpu::new()?,
         };
-        let mut probe =
-            Kretprobe::register(p.func.as_cstr(), p.maxactive, handler).inspect_err(|e| {
-                pr_err!(
-                    "cannot probe {}: {} (errno {})\n",
-                    p.func,
-                    kprobes::why(*e),
-                    e.to_errno()
-                );
-            })?;
+        let mut probe = KBox::pin_init(
+            Kretprobe::new(p.func.as_cstr(), p.maxactive, handler),
+            GFP_KERNEL,
+        )
+        .inspect_err(|e| {
+            pr_err!(
+                "cannot probe {}: {} (errno {})\n",
+                p.func,
+                kprobes::why(*e),
+                e.to_errno()
+            );
+        })?;
         pr_info!("Planted return probe at {}: {:#x}\n", p.func, probe.addr());
         // Live counters are a convenience: without debugfs the probe works all the same.
-        let _ = probe.publish(
+        let _ = probe.as_mut().publish(
             c_str!("rust_kretprobe"),
             &[
                 (c_str!("stats"), Timing::show_stats),
@@ -166,7 +180,7 @@ impl kernel::Module for RustKretprobe {
             ],
         );
         Ok(RustKretprobe {
-            probe,
+            probe: Some(probe),
             hist: p.hist,
         })
     }
@@ -176,7 +190,7 @@ impl Timing {
     fn histogram(&self) -> [u64; BUCKETS] {
         let mut b = [0u64; BUCKETS];
         for (i, c) in b.iter_mut().enumerate() {
-            *c = self.stats.sum(HIST + i);
+            *c = self.stats.sum(|s| &s.hist[i]);
         }
         b
     }
@@ -184,17 +198,17 @@ impl Timing {
     /// `(count, min, avg, max)` of the times taken, in ns.
     fn summary(&self) -> (u64, u64, u64, u64) {
         let s = &self.stats;
-        let count = s.sum(COUNT);
+        let count = s.sum(|s| &s.count);
         let min = if count == 0 {
             0
         } else {
-            !s.max_all(NOT_MIN_NS)
+            !s.max(|s| &s.not_min_ns)
         };
         (
             count,
             min,
-            s.sum(SUM_NS).checked_div(count).unwrap_or(0),
-            s.max_all(MAX_NS),
+            s.sum(|s| &s.sum_ns).checked_div(count).unwrap_or(0),
+            s.max(|s| &s.max_ns),
         )
     }
 
@@ -206,8 +220,8 @@ impl Timing {
         writeln!(
             w,
             "hits {}\nmissed {missed}\nfiltered {}",
-            s.sum(HITS),
-            s.sum(FILTERED) + s.sum(KTHREADS)
+            s.sum(|s| &s.hits),
+            s.sum(|s| &s.filtered) + s.sum(|s| &s.kthreads)
         )?;
         writeln!(
             w,
@@ -231,14 +245,16 @@ impl Timing {
 
 impl Drop for RustKretprobe {
     fn drop(&mut self) {
-        self.probe.unregister();
-        let t = self.probe.handler();
-        pr_info!("kretprobe at {:#x} unregistered\n", self.probe.addr());
-        pr_info!(
-            "Missed probing {} instances of {}\n",
-            self.probe.nmissed(),
-            t.func
-        );
+        let Some(probe) = self.probe.take() else {
+            return;
+        };
+        let Unregistered {
+            addr,
+            nmissed,
+            handler: t,
+        } = Kretprobe::unregister(probe);
+        pr_info!("kretprobe at {:#x} unregistered\n", addr);
+        pr_info!("Missed probing {} instances of {}\n", nmissed, t.func);
         if self.hist {
             let (count, min, avg, max) = t.summary();
             pr_info!(
@@ -255,7 +271,7 @@ impl Drop for RustKretprobe {
                 pr_info!("{}\n", row);
             }
             for slot in 0..TALLY_SLOTS {
-                let n = t.stats.sum(TALLY + slot);
+                let n = t.stats.sum(|s| &s.tally[slot]);
                 match slot {
                     0 if n > 0 => pr_info!("{} returned 0: {n} times\n", t.func),
                     s if s == TALLY_SLOTS - 1 && n > 0 => {

@@ -2,12 +2,75 @@
 
 //! Everything that differs per architecture, in one place:
 //!
-//! - [`Regs`]: which `pt_regs` slot holds which argument (as aya's `args.rs` does for eBPF);
+//! - [`Regs`]: which `pt_regs` slot holds which argument, read as the type the probed function
+//!   declares ([`FromReg`]; as aya's `args.rs` does for eBPF);
 //! - [`this_cpu_offset`] and [`current_task`]: what `this_cpu_ptr()` and `current` read. They
 //!   are C macros and static inlines; a helpers.c shim for them costs a call and its register
 //!   spills on every hit, so the handlers' hot path reads them here, as the C macros do.
 
+//!
+//! C headers: [`arch/x86/include/asm/ptrace.h`](srctree/arch/x86/include/asm/ptrace.h),
+//! [`arch/arm64/include/asm/ptrace.h`](srctree/arch/arm64/include/asm/ptrace.h),
+//! [`arch/x86/include/asm/current.h`](srctree/arch/x86/include/asm/current.h),
+//! [`arch/arm64/include/asm/current.h`](srctree/arch/arm64/include/asm/current.h)
+
 use super::bindings::{pt_regs, task_struct};
+
+/// A C type that an argument or return register holds: the integers and pointers.
+///
+/// A C argument narrower than the register (an `int` in `rdi` or `x0`) leaves the register's
+/// upper bits undefined in both ABIs; `from_reg` takes the low bits, as C's conversion does.
+pub(crate) trait FromReg: Sized {
+    /// The value of type `Self` in register value `r`.
+    fn from_reg(r: u64) -> Self;
+}
+
+macro_rules! from_reg_int {
+    ($($t:ty),*) => {
+        $(
+            impl FromReg for $t {
+                #[inline(always)]
+                fn from_reg(r: u64) -> Self {
+                    // Truncation (and sign reinterpretation) is the point: see `FromReg`.
+                    r as $t
+                }
+            }
+        )*
+    };
+}
+from_reg_int!(i8, u8, i16, u16, i32, u32, i64, isize, usize);
+
+impl FromReg for u64 {
+    #[inline(always)]
+    fn from_reg(r: u64) -> Self {
+        r
+    }
+}
+
+impl FromReg for bool {
+    /// C `bool`: the low byte is 0 or 1.
+    #[inline(always)]
+    fn from_reg(r: u64) -> Self {
+        r as u8 != 0
+    }
+}
+
+impl<T> FromReg for *const T {
+    /// A pointer argument: an address, not a reference; reading through it is the handler's
+    /// business (e.g. `Hit::read`).
+    #[inline(always)]
+    fn from_reg(r: u64) -> Self {
+        r as usize as *const T
+    }
+}
+
+impl<T> FromReg for *mut T {
+    /// As for `*const T`.
+    #[inline(always)]
+    fn from_reg(r: u64) -> Self {
+        r as usize as *mut T
+    }
+}
 
 /// Read-only view of the `pt_regs` a handler is given.
 pub(crate) struct Regs<'a>(&'a pt_regs);
@@ -21,16 +84,18 @@ impl<'a> Regs<'a> {
         Self(unsafe { &*regs })
     }
 
-    /// Argument `n` (from 0) of the probed function, if it is passed in a register. Valid at
-    /// function entry (a kprobe at offset 0, or a kretprobe's entry handler) only.
-    pub(crate) fn arg(&self, n: usize) -> Option<u64> {
-        imp::arg(self.0, n)
+    /// Argument `n` (from 0) of the probed function as its C type `T`, if it is passed in a
+    /// register (the per-arch table below). Valid at function entry only: a kprobe at offset 0,
+    /// or a kretprobe's entry handler.
+    #[inline(always)]
+    pub(crate) fn arg<T: FromReg>(&self, n: usize) -> Option<T> {
+        imp::arg(self.0, n).map(T::from_reg)
     }
 
-    /// The return register: valid in a kretprobe's return handler. For a C `int` function only
-    /// the low 32 bits are defined.
-    pub(crate) fn return_value(&self) -> u64 {
-        imp::return_value(self.0)
+    /// The return value as the function's C type `T`: valid in a kretprobe's return handler.
+    #[inline(always)]
+    pub(crate) fn return_value<T: FromReg>(&self) -> T {
+        T::from_reg(imp::return_value(self.0))
     }
 
     /// Instruction pointer.
@@ -72,8 +137,10 @@ mod imp {
     use super::{pt_regs, task_struct};
     use crate::kprobes::bindings;
     use core::arch::asm;
+    #[cfg(rk_x86_pcpu_hot)]
     use core::mem::offset_of;
 
+    #[inline(always)]
     pub(super) fn arg(r: &pt_regs, n: usize) -> Option<u64> {
         let v = match n {
             0 => r.di,
@@ -87,14 +154,17 @@ mod imp {
         Some(v as u64)
     }
 
+    #[inline(always)]
     pub(super) fn return_value(r: &pt_regs) -> u64 {
         r.ax as u64
     }
 
+    #[inline(always)]
     pub(super) fn ip(r: &pt_regs) -> u64 {
         r.ip as u64
     }
 
+    #[inline(always)]
     pub(super) fn sp(r: &pt_regs) -> u64 {
         r.sp as u64
     }
@@ -190,18 +260,22 @@ mod imp {
         unsafe { &r.__bindgen_anon_1.user_regs }
     }
 
+    #[inline(always)]
     pub(super) fn arg(r: &pt_regs, n: usize) -> Option<u64> {
         (n < 8).then(|| user(r).regs[n])
     }
 
+    #[inline(always)]
     pub(super) fn return_value(r: &pt_regs) -> u64 {
         user(r).regs[0]
     }
 
+    #[inline(always)]
     pub(super) fn ip(r: &pt_regs) -> u64 {
         user(r).pc
     }
 
+    #[inline(always)]
     pub(super) fn sp(r: &pt_regs) -> u64 {
         user(r).sp
     }

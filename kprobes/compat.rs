@@ -11,8 +11,35 @@
 //! | `rk_cstr_is_core` | `kernel::str::CStr` = `core::ffi::CStr` | no | yes |
 //! | `rk_kernel_fmt` | `pr_*!` formatting through `kernel::fmt::Display` | no | yes |
 //! | `rk_module_authors` | `module!` takes `authors: [..]` (not `author:`) | no | yes |
+//! | `rk_pin_init_crate` | pin-init is the separate `pin_init` crate (not `kernel::init`) | no | yes |
+//! | `rk_opaque_try_ffi_init` | `Opaque::try_ffi_init` exists | no | yes |
 
 use kernel::prelude::*;
+use kernel::types::Opaque;
+
+#[cfg(not(rk_pin_init_crate))]
+pub(crate) use kernel::init::Zeroable;
+/// The trait of types whose all-zero bit pattern is a valid value (what `#[derive(Zeroable)]`
+/// implements): `kernel::init::Zeroable` on 6.12, `pin_init::Zeroable` on 7.x.
+#[cfg(rk_pin_init_crate)]
+pub(crate) use pin_init::Zeroable;
+
+/// `Opaque::try_ffi_init`: a fallible pin-initializer of an `Opaque<T>` that hands `init` a
+/// pointer to the uninitialised `T`. 6.12's `Opaque` has only the infallible `ffi_init`; this
+/// is 7.x's implementation, on 6.12's `pin_init_from_closure`.
+pub(crate) fn opaque_try_ffi_init<T, E>(
+    init: impl FnOnce(*mut T) -> Result<(), E>,
+) -> impl PinInit<Opaque<T>, E> {
+    #[cfg(rk_opaque_try_ffi_init)]
+    return Opaque::try_ffi_init(init);
+    #[cfg(not(rk_opaque_try_ffi_init))]
+    // SAFETY: `Opaque<T>` may hold an uninitialised or partially initialised `T`, so whatever
+    // `init` leaves behind, `Ok` or `Err`, is a valid `Opaque<T>` that needs no drop; the slot is
+    // not moved, and `Opaque` has no pinning invariant of its own to uphold.
+    return unsafe {
+        kernel::init::pin_init_from_closure(move |slot: *mut Opaque<T>| init(Opaque::raw_get(slot)))
+    };
+}
 
 /// The bytes of a C string, without its NUL (`as_bytes()` on 6.12's own `CStr`, `to_bytes()`
 /// on `core::ffi::CStr`).

@@ -3,18 +3,26 @@
 //! Read-only debugfs files showing a probe's live state (`/sys/kernel/debug/<dir>/<file>`).
 //! They belong to the probe and are removed before it is unregistered, so a reader never sees
 //! a freed handler.
+//!
+//! C headers: [`include/linux/debugfs.h`](srctree/include/linux/debugfs.h),
+//! [`include/linux/seq_file.h`](srctree/include/linux/seq_file.h)
 
 use super::bindings;
 use core::fmt;
 use kernel::prelude::*;
 
 /// Writes into the `seq_file` of one read.
+///
+/// # Invariants
+///
+/// The pointer is the `seq_file` of a show in progress (only `show_trampoline` creates one, and
+/// the writer does not outlive the call).
 pub(crate) struct SeqWriter(*mut bindings::seq_file);
 
 impl fmt::Write for SeqWriter {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        // SAFETY: `self.0` is the `seq_file` of the read in progress; `s` is valid for its
-        // length. On overflow seq_file retries the whole show with a bigger buffer.
+        // SAFETY: `self.0` is the `seq_file` of the show in progress (type invariant); `s` is
+        // valid for reads of its length. On overflow seq_file retries the whole show with a bigger buffer.
         unsafe { bindings::seq_write(self.0, s.as_ptr().cast(), s.len()) };
         Ok(())
     }
@@ -22,14 +30,18 @@ impl fmt::Write for SeqWriter {
 
 /// What a probe shows: its handler and the core's missed count.
 pub(crate) trait Source {
+    /// The handler whose state the files show.
     type Handler;
+    /// The handler.
     fn handler(&self) -> &Self::Handler;
+    /// The core's missed count of the probe.
     fn nmissed(&self) -> u64;
 }
 
 /// Prints one file: `(handler, missed, out)`.
 pub(crate) type ShowFn<H> = fn(&H, u64, &mut SeqWriter) -> fmt::Result;
 
+/// One file: what helpers.c's `single_open()` shim is given, and what it passes back.
 #[repr(C)]
 struct Entry<S: Source> {
     /// First field: the C side is given `&show` and passes `show.data` back.
@@ -39,16 +51,24 @@ struct Entry<S: Source> {
 }
 
 /// A debugfs directory and its files, removed on drop.
+///
+/// # Invariants
+///
+/// `dir` is a directory created by `debugfs_create_dir()`, owned by `self`; each file in it was
+/// given an element of `entries`, which is not reallocated or moved until `dir` is removed.
 pub(crate) struct Debugfs<S: Source> {
     dir: *mut bindings::dentry,
     entries: KVec<Entry<S>>,
 }
 
-// SAFETY: the raw pointers are only used on drop (removal) and by debugfs readers.
+// SAFETY: `dir` is only used to remove it, which may be done from any thread; the entries'
+// `src` pointers are only dereferenced by debugfs readers, as `&S`, and `Debugfs::new`'s caller
+// guarantees they stay valid.
 unsafe impl<S: Source> Send for Debugfs<S> {}
 // SAFETY: as above.
 unsafe impl<S: Source> Sync for Debugfs<S> {}
 
+/// `IS_ERR_OR_NULL()`.
 fn is_err(p: *mut bindings::dentry) -> bool {
     p.is_null() || (p as usize) >= (-4095isize) as usize
 }
@@ -81,10 +101,11 @@ impl<S: Source> Debugfs<S> {
         if is_err(d) {
             return Err(ENODEV);
         }
+        // INVARIANT: `d` is a directory just created; `entries` is not grown from here on.
         let mut this = Self { dir: d, entries };
         for (e, &(name, _)) in this.entries.iter_mut().zip(files) {
             e.show.show = Some(show_trampoline::<S>);
-            e.show.data = (e as *mut Entry<S>).cast();
+            e.show.data = core::ptr::from_mut::<Entry<S>>(e).cast();
             // SAFETY: `e` lives in `entries`, at a fixed address until `this` is dropped,
             // which removes the file first. A failed file is left out, debugfs-style.
             unsafe { bindings::rk_debugfs_create_show(name.as_char_ptr(), d, &mut e.show) };
@@ -95,7 +116,9 @@ impl<S: Source> Debugfs<S> {
 
 impl<S: Source> Drop for Debugfs<S> {
     fn drop(&mut self) {
-        // SAFETY: created by `debugfs_create_dir`; removal waits for readers in progress.
+        // SAFETY: `dir` was created by `debugfs_create_dir()` and is removed once, here
+        // (type invariant); `debugfs_remove()` waits for the readers in progress, so no show
+        // runs on the entries once it returns.
         unsafe { bindings::debugfs_remove(self.dir) };
     }
 }
@@ -111,6 +134,7 @@ unsafe extern "C" fn show_trampoline<S: Source>(
     let e = unsafe { &*data.cast::<Entry<S>>() };
     // SAFETY: `src` outlives the files, per `Debugfs::new`'s contract.
     let src = unsafe { &*e.src };
+    // INVARIANT: `m` is the `seq_file` of this show, and the writer is dropped at its end.
     let _ = (e.f)(src.handler(), src.nmissed(), &mut SeqWriter(m));
     0
 }

@@ -1,12 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `struct kprobe` owned by a Rust value, with pre/post/fault handlers as a trait.
+//! Kprobes: a `struct kprobe` owned by a Rust value, with pre/post/fault handlers as a trait.
+//!
+//! C header: [`include/linux/kprobes.h`](srctree/include/linux/kprobes.h)
+//!
+//! Reference: [`Documentation/trace/kprobes.rst`](srctree/Documentation/trace/kprobes.rst)
 
-use super::probe::{Inner, Probe, Raw};
+use super::probe::{Probe, RawProbe};
 use super::{arch::Regs, bindings};
+use core::ptr::addr_of_mut;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::prelude::*;
 
-/// What a handler was given at one hit.
+/// What a handler is given at one hit.
 pub(crate) struct Hit<'a> {
     /// Address of the probe (the probed instruction).
     pub(crate) addr: u64,
@@ -19,21 +25,41 @@ pub(crate) struct Fault {
     /// What was being read, for the log line.
     pub(crate) what: &'static str,
     /// The address that could not be read.
-    pub(crate) addr: u64,
+    pub(crate) addr: usize,
     /// The errno of the nofault copy.
     pub(crate) errno: i32,
 }
 
 impl Hit<'_> {
-    /// Copies `buf.len()` bytes at kernel address `addr`; a fault becomes a [`Fault`] naming
-    /// `what`, which the layer hands to [`KprobeHandler::fault`].
-    pub(crate) fn read(&self, what: &'static str, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
-        super::read_kernel(addr, buf).map_err(|errno| Fault { what, addr, errno })
+    /// Copies `buf.len()` bytes at kernel address `src` with `copy_from_kernel_nofault()`; a
+    /// fault becomes a [`Fault`] naming `what`, which the layer hands to
+    /// [`KprobeHandler::fault`] when [`KprobeHandler::pre`] returns it.
+    pub(crate) fn read(
+        &self,
+        what: &'static str,
+        src: *const u8,
+        buf: &mut [u8],
+    ) -> Result<(), Fault> {
+        super::read_kernel(src, buf).map_err(|errno| Fault {
+            what,
+            addr: src as usize,
+            errno,
+        })
     }
 }
 
-/// The handlers of a kprobe. They run in atomic context on any CPU, with preemption disabled:
-/// nothing in them may sleep or allocate with `GFP_KERNEL`.
+/// The handlers of a kprobe.
+///
+/// They run in atomic context on any CPU, with preemption disabled, and on x86_64 as an int3
+/// trap handled like an NMI: nothing in them may sleep, allocate or take a lock. Handlers of one
+/// probe do not nest on a CPU (the core counts such a hit as missed instead).
+///
+/// # Examples
+///
+/// A kprobe on `inet_bind` that counts binds to port 80; this is `kprobes/example_kprobe.rs`,
+/// which the modules compile (`rust_kprobe.rs` is a full one):
+///
+#[doc = concat!("```ignore\n", include_str!("example_kprobe.rs"), "```")]
 pub(crate) trait KprobeHandler: Sync + Send + Sized {
     /// Whether [`KprobeHandler::post`] is wanted, asked once at registration (a post handler
     /// costs a second trap per hit and prevents jump optimization).
@@ -54,32 +80,43 @@ pub(crate) trait KprobeHandler: Sync + Send + Sized {
     fn fault(&self, hit: &Hit<'_>, fault: &Fault);
 }
 
-/// A registered kprobe; unregistered by `unregister()` or on drop, exactly once.
+/// A registered kprobe; unregistered on drop or by [`Probe::unregister`], exactly once.
 pub(crate) type Kprobe<T> = Probe<bindings::kprobe, T>;
 
-// SAFETY: the kernel's kprobe calls; the struct is its own `struct kprobe`.
-unsafe impl Raw for bindings::kprobe {
+// SAFETY: `register_kprobe()` / `unregister_kprobe()` are the kernel's pair for a
+// `struct kprobe`; the core calls its handlers with the `struct kprobe *` that was registered,
+// and the `struct kprobe` of a `struct kprobe` is itself.
+unsafe impl RawProbe for bindings::kprobe {
     unsafe fn register(p: *mut Self) -> kernel::ffi::c_int {
-        // SAFETY: per the trait's contract.
+        // SAFETY: the caller guarantees that `p` is initialised, unregistered, and stays valid
+        // and in place until it is unregistered.
         unsafe { bindings::register_kprobe(p) }
     }
+
     unsafe fn unregister(p: *mut Self) {
-        // SAFETY: per the trait's contract.
+        // SAFETY: the caller guarantees that `p` is registered.
         unsafe { bindings::unregister_kprobe(p) }
     }
-    fn kprobe(p: *mut Self) -> *mut bindings::kprobe {
+
+    unsafe fn kprobe(p: *mut Self) -> *mut bindings::kprobe {
         p
     }
+
+    /// Hits skipped because another kprobe's handler was running on that CPU, or the handler
+    /// recursed (`kprobes_inc_nmissed_count()`).
     unsafe fn nmissed(p: *mut Self) -> u64 {
-        // SAFETY: a word-sized read of a counter the core updates (hits skipped for recursion
-        // or another probe running on that CPU); a stale value is harmless.
-        unsafe { core::ptr::read_volatile(&(*p).nmissed) as u64 }
+        // SAFETY: `p` is valid (the caller guarantees it), so its `unsigned long nmissed` is an
+        // aligned, live word; the core increments it concurrently without a lock, hence an
+        // atomic load, and no reference to the field.
+        let n = unsafe { AtomicUsize::from_ptr(addr_of_mut!((*p).nmissed)) };
+        n.load(Ordering::Relaxed) as u64
     }
 }
 
 impl<T: KprobeHandler> Kprobe<T> {
-    /// Plants a kprobe at `symbol` + `offset`. On error nothing stays registered or allocated.
-    pub(crate) fn register(symbol: &'static CStr, offset: u32, handler: T) -> Result<Self> {
+    /// A pin-initializer of a kprobe at `symbol` + `offset` running `handler`. On error nothing
+    /// stays registered, and `handler` is dropped.
+    pub(crate) fn new(symbol: &'static CStr, offset: u32, handler: T) -> impl PinInit<Self, Error> {
         let kp = bindings::kprobe {
             symbol_name: symbol.as_char_ptr(),
             offset,
@@ -91,51 +128,68 @@ impl<T: KprobeHandler> Kprobe<T> {
             },
             ..Default::default()
         };
-        Self::register_raw(kp, handler)
+        // SAFETY: the handlers are this module's trampolines for `T`, which take their pointer
+        // for a `Kprobe<T>`; `symbol` is `'static`.
+        unsafe { Probe::with_raw(kp, handler) }
     }
 }
 
+/// The probe and the hit a trampoline was called for.
+///
 /// # Safety
 ///
-/// Called by the kprobe core with the `kprobe` of an `Inner<kprobe, T>` and the hit's `pt_regs`.
-unsafe fn hit<'a, T>(
+/// `p` must be the `struct kprobe` of a live `Kprobe<T>` and `regs` the valid `pt_regs` of the
+/// hit, both for `'a`: as the kprobe core guarantees while it runs a handler.
+#[inline(always)]
+unsafe fn hit<'a, T: KprobeHandler>(
     p: *mut bindings::kprobe,
     regs: *mut bindings::pt_regs,
-) -> (&'a Inner<bindings::kprobe, T>, Hit<'a>) {
-    // SAFETY: `kp` is the first field of the `#[repr(C)]` `Inner`, alive while registered.
-    let inner = unsafe { &*p.cast::<Inner<bindings::kprobe, T>>() };
-    // SAFETY: `addr` was set at registration and is not changed while the probe is armed.
-    let addr = unsafe { (*p).addr as u64 };
-    // SAFETY: `regs` is the valid `pt_regs` of this hit.
+) -> (&'a Kprobe<T>, Hit<'a>) {
+    // SAFETY: `p` is the `raw` field of a live `Kprobe<T>` (this function's contract).
+    let probe = unsafe { Kprobe::<T>::from_raw(p) };
+    // SAFETY: `regs` is valid for `'a` (this function's contract).
     let regs = unsafe { Regs::from_raw(regs) };
-    (inner, Hit { addr, regs })
+    let hit = Hit {
+        addr: probe.addr(),
+        regs,
+    };
+    (probe, hit)
 }
 
+/// The `pre_handler` of a `Kprobe<T>`. In `.kprobes.text`, so that the kprobe core refuses to
+/// probe it while the module is loaded (`NOKPROBE_SYMBOL()` in C): a probe on a handler would
+/// recurse into it.
+///
 /// # Safety
 ///
-/// Called by the kprobe core only, for a probe registered by `Kprobe::<T>::register`.
+/// Only the kprobe core may call this, for a probe created by `Kprobe::<T>::new`.
+#[link_section = ".kprobes.text"]
 unsafe extern "C" fn pre_trampoline<T: KprobeHandler>(
     p: *mut bindings::kprobe,
     regs: *mut bindings::pt_regs,
 ) -> kernel::ffi::c_int {
-    // SAFETY: called by the kprobe core for a probe registered by `Kprobe::<T>::register`.
-    let (inner, hit) = unsafe { hit::<T>(p, regs) };
-    if let Err(fault) = inner.handler.pre(&hit) {
-        inner.handler.fault(&hit, &fault);
+    // SAFETY: the core calls this with the registered `struct kprobe` of a `Kprobe<T>`, which
+    // outlives the call (unregistration waits for running handlers), and this hit's `pt_regs`.
+    let (probe, hit) = unsafe { hit::<T>(p, regs) };
+    if let Err(fault) = probe.handler().pre(&hit) {
+        probe.handler().fault(&hit, &fault);
     }
     // 0: let the core single-step the probed instruction as usual.
     0
 }
 
+/// The `post_handler` of a `Kprobe<T>`; in `.kprobes.text`, as [`pre_trampoline`].
+///
 /// # Safety
 ///
-/// Called by the kprobe core only, for a probe registered by `Kprobe::<T>::register`.
+/// Only the kprobe core may call this, for a probe created by `Kprobe::<T>::new`.
+#[link_section = ".kprobes.text"]
 unsafe extern "C" fn post_trampoline<T: KprobeHandler>(
     p: *mut bindings::kprobe,
     regs: *mut bindings::pt_regs,
     _flags: kernel::ffi::c_ulong,
 ) {
-    // SAFETY: called by the kprobe core for a probe registered by `Kprobe::<T>::register`.
-    let (inner, hit) = unsafe { hit::<T>(p, regs) };
-    inner.handler.post(&hit);
+    // SAFETY: as in `pre_trampoline`.
+    let (probe, hit) = unsafe { hit::<T>(p, regs) };
+    probe.handler().post(&hit);
 }

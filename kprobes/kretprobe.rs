@@ -1,14 +1,27 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `struct kretprobe` owned by a Rust value, with entry/return handlers as a trait and typed
-//! per-instance data.
+//! Kretprobes: a `struct kretprobe` owned by a Rust value, with entry/return handlers as a
+//! trait and typed per-instance data.
+//!
+//! C header: [`include/linux/kprobes.h`](srctree/include/linux/kprobes.h)
+//!
+//! Reference: [`Documentation/trace/kprobes.rst`](srctree/Documentation/trace/kprobes.rst)
 
 use super::kprobe::Hit;
-use super::probe::{Inner, Probe, Raw};
+use super::probe::{Probe, RawProbe};
 use super::{arch::Regs, bindings};
+use core::ptr::addr_of_mut;
+use core::sync::atomic::{AtomicI32, Ordering};
 use kernel::prelude::*;
 
-/// The handlers of a kretprobe; atomic context, as for [`super::KprobeHandler`].
+/// The handlers of a kretprobe; atomic context, as for [`super::kprobe::KprobeHandler`].
+///
+/// # Examples
+///
+/// The return value and duration of each `inet_release` call; this is
+/// `kprobes/example_kretprobe.rs`, which the modules compile (`rust_kretprobe.rs` is a full one):
+///
+#[doc = concat!("```ignore\n", include_str!("example_kretprobe.rs"), "```")]
 pub(crate) trait KretprobeHandler: Sync + Send + Sized {
     /// Per-instance data, stored by the kernel between entry and return (`data_size` is its
     /// size).
@@ -21,34 +34,49 @@ pub(crate) trait KretprobeHandler: Sync + Send + Sized {
     fn ret(&self, hit: &Hit<'_>, data: &Self::Data);
 }
 
-/// A registered kretprobe; unregistered by `unregister()` or on drop, exactly once.
+/// A registered kretprobe; unregistered on drop or by [`Probe::unregister`], exactly once.
 pub(crate) type Kretprobe<T> = Probe<bindings::kretprobe, T>;
 
-// SAFETY: the kernel's kretprobe calls; `kp` is the struct's own `struct kprobe`.
-unsafe impl Raw for bindings::kretprobe {
+// SAFETY: `register_kretprobe()` / `unregister_kretprobe()` are the kernel's pair for a
+// `struct kretprobe`; the core calls its handlers with instances whose kretprobe is the one
+// registered; `kp` is the `struct kprobe` it embeds.
+unsafe impl RawProbe for bindings::kretprobe {
     unsafe fn register(p: *mut Self) -> kernel::ffi::c_int {
-        // SAFETY: per the trait's contract.
+        // SAFETY: the caller guarantees that `p` is initialised, unregistered, and stays valid
+        // and in place until it is unregistered.
         unsafe { bindings::register_kretprobe(p) }
     }
+
     unsafe fn unregister(p: *mut Self) {
-        // SAFETY: per the trait's contract.
+        // SAFETY: the caller guarantees that `p` is registered.
         unsafe { bindings::unregister_kretprobe(p) }
     }
-    fn kprobe(p: *mut Self) -> *mut bindings::kprobe {
-        // SAFETY: only the field's address is taken.
-        unsafe { core::ptr::addr_of_mut!((*p).kp) }
+
+    unsafe fn kprobe(p: *mut Self) -> *mut bindings::kprobe {
+        // SAFETY: `p` is valid (the caller guarantees it); only the field's address is taken.
+        unsafe { addr_of_mut!((*p).kp) }
     }
+
+    /// Calls not probed because all `maxactive` instances were in use.
     unsafe fn nmissed(p: *mut Self) -> u64 {
-        // SAFETY: a word-sized read of a counter the core updates (calls not probed because
-        // all `maxactive` instances were in use); a stale value is harmless.
-        unsafe { core::ptr::read_volatile(&(*p).nmissed) as u64 }
+        // SAFETY: `p` is valid (the caller guarantees it), so its `int nmissed` is aligned and
+        // live; the core increments it concurrently without a lock (`rp->nmissed++` in
+        // `pre_handler_kretprobe()`), hence an atomic load, and no reference to the field.
+        let n = unsafe { AtomicI32::from_ptr(addr_of_mut!((*p).nmissed)) };
+        // A count: the core only increments it from 0 (an `int` only for historical reasons).
+        u64::try_from(n.load(Ordering::Relaxed)).unwrap_or(0)
     }
 }
 
 impl<T: KretprobeHandler> Kretprobe<T> {
-    /// Plants a return probe on `symbol`, tracking at most `maxactive` concurrent calls (0: the
-    /// kernel's default). On error nothing stays registered or allocated.
-    pub(crate) fn register(symbol: &'static CStr, maxactive: i32, handler: T) -> Result<Self> {
+    /// A pin-initializer of a return probe on `symbol` running `handler`, tracking at most
+    /// `maxactive` concurrent calls (0: the kernel's default). On error nothing stays
+    /// registered, and `handler` is dropped.
+    pub(crate) fn new(
+        symbol: &'static CStr,
+        maxactive: i32,
+        handler: T,
+    ) -> impl PinInit<Self, Error> {
         let rp = bindings::kretprobe {
             kp: bindings::kprobe {
                 symbol_name: symbol.as_char_ptr(),
@@ -60,13 +88,15 @@ impl<T: KretprobeHandler> Kretprobe<T> {
             data_size: core::mem::size_of::<T::Data>(),
             ..Default::default()
         };
-        Self::register_raw(rp, handler)
+        // SAFETY: the handlers are this module's trampolines for `T`, which take the instances
+        // they are given for instances of a `Kretprobe<T>`; `symbol` is `'static`.
+        unsafe { Probe::with_raw(rp, handler) }
     }
 }
 
-/// `get_kretprobe(ri)`: with rethook (x86_64, arm64) the field read inline, as the static
-/// inline does, since it is on every call's path; otherwise the helpers.c shim, which returns
-/// NULL once the kretprobe is being unregistered.
+/// `get_kretprobe(ri)`: with rethook (x86_64; arm64 has none on 6.12 or 7.3) the field read
+/// inline, as the static inline does, since it is on every call's path; otherwise the
+/// helpers.c shim, which returns NULL once the kretprobe is being unregistered.
 ///
 /// # Safety
 ///
@@ -84,39 +114,54 @@ unsafe fn kretprobe_of(ri: *mut bindings::kretprobe_instance) -> Option<*mut bin
     return Some(unsafe { bindings::rk_get_kretprobe(ri) }).filter(|rp| !rp.is_null());
 }
 
+/// The probe, the hit and the instance's data a trampoline was called for; `None` if the
+/// instance's kretprobe is being unregistered.
+///
 /// # Safety
 ///
-/// Called by the kretprobe core with an instance of a kretprobe registered by
-/// `Kretprobe::<T>::register` and the `pt_regs` of this entry or return.
+/// `ri` must be a live instance of the registered `struct kretprobe` of a `Kretprobe<T>`, and
+/// `regs` the valid `pt_regs` of this entry or return, both for `'a`: as the kretprobe core
+/// guarantees while it runs a handler.
+#[inline(always)]
 unsafe fn instance<'a, T: KretprobeHandler>(
     ri: *mut bindings::kretprobe_instance,
     regs: *mut bindings::pt_regs,
-) -> Option<(&'a Inner<bindings::kretprobe, T>, Hit<'a>, *mut T::Data)> {
-    // SAFETY: `ri` is a live instance of our kretprobe.
+) -> Option<(&'a Kretprobe<T>, Hit<'a>, *mut T::Data)> {
+    // SAFETY: `ri` is a live instance of a registered kretprobe (this function's contract).
     let rp = unsafe { kretprobe_of(ri) }?;
-    // SAFETY: `rp` is the first field of the `#[repr(C)]` `Inner`, alive while registered.
-    let inner = unsafe { &*rp.cast::<Inner<bindings::kretprobe, T>>() };
-    // SAFETY: `kp.addr` was set at registration and does not change while armed.
-    let addr = unsafe { (*rp).kp.addr as u64 };
-    // SAFETY: the instance carries `data_size == size_of::<T::Data>()` bytes after its header.
-    let data = unsafe { (*ri).data.as_mut_ptr() }.cast::<T::Data>();
-    // SAFETY: `regs` is valid for this call.
+    // SAFETY: `rp` is the `raw` field of a live `Kretprobe<T>` (this function's contract).
+    let probe = unsafe { Kretprobe::<T>::from_raw(rp) };
+    // SAFETY: `ri` is live; its `data` flexible array has `data_size == size_of::<T::Data>()`
+    // bytes (set by `Kretprobe::new`). Only the address is computed.
+    let data = unsafe { addr_of_mut!((*ri).data) }.cast::<T::Data>();
+    // SAFETY: `regs` is valid for `'a` (this function's contract).
     let regs = unsafe { Regs::from_raw(regs) };
-    Some((inner, Hit { addr, regs }, data))
+    let hit = Hit {
+        addr: probe.addr(),
+        regs,
+    };
+    Some((probe, hit, data))
 }
 
+/// The `entry_handler` of a `Kretprobe<T>`. In `.kprobes.text`, so that the kprobe core refuses
+/// to probe it while the module is loaded (`NOKPROBE_SYMBOL()` in C, as the kernel's
+/// `samples/kprobes/kretprobe_example.c` marks its handlers).
+///
 /// # Safety
 ///
-/// Called by the kretprobe core only, for a probe registered by `Kretprobe::<T>::register`.
+/// Only the kretprobe core may call this, for a probe created by `Kretprobe::<T>::new`.
+#[link_section = ".kprobes.text"]
 unsafe extern "C" fn entry_trampoline<T: KretprobeHandler>(
     ri: *mut bindings::kretprobe_instance,
     regs: *mut bindings::pt_regs,
 ) -> kernel::ffi::c_int {
-    // SAFETY: called by the kretprobe core for our kretprobe.
-    let Some((inner, hit, data)) = (unsafe { instance::<T>(ri, regs) }) else {
+    // SAFETY: the core calls this with a live instance of the registered kretprobe of a
+    // `Kretprobe<T>`, which outlives the call (unregistration waits for running handlers), and
+    // this entry's `pt_regs`.
+    let Some((probe, hit, data)) = (unsafe { instance::<T>(ri, regs) }) else {
         return 1;
     };
-    match inner.handler.entry(&hit) {
+    match probe.handler().entry(&hit) {
         Some(d) => {
             // SAFETY: `data` points to `size_of::<T::Data>()` bytes owned by this instance;
             // their alignment is not promised, hence the unaligned write.
@@ -128,19 +173,23 @@ unsafe extern "C" fn entry_trampoline<T: KretprobeHandler>(
     }
 }
 
+/// The `handler` (return handler) of a `Kretprobe<T>`; in `.kprobes.text`, as
+/// [`entry_trampoline`].
+///
 /// # Safety
 ///
-/// Called by the kretprobe core only, for a probe registered by `Kretprobe::<T>::register`.
+/// Only the kretprobe core may call this, for a probe created by `Kretprobe::<T>::new`.
+#[link_section = ".kprobes.text"]
 unsafe extern "C" fn ret_trampoline<T: KretprobeHandler>(
     ri: *mut bindings::kretprobe_instance,
     regs: *mut bindings::pt_regs,
 ) -> kernel::ffi::c_int {
-    // SAFETY: called by the kretprobe core for our kretprobe.
-    if let Some((inner, hit, data)) = unsafe { instance::<T>(ri, regs) } {
+    // SAFETY: as in `entry_trampoline`, for this return.
+    if let Some((probe, hit, data)) = unsafe { instance::<T>(ri, regs) } {
         // SAFETY: the return handler only runs for instances whose entry handler returned 0,
         // i.e. after `entry_trampoline` wrote a `T::Data` there.
         let d = unsafe { data.read_unaligned() };
-        inner.handler.ret(&hit, &d);
+        probe.handler().ret(&hit, &d);
     }
     0
 }

@@ -16,7 +16,8 @@ use kernel::prelude::*;
 /// C's layouts.
 #[inline(always)]
 pub(crate) fn c() -> &'static rk_layout {
-    // SAFETY: `rk_layout` is a `const` C object initialised at compile time, never written.
+    // SAFETY: `rk_layout` is a `const` C object initialised at compile time and never written,
+    // so a shared `'static` reference to it is valid.
     unsafe { &bindings::rk_layout }
 }
 

@@ -242,7 +242,7 @@ impl RetType {
     #[inline]
     pub(crate) fn signed(self, raw: u64) -> i64 {
         if self == RetType::Int {
-            raw as u32 as i32 as i64
+            i64::from(raw as u32 as i32)
         } else {
             raw as i64
         }
@@ -252,7 +252,7 @@ impl RetType {
     #[inline]
     pub(crate) fn value(self, raw: u64) -> RetVal {
         match self {
-            RetType::Int => RetVal::Signed(raw as u32 as i32 as i64),
+            RetType::Int => RetVal::Signed(i64::from(raw as u32 as i32)),
             RetType::Long => RetVal::Signed(raw as i64),
             RetType::ULong => RetVal::Unsigned(raw),
             RetType::Ptr => RetVal::Ptr(raw),

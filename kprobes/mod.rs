@@ -1,27 +1,34 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The safe Rust layer under `rust_kprobe.rs` and `rust_kretprobe.rs`.
+//! Kprobes and kretprobes: the safe Rust layer under `rust_kprobe.rs` and `rust_kretprobe.rs`.
 //!
-//! Mainline 6.12 has no Rust kprobe abstraction; this is one, small enough to read:
+//! No kernel release has a Rust kprobe abstraction; this is one, small enough to read:
 //!
 //! - [`kprobe::Kprobe`] / [`kretprobe::Kretprobe`]: both a [`probe::Probe`], a registration
-//!   owned by a value, unregistered exactly once (on `unregister()` or drop); a failed
-//!   registration leaves nothing behind.
+//!   created pinned by a pin-initializer and unregistered exactly once (on drop, or by
+//!   [`probe::Probe::unregister`], which hands back the handler); a failed registration leaves
+//!   nothing behind.
 //! - [`kprobe::KprobeHandler`] / [`kretprobe::KretprobeHandler`]: what a module implements (pre/post/fault,
 //!   entry/return with typed per-instance data).
 //! - [`arch`]: all per-architecture code: [`arch::Regs`] (the probed function's arguments and
 //!   return value), the per-CPU offset and `current`.
-//! - [`percpu::PerCpu`], [`debugfs`], [`task`], [`params`]: what the handlers need in atomic context.
+//! - [`percpu::PerCpu`], [`debugfs`], [`task`], [`params`]: what the handlers need in atomic
+//!   context, and what shows their state.
 //! - [`layout`]: C's struct layouts, checked against the bindings before any registration.
 //! - [`logic`]: plain Rust (filters, rate limit, histogram, sockaddr decoding), unit-tested on
 //!   the host by `logic/` (`cargo test`).
 //!
 //! Both modules include this layer with `#[path]`; each uses a part of it.
+//!
+//! C header: [`include/linux/kprobes.h`](srctree/include/linux/kprobes.h)
 
 pub(crate) mod arch;
 pub(crate) mod bindings;
 pub(crate) mod compat;
 pub(crate) mod debugfs;
+/// The documentation's examples, compiled so that they stay correct; nothing calls them.
+mod example_kprobe;
+mod example_kretprobe;
 pub(crate) mod kprobe;
 pub(crate) mod kretprobe;
 pub(crate) mod layout;
@@ -31,16 +38,14 @@ pub(crate) mod percpu;
 pub(crate) mod probe;
 pub(crate) mod task;
 
-/// Reads `buf.len()` bytes of kernel memory at `addr` without faulting (any context).
-pub(crate) fn read_kernel(addr: u64, buf: &mut [u8]) -> Result<(), i32> {
-    // SAFETY: `copy_from_kernel_nofault` checks the source address and recovers from any fault
-    // on it; the destination is a live, writable buffer of `buf.len()` bytes.
+/// Reads `buf.len()` bytes of kernel memory at `src` without faulting (any context, NMI
+/// included); the error is `copy_from_kernel_nofault()`'s errno.
+pub(crate) fn read_kernel(src: *const u8, buf: &mut [u8]) -> Result<(), i32> {
+    // SAFETY: `copy_from_kernel_nofault()` accepts any source address: it refuses user and
+    // non-canonical ones and recovers from a fault on the others. The destination is `buf`, valid
+    // for writes of `buf.len()` bytes, which nothing else accesses during the call.
     let ret = unsafe {
-        bindings::copy_from_kernel_nofault(
-            buf.as_mut_ptr().cast(),
-            addr as usize as *const _,
-            buf.len(),
-        )
+        bindings::copy_from_kernel_nofault(buf.as_mut_ptr().cast(), src.cast(), buf.len())
     };
     if ret == 0 {
         Ok(())
@@ -54,9 +59,14 @@ pub(crate) fn read_kernel(addr: u64, buf: &mut [u8]) -> Result<(), i32> {
 /// Not `ktime_get()`: on x86_64 a kprobe hit is an int3, which the kernel handles as an NMI,
 /// and `ktime_get()` there can spin forever on the timekeeper's seqcount if the hit interrupted
 /// its writer (lockdep reports "inconsistent {INITIAL USE} -> {IN-NMI} usage"; seen here).
-pub(crate) fn now_ns() -> i64 {
-    // SAFETY: no arguments; safe in any context, NMI included.
-    unsafe { bindings::ktime_get_mono_fast_ns() as i64 }
+///
+/// Monotonic on one CPU except that, if the read interrupted a timekeeping update, it can step
+/// back by a few nanoseconds (see `ktime_get_mono_fast_ns()` in `kernel/time/timekeeping.c`):
+/// subtract with `saturating_sub`.
+pub(crate) fn now_ns() -> u64 {
+    // SAFETY: the function takes no argument and only reads the timekeeper through its NMI-safe
+    // latch; it may be called in any context.
+    unsafe { bindings::ktime_get_mono_fast_ns() }
 }
 
 /// Why `register_k(ret)probe` refused, in words, for the one error line a module prints.

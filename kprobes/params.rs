@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The module parameters, which live in `helpers.c` (the 6.12 `module!` macro has none).
+//!
+//! C header: [`include/linux/moduleparam.h`](srctree/include/linux/moduleparam.h)
 
 use super::bindings;
 use kernel::prelude::*;
@@ -12,10 +14,11 @@ pub(crate) struct ParamStr(&'static CStr);
 impl ParamStr {
     /// # Safety
     ///
-    /// `p` must point to a NUL-terminated module parameter buffer (alive as long as the module).
+    /// `p` must point to a NUL-terminated module parameter buffer that is not written while the
+    /// module is loaded (alive as long as the module, which outlives every user of the value).
     unsafe fn from_ptr(p: *const kernel::ffi::c_char) -> Self {
-        // SAFETY: per this function's contract; `module_param_string` keeps the buffer
-        // terminated.
+        // SAFETY: `p` is NUL-terminated, valid and unchanged for the module's life (this
+        // function's contract).
         Self(unsafe { CStr::from_char_ptr(p) })
     }
 
@@ -59,14 +62,15 @@ pub(crate) struct KprobeParams {
 /// Reads the parameters of `rust_kprobe.ko` (set at load, read-only after).
 pub(crate) fn kprobe() -> KprobeParams {
     let mut p = bindings::rk_kprobe_params::default();
-    // SAFETY: fills `p` from the module's parameter variables.
+    // SAFETY: `rk_kprobe_params()` only writes `*out`, a valid, exclusively borrowed struct.
     unsafe { bindings::rk_kprobe_params(&mut p) };
     KprobeParams {
-        // SAFETY: module parameter buffers of helpers.c.
+        // SAFETY: `p.symbol` is helpers.c's `symbol[]`, a static buffer that
+        // `module_param_string()` keeps NUL-terminated, read-only (0444) once loaded.
         symbol: unsafe { ParamStr::from_ptr(p.symbol) },
         offset: p.offset,
         pid: p.pid,
-        // SAFETY: as above.
+        // SAFETY: as above, helpers.c's `comm[]`.
         comm: unsafe { ParamStr::from_ptr(p.comm) },
         port: p.port,
         ratelimit: p.ratelimit,
@@ -88,16 +92,17 @@ pub(crate) struct KretprobeParams {
 /// Reads the parameters of `rust_kretprobe.ko` (set at load, read-only after).
 pub(crate) fn kretprobe() -> KretprobeParams {
     let mut p = bindings::rk_kretprobe_params::default();
-    // SAFETY: fills `p` from the module's parameter variables.
+    // SAFETY: `rk_kretprobe_params()` only writes `*out`, a valid, exclusively borrowed struct.
     unsafe { bindings::rk_kretprobe_params(&mut p) };
     KretprobeParams {
-        // SAFETY: module parameter buffers of helpers.c.
+        // SAFETY: `p.func` is helpers.c's `func[]`, a static buffer that `module_param_string()`
+        // keeps NUL-terminated, read-only (0444) once loaded.
         func: unsafe { ParamStr::from_ptr(p.func) },
         maxactive: p.maxactive,
-        // SAFETY: as above.
+        // SAFETY: as above, helpers.c's `rettype[]`.
         rettype: unsafe { ParamStr::from_ptr(p.rettype) },
         pid: p.pid,
-        // SAFETY: as above.
+        // SAFETY: as above, helpers.c's `comm[]`.
         comm: unsafe { ParamStr::from_ptr(p.comm) },
         events: p.events,
         hist: p.hist,

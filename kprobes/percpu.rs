@@ -1,112 +1,163 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Per-CPU counters: `N` `u64`s per CPU, updated without locks or atomic RMW on the hot path.
+//! Per-CPU data for handlers: a typed struct per possible CPU, updated without locks or atomic
+//! read-modify-writes on the hot path.
+//!
+//! C header: [`include/linux/percpu.h`](srctree/include/linux/percpu.h)
 
-use super::{arch, bindings};
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use super::{arch, bindings, compat::Zeroable};
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use kernel::prelude::*;
 
-/// `N` counters per possible CPU (`alloc_percpu`, zeroed).
-pub(crate) struct PerCpu<const N: usize> {
+/// One `T` per possible CPU (`alloc_percpu()`, zeroed), freed on drop.
+///
+/// `T` is typically a struct of [`Counter`]s, one per event a handler counts, written by the
+/// handlers of one CPU and summed over all CPUs by readers.
+///
+/// # Invariants
+///
+/// `ptr` is a per-CPU allocation (`__alloc_percpu()`) of a zeroed `T` for every possible CPU,
+/// owned by `self`.
+///
+/// # Examples
+///
+/// Counting binds to port 80 per CPU, and summing them (`kprobes/example_kprobe.rs`, compiled by
+/// the modules):
+///
+#[doc = concat!("```ignore\n", include_str!("example_kprobe.rs"), "```")]
+pub(crate) struct PerCpu<T: Zeroable + Sync> {
     ptr: *mut core::ffi::c_void,
+    _t: PhantomData<T>,
 }
 
-// SAFETY: the per-CPU area is only accessed through `AtomicU64`s.
-unsafe impl<const N: usize> Send for PerCpu<N> {}
+// SAFETY: `PerCpu<T>` owns its `T`s; `T: Sync`, and every access to them is through `&T`.
+unsafe impl<T: Zeroable + Sync> Send for PerCpu<T> {}
 // SAFETY: as above.
-unsafe impl<const N: usize> Sync for PerCpu<N> {}
+unsafe impl<T: Zeroable + Sync> Sync for PerCpu<T> {}
 
-impl<const N: usize> PerCpu<N> {
-    /// Allocates zeroed counters for every possible CPU (process context).
+impl<T: Zeroable + Sync> PerCpu<T> {
+    /// Allocates a zeroed `T` for every possible CPU (process context; may sleep).
     pub(crate) fn new() -> Result<Self> {
-        let size = core::mem::size_of::<[AtomicU64; N]>();
-        // SAFETY: plain allocation; the result is checked for NULL.
-        let ptr = unsafe { bindings::rk_alloc_percpu(size, core::mem::align_of::<AtomicU64>()) };
+        // SAFETY: a plain allocation; the result is checked for NULL.
+        let ptr = unsafe {
+            bindings::rk_alloc_percpu(core::mem::size_of::<T>(), core::mem::align_of::<T>())
+        };
         if ptr.is_null() {
             return Err(ENOMEM);
         }
-        Ok(Self { ptr })
+        // INVARIANT: `__alloc_percpu()` zeroes the memory it returns.
+        Ok(Self {
+            ptr,
+            _t: PhantomData,
+        })
     }
 
-    /// This CPU's counters (`this_cpu_ptr()`). Handlers run with preemption disabled, so the
-    /// slot is this CPU's for the whole handler; were the task migrated, the slot would still be
-    /// valid memory.
-    #[inline]
-    pub(crate) fn this_cpu(&self) -> Slot<'_, N> {
-        let slot = self.ptr.wrapping_byte_add(arch::this_cpu_offset());
-        // SAFETY: `ptr` is a live per-CPU allocation of `[AtomicU64; N]` and the offset is a
-        // possible CPU's, so `slot` is that CPU's copy; zeroed memory is a valid `AtomicU64`.
-        Slot(unsafe { &*slot.cast::<[AtomicU64; N]>() })
+    /// This CPU's `T` (`this_cpu_ptr()`). For handlers, which run with preemption disabled, so
+    /// that the `T` is this CPU's for the whole handler; were the caller migrated, it would
+    /// still be valid memory, another CPU's.
+    #[inline(always)]
+    pub(crate) fn this_cpu(&self) -> &T {
+        let p = self.ptr.wrapping_byte_add(arch::this_cpu_offset());
+        // SAFETY: `self.ptr` is a live per-CPU allocation of `T` (type invariant), and adding
+        // this CPU's per-CPU offset gives its copy, which lives as long as `self`; a zeroed `T`
+        // is a valid `T` (`T: Zeroable`), and it is only shared (`T: Sync`).
+        unsafe { &*p.cast::<T>() }
     }
 
-    /// Counter `i` of every possible CPU.
-    pub(crate) fn each(&self, i: usize) -> impl Iterator<Item = u64> + '_ {
-        // SAFETY: reading a kernel variable.
+    /// The `T` of every possible CPU.
+    pub(crate) fn each(&self) -> impl Iterator<Item = &T> + '_ {
+        // SAFETY: reads `nr_cpu_ids`, which is set during boot, before modules are loaded, and
+        // not written after.
         let n = unsafe { bindings::rk_nr_cpu_ids() };
         (0..n)
-            // SAFETY: `cpu < nr_cpu_ids`.
+            // SAFETY: `cpu < nr_cpu_ids`, as `cpu_possible()` requires.
             .filter(|&cpu| unsafe { bindings::rk_cpu_possible(cpu) })
             .map(move |cpu| {
-                // SAFETY: as in `this_cpu`, for a possible CPU's slot.
-                let slot =
-                    unsafe { &*bindings::rk_per_cpu_ptr(self.ptr, cpu).cast::<[AtomicU64; N]>() };
-                slot[i].load(Relaxed)
+                // SAFETY: `cpu` is a possible CPU, so `per_cpu_ptr()` gives its copy of the
+                // allocation (type invariant), valid as in `this_cpu`.
+                unsafe { &*bindings::rk_per_cpu_ptr(self.ptr, cpu).cast::<T>() }
             })
     }
 
-    /// The largest counter `i` over all CPUs.
-    pub(crate) fn max_all(&self, i: usize) -> u64 {
-        self.each(i).max().unwrap_or(0)
+    /// The counter `field` picks, summed over all CPUs (wrapping, as the counters do).
+    pub(crate) fn sum(&self, field: impl Fn(&T) -> &Counter) -> u64 {
+        self.each()
+            .map(|t| field(t).get())
+            .fold(0, u64::wrapping_add)
     }
 
-    /// Counter `i` summed over all CPUs.
-    pub(crate) fn sum(&self, i: usize) -> u64 {
-        self.each(i).fold(0, u64::wrapping_add)
+    /// The largest value of the counter `field` picks over all CPUs.
+    pub(crate) fn max(&self, field: impl Fn(&T) -> &Counter) -> u64 {
+        self.each().map(|t| field(t).get()).max().unwrap_or(0)
     }
 }
 
-/// One CPU's counters. Updates are a plain load and store: handlers of one probe do not nest on
-/// a CPU (the kprobe core counts such a hit as missed instead).
-pub(crate) struct Slot<'a, const N: usize>(&'a [AtomicU64; N]);
+impl<T: Zeroable + Sync> Drop for PerCpu<T> {
+    fn drop(&mut self) {
+        // SAFETY: `self.ptr` was allocated by `__alloc_percpu()` (type invariant) and is freed
+        // once, here; no reference to it is left: the handlers that use it belong to a probe that
+        // is unregistered before its handler, which owns `self`, is dropped.
+        unsafe { bindings::free_percpu(self.ptr) };
+    }
+}
 
-impl<const N: usize> Slot<'_, N> {
-    /// Adds `v` to counter `i`.
-    #[inline]
-    pub(crate) fn add(&self, i: usize, v: u64) {
-        let c = &self.0[i];
-        c.store(c.load(Relaxed).wrapping_add(v), Relaxed);
+/// A per-CPU event counter.
+///
+/// Updates are a plain load and store, not an atomic read-modify-write: only the handlers of
+/// one CPU update its counter, and handlers of one probe do not nest on a CPU (the kprobe core
+/// counts such a hit as missed instead). Readers on other CPUs may see a value one update old.
+#[repr(transparent)]
+pub(crate) struct Counter(AtomicU64);
+
+// SAFETY: an all-zero `AtomicU64` is 0.
+unsafe impl Zeroable for Counter {}
+
+impl Counter {
+    /// Adds `v` (wrapping).
+    #[inline(always)]
+    pub(crate) fn add(&self, v: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(v), Relaxed);
     }
 
-    /// Raises counter `i` to `v` if `v` is larger (for maxima; `!v` for minima).
-    #[inline]
-    pub(crate) fn max(&self, i: usize, v: u64) {
-        let c = &self.0[i];
-        if v > c.load(Relaxed) {
-            c.store(v, Relaxed);
+    /// Raises the counter to `v` if `v` is larger (a maximum; `!v` keeps a minimum in a counter
+    /// that starts at 0).
+    #[inline(always)]
+    pub(crate) fn raise_to(&self, v: u64) {
+        if v > self.0.load(Relaxed) {
+            self.0.store(v, Relaxed);
         }
     }
 
-    /// Sets counter `i`.
-    #[inline]
-    pub(crate) fn set(&self, i: usize, v: u64) {
-        self.0[i].store(v, Relaxed);
+    /// The current value.
+    #[inline(always)]
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// A per-CPU flag, for state one handler leaves for the next on the same CPU (a pre handler for
+/// its post handler); updated as [`Counter`]s are.
+#[repr(transparent)]
+pub(crate) struct Flag(AtomicBool);
+
+// SAFETY: an all-zero `AtomicBool` is `false`.
+unsafe impl Zeroable for Flag {}
+
+impl Flag {
+    /// Sets the flag.
+    #[inline(always)]
+    pub(crate) fn set(&self) {
+        self.0.store(true, Relaxed);
     }
 
-    /// Reads counter `i` and sets it to 0.
-    #[inline]
-    pub(crate) fn take(&self, i: usize) -> u64 {
-        let v = self.0[i].load(Relaxed);
-        if v != 0 {
-            self.0[i].store(0, Relaxed);
+    /// Whether the flag was set; clears it.
+    #[inline(always)]
+    pub(crate) fn take(&self) -> bool {
+        let v = self.0.load(Relaxed);
+        if v {
+            self.0.store(false, Relaxed);
         }
         v
-    }
-}
-
-impl<const N: usize> Drop for PerCpu<N> {
-    fn drop(&mut self) {
-        // SAFETY: allocated by `__alloc_percpu`, freed once; no handler uses it any more (the
-        // probe owning it is unregistered before its handler is dropped).
-        unsafe { bindings::free_percpu(self.ptr) };
     }
 }

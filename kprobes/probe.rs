@@ -1,138 +1,234 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! What a kprobe and a kretprobe registration share: a pinned `{ kernel struct, handler }`,
-//! registered once and unregistered exactly once (explicitly or on drop), with the handler's
-//! debugfs files removed before that.
+//! registered by its pin-initializer and unregistered exactly once, when it is dropped or
+//! [`Probe::unregister`]ed, with the handler's debugfs files removed before that.
+//!
+//! C header: [`include/linux/kprobes.h`](srctree/include/linux/kprobes.h)
 
 use super::bindings;
+use super::compat;
 use super::debugfs::{Debugfs, ShowFn, Source};
-use core::marker::PhantomPinned;
-use core::pin::Pin;
+use core::mem::MaybeUninit;
+use core::ptr::{addr_of, addr_of_mut};
 use kernel::error::to_result;
 use kernel::prelude::*;
 use kernel::types::Opaque;
 
-/// A probe kind's kernel struct (`struct kprobe`, `struct kretprobe`) and its calls.
+/// A probe kind's C struct (`struct kprobe`, `struct kretprobe`) and its calls.
 ///
 /// # Safety
 ///
-/// `register` and `unregister` must be the kernel's pair for `Self`, and `kprobe` must return
-/// the `struct kprobe` in `*p`.
-pub(crate) unsafe trait Raw {
+/// Implementers must ensure that `register` and `unregister` are the kernel's pair for `Self`,
+/// that `register` makes the kprobe core call the handlers set in `*p` with a pointer to `*p`
+/// (for a kretprobe: to an instance whose kretprobe is `*p`), and that `kprobe` returns the
+/// `struct kprobe` embedded in `*p`.
+pub(crate) unsafe trait RawProbe: Sized {
+    /// Registers `*p` with the kprobe core (`register_kprobe()`, `register_kretprobe()`).
+    ///
     /// # Safety
     ///
-    /// `p` is initialised, pinned until `unregister`, and not registered.
+    /// `p` must point to an initialised `Self` that is not registered, and that stays valid at
+    /// the same address until [`RawProbe::unregister`] is called on it, if this returns 0.
     unsafe fn register(p: *mut Self) -> kernel::ffi::c_int;
 
+    /// Unregisters `*p`; when this returns, no handler of `*p` runs any more.
+    ///
     /// # Safety
     ///
-    /// `p` is registered.
+    /// `p` must have been registered by [`RawProbe::register`] and not unregistered since.
     unsafe fn unregister(p: *mut Self);
 
-    /// The `struct kprobe` of `*p`.
-    fn kprobe(p: *mut Self) -> *mut bindings::kprobe;
-
-    /// The core's missed count.
+    /// The `struct kprobe` of `*p` (only its address is computed).
     ///
     /// # Safety
     ///
-    /// `p` is valid.
+    /// `p` must point to a valid `Self`.
+    unsafe fn kprobe(p: *mut Self) -> *mut bindings::kprobe;
+
+    /// The core's count of hits it ran no handler for (see each kind). The core increments it
+    /// without a lock while the probe is registered, so it is read with an atomic load.
+    ///
+    /// # Safety
+    ///
+    /// `p` must point to a valid `Self`.
     unsafe fn nmissed(p: *mut Self) -> u64;
 }
 
+/// A probe of kind `R`, registered with the kprobe core, that runs the handler `T`.
+///
+/// Created pinned, by the pin-initializer of its kind (`Kprobe::new`, `Kretprobe::new`), e.g.
+/// with `KBox::pin_init`; see the examples there.
+///
+/// # Invariants
+///
+/// - `raw` is registered with the kprobe core from the moment the initializer returns `Ok`
+///   until `self` is dropped or [`Probe::unregister`]ed, and only then unregistered, once.
+/// - `raw` is the first field of this `#[repr(C)]` struct and `Opaque<R>` is
+///   `#[repr(transparent)]`: the pointer the core passes to a handler, to `raw`, is a pointer to
+///   `Self`.
+/// - `handler` is initialised before `raw` is registered, so a handler may run at once.
+/// - `debugfs`, when `Some`, shows `self` and is removed before `raw` is unregistered.
 #[repr(C)]
-pub(crate) struct Inner<R, T> {
-    /// First field: the pointer the core passes to a handler is a `*const Inner<R, T>`.
-    pub(crate) raw: Opaque<R>,
+#[pin_data(PinnedDrop)]
+pub(crate) struct Probe<R: RawProbe, T: Send + Sync> {
+    #[pin]
+    raw: Opaque<R>,
+    handler: T,
+    debugfs: Option<Debugfs<Probe<R, T>>>,
+}
+
+// SAFETY: Rust reads `raw` only through raw pointers, and only `addr` (written by the
+// registration before it returns, unchanged while registered) and `nmissed` (with an atomic
+// load); the pointers Rust put in it are to `'static` data (`with_raw`'s contract). The
+// handler is `Send + Sync`, and `Debugfs` may be dropped on any thread.
+unsafe impl<R: RawProbe, T: Send + Sync> Send for Probe<R, T> {}
+// SAFETY: as above; `&Probe` gives access to nothing in `raw` but those two reads.
+unsafe impl<R: RawProbe, T: Send + Sync> Sync for Probe<R, T> {}
+
+/// What is left of a probe once it is unregistered: no handler runs any more, so the
+/// handler's state is final.
+pub(crate) struct Unregistered<T> {
+    /// The address the probe was planted at.
+    pub(crate) addr: u64,
+    /// The core's final missed count.
+    pub(crate) nmissed: u64,
+    /// The handler, which no longer runs.
     pub(crate) handler: T,
-    _pin: PhantomPinned,
 }
 
-/// A registered probe of kind `R` with handler `T`.
-pub(crate) struct Probe<R: Raw, T: Send + Sync> {
-    inner: Pin<KBox<Inner<R, T>>>,
-    registered: bool,
-    debugfs: Option<Debugfs<Inner<R, T>>>,
-}
-
-// SAFETY: the kernel struct is written only by the kprobe core (under its own locks) and read
-// here with volatile word reads; the handler is `Send + Sync`.
-unsafe impl<R: Raw, T: Send + Sync> Send for Probe<R, T> {}
-// SAFETY: as above.
-unsafe impl<R: Raw, T: Send + Sync> Sync for Probe<R, T> {}
-
-impl<R: Raw, T: Send + Sync> Source for Inner<R, T> {
+impl<R: RawProbe, T: Send + Sync> Source for Probe<R, T> {
     type Handler = T;
     fn handler(&self) -> &T {
         &self.handler
     }
     fn nmissed(&self) -> u64 {
-        // SAFETY: `raw` is valid while `self` is.
-        unsafe { R::nmissed(self.raw.get()) }
+        Probe::nmissed(self)
     }
 }
 
-impl<R: Raw, T: Send + Sync> Probe<R, T> {
-    /// Registers `raw` (its handlers set to trampolines for `T`). On error nothing stays
-    /// registered or allocated.
-    pub(crate) fn register_raw(raw: R, handler: T) -> Result<Self> {
-        super::layout::check()?;
-        let inner = KBox::pin(
-            Inner {
-                raw: Opaque::new(raw),
-                handler,
-                _pin: PhantomPinned,
-            },
-            GFP_KERNEL,
-        )?;
-        // SAFETY: `raw` is initialised and pinned in `inner`, which outlives the registration:
-        // it is only freed after `unregister` (below), or right here on error.
-        to_result(unsafe { R::register(inner.raw.get()) })?;
-        Ok(Self {
-            inner,
-            registered: true,
+impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
+    /// A pin-initializer that checks the bindings' layouts (see `layout`), stores `handler`,
+    /// then registers `raw`. On error nothing stays registered, and the handler is dropped.
+    ///
+    /// # Safety
+    ///
+    /// The handlers set in `raw` must be functions that take the pointer the core gives them
+    /// for a `Probe<R, T>` (see [`Probe::from_raw`]) and may run in any context; the pointers in
+    /// `raw` (the symbol name) must be valid for as long as the probe is registered (`'static`).
+    pub(super) unsafe fn with_raw(raw: R, handler: T) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            handler,
             debugfs: None,
+            // Last: once `raw` is registered, a handler may run, and every other field is
+            // initialised by then.
+            raw <- compat::opaque_try_ffi_init(move |slot: *mut R| {
+                super::layout::check()?;
+                // SAFETY: `slot` is valid for writes: the uninitialised `raw` of `Self`.
+                unsafe { slot.write(raw) };
+                // INVARIANT: on success `raw` is registered; it stays at `slot` (`Self` is
+                // pinned) until `PinnedDrop::drop` or `unregister` unregisters it, which they do
+                // before the memory is freed.
+                // SAFETY: `*slot` was initialised above and is not registered; it is pinned, and
+                // `Self`'s memory is only released after it is unregistered (type invariant).
+                to_result(unsafe { R::register(slot) })
+            }),
         })
+    }
+
+    /// The `Probe` whose `raw` field is `*raw`.
+    ///
+    /// # Safety
+    ///
+    /// `raw` must point to the `raw` field of a `Probe<R, T>` that stays alive for `'a`: as it
+    /// does during a call of one of its handlers by the kprobe core.
+    #[inline(always)]
+    pub(super) unsafe fn from_raw<'a>(raw: *mut R) -> &'a Self {
+        // SAFETY: `raw` is the first field of `Self`, at offset 0 of the `#[repr(C)]` struct,
+        // and `Opaque<R>` has `R`'s layout (type invariant); `Self` is alive for `'a` (function
+        // contract). A shared reference is sound: `raw` is an `Opaque`, which the core may write.
+        unsafe { &*raw.cast::<Self>() }
     }
 
     /// The address the probe was planted at.
     pub(crate) fn addr(&self) -> u64 {
-        // SAFETY: `addr` is written by the registration before it returns, not changed after.
-        unsafe { (*R::kprobe(self.inner.raw.get())).addr as u64 }
+        // SAFETY: `self.raw` is a valid `R` (registered, type invariant).
+        let kp = unsafe { R::kprobe(self.raw.get()) };
+        // SAFETY: `kp` is valid; the core sets `addr` during the registration, before `self`
+        // existed, and does not change it while the probe is registered. No reference to the
+        // field is created.
+        unsafe { (*kp).addr as u64 }
     }
 
-    /// What the core did not run the handlers for (see each kind).
+    /// How many hits the core ran no handler for (see each kind).
     pub(crate) fn nmissed(&self) -> u64 {
-        self.inner.nmissed()
+        // SAFETY: `self.raw` is a valid `R`.
+        unsafe { R::nmissed(self.raw.get()) }
     }
 
     /// The handler, for reading its state from process context.
     pub(crate) fn handler(&self) -> &T {
-        &self.inner.handler
+        &self.handler
     }
 
     /// Shows the handler's state in `/sys/kernel/debug/<dir>/`, one file per `(name, show)`,
     /// until the probe is unregistered. Without debugfs this is an error the caller may ignore.
-    pub(crate) fn publish(&mut self, dir: &CStr, files: &[(&'static CStr, ShowFn<T>)]) -> Result {
-        let src: *const Inner<R, T> = &*self.inner;
-        // SAFETY: `src` is pinned in `self.inner`, which is freed only after `self.debugfs`
-        // (removed first in `unregister`, and fields drop in order after it).
-        self.debugfs = Some(unsafe { Debugfs::new(dir, files, src) }?);
+    pub(crate) fn publish(
+        self: Pin<&mut Self>,
+        dir: &CStr,
+        files: &[(&'static CStr, ShowFn<T>)],
+    ) -> Result {
+        let src: *const Self = &*self;
+        // SAFETY: `debugfs` is not structurally pinned: it is only assigned here, not moved
+        // out of the pinned value.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: `*src` is pinned and outlives `this.debugfs`, which is dropped before `raw`
+        // is unregistered and the memory freed (type invariant).
+        this.debugfs = Some(unsafe { Debugfs::new(dir, files, src) }?);
         Ok(())
     }
 
-    /// Removes the probe (and its debugfs files); waits until no handler runs. Idempotent.
-    pub(crate) fn unregister(&mut self) {
-        self.debugfs = None;
-        if core::mem::take(&mut self.registered) {
-            // SAFETY: registered by `register_raw`, not unregistered since (flag taken above).
-            unsafe { R::unregister(self.inner.raw.get()) };
+    /// Unregisters the probe, waiting until no handler runs, and hands back what is left.
+    pub(crate) fn unregister(this: Pin<KBox<Self>>) -> Unregistered<T> {
+        // SAFETY: nothing is moved out of the allocation before `raw` is unregistered, and the
+        // allocation is then freed in place: the pinning guarantee is kept.
+        let p = KBox::into_raw(unsafe { Pin::into_inner_unchecked(this) });
+        // SAFETY: `p` is valid and owned here (from `KBox::into_raw`); `debugfs` is removed
+        // before `raw` is unregistered (type invariant), and not used again.
+        unsafe { core::ptr::drop_in_place(addr_of_mut!((*p).debugfs)) };
+        // SAFETY: as above; `Opaque::get` only computes the address.
+        let raw = unsafe { (*p).raw.get() };
+        // SAFETY: `raw` is registered (type invariant); `Self`'s `PinnedDrop` does not run for
+        // `p`, so this is the only unregistration.
+        unsafe { R::unregister(raw) };
+        // SAFETY: `raw` is valid, no longer registered.
+        let (kp, nmissed) = unsafe { (R::kprobe(raw), R::nmissed(raw)) };
+        // SAFETY: `kp` is valid; no reference to the field is created.
+        let addr = unsafe { (*kp).addr as u64 };
+        // SAFETY: `handler` is initialised, and is moved out once: the memory is freed below
+        // without dropping anything.
+        let handler = unsafe { addr_of!((*p).handler).read() };
+        // SAFETY: `p` came from `KBox::into_raw`, and `MaybeUninit<Self>` has `Self`'s layout;
+        // dropping it frees the memory without dropping a field: `debugfs` was dropped,
+        // `handler` moved out, and `raw` needs no drop.
+        drop(unsafe { KBox::from_raw(p.cast::<MaybeUninit<Self>>()) });
+        Unregistered {
+            addr,
+            nmissed,
+            handler,
         }
     }
 }
 
-impl<R: Raw, T: Send + Sync> Drop for Probe<R, T> {
-    fn drop(&mut self) {
-        self.unregister();
+#[pinned_drop]
+impl<R: RawProbe, T: Send + Sync> PinnedDrop for Probe<R, T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: `debugfs` is not structurally pinned, and nothing is moved out.
+        let this = unsafe { self.get_unchecked_mut() };
+        // Readers first, then the probe (type invariant).
+        this.debugfs = None;
+        // SAFETY: `raw` is registered (type invariant), and this is its only unregistration:
+        // `unregister` does not run `drop`.
+        unsafe { R::unregister(this.raw.get()) };
     }
 }

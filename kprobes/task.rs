@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The task a handler runs in (`current`), read without locks.
+//!
+//! C header: [`include/linux/sched.h`](srctree/include/linux/sched.h)
 
 use super::{arch, layout};
 

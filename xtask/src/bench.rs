@@ -1,9 +1,13 @@
 //! `make bench`: what a probe hit costs the caller of the probed function.
 //!
 //! One VM boot per vCPU count, under `-icount shift=0,sleep=off` (guest time counts executed
-//! instructions, so runs repeat to ~0.3%). The load program does N bind+close per run; runs of
-//! every configuration are interleaved, round after round; the medians go to
-//! `build/bench/results.json`.
+//! instructions, so runs repeat to ~0.1%). The load program does N bind+close per run; runs of
+//! every configuration are interleaved, round after round: no probe, the C reference modules,
+//! the Rust modules, the kernel's own dynamic event (`kprobe_events`) and an eBPF program doing
+//! the aggregate mode's work. Every probe that can say what it saw (the Rust modules' debugfs
+//! counters, the dynamic event's hits and ring buffer, the eBPF program's per-CPU counters) is
+//! checked against the N operations made. The medians go to
+//! `build/bench/<flavor>/results.json`.
 
 use crate::kernel::Kernel;
 use crate::modules::sync;
@@ -21,9 +25,15 @@ const NAMES: &[&str] = &[
     "c_kretprobe_empty",
 ];
 
-/// The C reference modules of `bench/` (x86_64 only: the benchmark runs there).
+/// The eBPF object's name in the guest (`/lib/bpf/`).
+const BPF_OBJ: &str = "rk_bench.bpf.o";
+
+/// What `make bench` ships besides the project's modules: the C reference modules of `bench/`,
+/// the eBPF twin of the aggregate mode (`bench/rk_bench.bpf.c`, compiled with clang for BPF)
+/// and its loader (`bpfload`, a static musl binary on aya). None for the debug kernels (no
+/// bench there, and no eBPF in their config).
 pub fn modules(k: &Kernel, flavor: &Flavor) -> Vec<PathBuf> {
-    if flavor.arch != Arch::X86_64 || flavor.debug {
+    if flavor.debug {
         return vec![];
     }
     let dir = crate::util::build_dir(flavor).join("bench");
@@ -38,52 +48,184 @@ pub fn modules(k: &Kernel, flavor: &Flavor) -> Vec<PathBuf> {
     let log = dir.join("build.log");
     let _ = std::fs::remove_file(&log);
     run_logged("make", &args, &log, "bench module build");
-    NAMES.iter().map(|n| dir.join(format!("{n}.ko"))).collect()
+    let mut out: Vec<PathBuf> = NAMES.iter().map(|n| dir.join(format!("{n}.ko"))).collect();
+    out.push(bpf_object(flavor, &dir));
+    out.push(crate::initramfs::guest_program(flavor, "bpfload").unwrap_or_else(|e| fail(&e)));
+    out
 }
 
-/// (configuration, what to load) per probe kind; `none` loads nothing.
-fn configs(kind: &str) -> Vec<(&'static str, &'static str)> {
+/// `bench/rk_bench.bpf.c` compiled for BPF (clang-19, BPF ISA v3: ALU32 and 32-bit jumps,
+/// which 6.12's verifier and both JITs take), with the guest arch's register offsets.
+fn bpf_object(flavor: &Flavor, dir: &std::path::Path) -> PathBuf {
+    let target_arch = match flavor.arch {
+        Arch::X86_64 => "x86",
+        Arch::Arm64 => "arm64",
+    };
+    let out = dir.join(BPF_OBJ);
+    let args: Vec<String> = [
+        "-O2",
+        "-target",
+        "bpfel",
+        "-mcpu=v3",
+        "-Wall",
+        "-Werror",
+        &format!("-D__TARGET_ARCH_{target_arch}"),
+        "-c",
+        &dir.join("rk_bench.bpf.c").display().to_string(),
+        "-o",
+        &out.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let log = dir.join("bpf.log");
+    let _ = std::fs::remove_file(&log);
+    run_logged("clang-19", &args, &log, "eBPF program build");
+    out
+}
+
+/// How a configuration probes the function.
+#[derive(Clone, Copy, PartialEq)]
+enum Probe {
+    None,
+    /// `insmod` of a module with these parameters.
+    Module(&'static str),
+    /// The kernel's own dynamic event (`kprobe_events`), recording to the ring buffer.
+    Ftrace,
+    /// `bench/rk_bench.bpf.c` attached by `bpfload`.
+    Ebpf,
+}
+
+/// (configuration, how) per probe kind, in the order of a round.
+fn configs(kind: &str) -> Vec<(&'static str, Probe)> {
+    use Probe::*;
     match kind {
         "kprobe" => vec![
-            ("none", ""),
-            ("c_empty", "c_kprobe_empty"),
-            ("c_events", "c_kprobe"),
-            ("c_aggregate", "c_kprobe events=0"),
-            ("rust_events", "rust_kprobe"),
-            ("rust_aggregate", "rust_kprobe events=0"),
+            ("none", None),
+            ("c_empty", Module("c_kprobe_empty")),
+            ("c_events", Module("c_kprobe")),
+            ("c_aggregate", Module("c_kprobe events=0")),
+            ("rust_events", Module("rust_kprobe")),
+            ("rust_aggregate", Module("rust_kprobe events=0")),
+            ("ftrace_event", Ftrace),
+            ("ebpf_aggregate", Ebpf),
         ],
         _ => vec![
-            ("none", ""),
-            ("c_empty", "c_kretprobe_empty"),
-            ("c_events", "c_kretprobe"),
-            ("c_aggregate", "c_kretprobe events=0 hist=1"),
-            ("rust_events", "rust_kretprobe"),
-            ("rust_aggregate", "rust_kretprobe events=0 hist=1"),
+            ("none", None),
+            ("c_empty", Module("c_kretprobe_empty")),
+            ("c_events", Module("c_kretprobe")),
+            ("c_aggregate", Module("c_kretprobe events=0 hist=1")),
+            ("rust_events", Module("rust_kretprobe")),
+            ("rust_aggregate", Module("rust_kretprobe events=0 hist=1")),
+            ("ftrace_event", Ftrace),
+            ("ebpf_aggregate", Ebpf),
         ],
     }
 }
 
 const KINDS: [&str; 2] = ["kprobe", "kretprobe"];
 
+/// The table's order: the floor, per event, aggregate.
+const DISPLAY: [&str; 8] = [
+    "none",
+    "c_empty",
+    "c_events",
+    "rust_events",
+    "ftrace_event",
+    "c_aggregate",
+    "rust_aggregate",
+    "ebpf_aggregate",
+];
+
+/// The dynamic event of `kind`: (name, definition). The same fields as the modules: the port
+/// (a big-endian u16 at offset 2 of inet_bind's 2nd argument, read here as a little-endian u16,
+/// hence byte-swapped) and inet_release's return value as an int. `$argN` needs no BTF.
+fn event(kind: &str) -> (&'static str, &'static str) {
+    match kind {
+        "kprobe" => ("bind", "p:rkbench/bind inet_bind port=+2($arg2):u16"),
+        _ => ("release", "r:rkbench/release inet_release ret=$retval:s32"),
+    }
+}
+
+/// Which eBPF programs (`bpfload` mode) for `kind`.
+fn ebpf_mode(kind: &str) -> &'static str {
+    match kind {
+        "kprobe" => "bind",
+        _ => "release",
+    }
+}
+
+/// Shell helpers of the bench script. `ft_on DEF NAME` defines and enables an event on an empty
+/// ring buffer; `ft_check NAME` prints its hits and misses (kprobe_profile) and what the ring
+/// buffer holds (entries, overruns); `ft_off NAME` disables and removes it.
+const PREAMBLE: &str = r#"T=/sys/kernel/tracing
+[ -w $T/kprobe_events ] || { echo "no $T/kprobe_events (CONFIG_KPROBE_EVENTS, tracefs)"; exit 1; }
+echo 1 > $T/tracing_on
+ft_on() { echo "$1" >> $T/kprobe_events; echo > $T/trace; echo 1 > $T/events/rkbench/$2/enable; }
+ft_check() {
+  echo "CHECK $(awk -v e=$1 '$1==e {print "hits=" $2 " missed=" $3}' $T/kprobe_profile)" \
+    "$(cat $T/per_cpu/cpu*/stats | awk '$1=="entries:"{e+=$2} $1=="overrun:"{o+=$2} END{print "recorded=" e " overrun=" o}')"
+}
+ft_off() { echo 0 > $T/events/rkbench/$1/enable; echo "-:rkbench/$1" >> $T/kprobe_events; }
+# A module's debugfs counters as key=value.
+stats() { echo "CHECK $(awk '{printf "%s=%s ", $1, $2}' /sys/kernel/debug/$1/stats)"; }
+"#;
+
 fn script(rounds: usize, n: u64) -> String {
-    let mut s = format!("loadgen bench {n} > /dev/null\n");
+    let bpf = format!("/lib/bpf/{BPF_OBJ}");
+    let mut s = String::from(PREAMBLE);
+    let _ = writeln!(s, "loadgen bench {n} > /dev/null");
+    // Does each new configuration fetch the right fields? One bind of port 8080 (and its close).
+    for kind in KINDS {
+        let (ev, def) = event(kind);
+        let _ = writeln!(
+            s,
+            "ft_on '{def}' {ev}; loadgen bind 8080 > /dev/null\n\
+             echo \"SAMPLE {kind} ftrace_event $(grep -m1 ' {ev}: ' $T/trace)\"; ft_off {ev}"
+        );
+        let _ = writeln!(
+            s,
+            "echo SAMPLE {kind} ebpf_aggregate; bpfload {bpf} {} -- loadgen bind 8080",
+            ebpf_mode(kind)
+        );
+    }
     for r in 0..rounds {
         for kind in KINDS {
-            for (cfg, load) in configs(kind) {
-                let module = load.split_whitespace().next();
-                if let Some(m) = module {
-                    // The kprobe optimizer replaces int3 by a jump ~20 ms after registration
-                    // (when it can): wait for it, or part of a run would measure the int3.
-                    let _ = writeln!(s, "load {load}; sleep 1");
-                    let _ = writeln!(
-                        s,
-                        "echo BENCH {kind} {cfg} {r}; loadgen bench {n}; rmmod {m}"
-                    );
-                } else {
-                    // The previous module's unload leaves deferred work (RCU callbacks, freeing
-                    // its instances); with 2 vCPUs, icount time counts the other vCPU's
-                    // instructions too: let it settle, as the loads above do.
-                    let _ = writeln!(s, "sleep 1; echo BENCH {kind} {cfg} {r}; loadgen bench {n}");
+            for (cfg, probe) in configs(kind) {
+                let bench = format!("echo BENCH {kind} {cfg} {r}; loadgen bench {n}");
+                match probe {
+                    Probe::Module(load) => {
+                        let m = load.split_whitespace().next().unwrap();
+                        // The kprobe optimizer replaces int3 by a jump ~20 ms after
+                        // registration (when it can): wait for it, or part of a run would
+                        // measure the int3.
+                        let _ = writeln!(s, "load {load}; sleep 1");
+                        let _ = writeln!(s, "{bench}");
+                        if m.starts_with("rust_") {
+                            let _ = writeln!(s, "stats {m}");
+                        }
+                        let _ = writeln!(s, "rmmod {m}");
+                    }
+                    Probe::None => {
+                        // The previous run's teardown leaves deferred work (RCU callbacks,
+                        // freeing its instances); with 2 vCPUs, icount time counts the other
+                        // vCPU's instructions too: let it settle, as the loads above do.
+                        let _ = writeln!(s, "sleep 1; {bench}");
+                    }
+                    Probe::Ftrace => {
+                        let (ev, def) = event(kind);
+                        let _ = writeln!(s, "ft_on '{def}' {ev}; sleep 1");
+                        let _ = writeln!(s, "{bench}");
+                        let _ = writeln!(s, "ft_check {ev}; ft_off {ev}");
+                    }
+                    Probe::Ebpf => {
+                        // bpfload attaches, waits a second, runs the load, prints its counters.
+                        let _ = writeln!(
+                            s,
+                            "echo BENCH {kind} {cfg} {r}; bpfload {bpf} {} -- loadgen bench {n}",
+                            ebpf_mode(kind)
+                        );
+                    }
                 }
             }
         }
@@ -103,58 +245,180 @@ fn median(v: &mut [f64]) -> f64 {
 
 type Medians = BTreeMap<String, BTreeMap<String, f64>>;
 
+/// `key=value` fields of a guest line.
+fn fields(l: &str) -> BTreeMap<String, String> {
+    l.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// What the probe itself says it saw in one run (or sample), checked against what the load
+/// program did: a configuration that never fired would look cheap.
+fn check(kind: &str, cfg: &str, f: &BTreeMap<String, String>, n: u64) -> Result<(), String> {
+    let want: Vec<(&str, u64)> = match (kind, cfg) {
+        (_, "ftrace_event") => vec![("hits", n), ("missed", 0), ("recorded", n), ("overrun", 0)],
+        ("kprobe", "ebpf_aggregate") => vec![("hits", n), ("reported", n), ("faults", 0)],
+        (_, "ebpf_aggregate") => vec![
+            ("hits", n),
+            ("count", n),
+            ("missed", 0),
+            ("ret0", n),
+            ("hist", n),
+        ],
+        ("kprobe", _) => vec![("hits", n), ("missed", 0)],
+        (_, _) => vec![("hits", n), ("missed", 0), ("count", n)],
+    };
+    for (k, v) in want {
+        match f.get(k).map(|s| s.parse::<u64>()) {
+            Some(Ok(got)) if got == v => {}
+            Some(Ok(got)) => return Err(format!("{k}={got}, want {v}")),
+            _ => return Err(format!("no {k} reported")),
+        }
+    }
+    Ok(())
+}
+
+/// The one-bind samples: the fields fetched are the right ones (port 8080, return value 0).
+fn check_sample(kind: &str, cfg: &str, f: &BTreeMap<String, String>) -> Result<(), String> {
+    let get = |k: &str| {
+        f.get(k)
+            .and_then(|v| v.parse::<i64>().ok())
+            .ok_or_else(|| format!("no {k} in the sample"))
+    };
+    match (kind, cfg) {
+        // The event reads the port's two bytes as a host-order u16: swapped on both arches.
+        ("kprobe", "ftrace_event") => {
+            let raw = get("port")? as u16;
+            (raw.swap_bytes() == 8080).then_some(()).ok_or(format!(
+                "port={raw} is {} byte-swapped, want 8080",
+                raw.swap_bytes()
+            ))
+        }
+        ("kretprobe", "ftrace_event") => (get("ret")? == 0)
+            .then_some(())
+            .ok_or("ret is not 0".to_string()),
+        ("kprobe", _) => (get("hits")? == 1 && get("port")? == 8080)
+            .then_some(())
+            .ok_or("want hits=1 port=8080".to_string()),
+        _ => (get("count")? == 1 && get("ret0")? == 1)
+            .then_some(())
+            .ok_or("want count=1 ret0=1".to_string()),
+    }
+}
+
 fn measure(p: &Prepared, cpus: u32, rounds: usize, n: u64) -> Medians {
     eprintln!(
-        "bench: {cpus} vCPU(s), {rounds} rounds x {} configurations x {n} bind+close",
+        "bench: {} {cpus} vCPU(s), {rounds} rounds x {} configurations x {n} bind+close",
+        p.flavor.name(),
         2 * configs("kprobe").len()
     );
     let opts = Opts {
         cpus,
         mem_mb: 256,
-        timeout: Duration::from_secs(1800),
+        timeout: Duration::from_secs(3600),
         icount: true,
         el2: false,
     };
+    let t = std::time::Instant::now();
     let run = vm::run(p, &format!("bench-{cpus}cpu"), &script(rounds, n), &opts)
         .unwrap_or_else(|e| fail(&e));
     if run.exit != 0 || !run.splats().is_empty() {
+        for l in run.guest.iter().rev().take(8).rev() {
+            eprintln!("  | {l}");
+        }
         fail(&format!(
             "benchmark boot failed; see {}",
             run.log_path.display()
         ));
     }
     let mut samples: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
-    let mut current: Option<(String, String)> = None;
+    // What each run's (kind, cfg, round) or sample's (kind, cfg, "sample") probe reported.
+    let mut reports: BTreeMap<(String, String, String), BTreeMap<String, String>> = BTreeMap::new();
+    let mut current: Option<(String, String, String)> = None;
     for l in &run.guest {
         if let Some(rest) = l.strip_prefix("BENCH ") {
             let f: Vec<&str> = rest.split_whitespace().collect();
-            current = Some((f[0].to_string(), f[1].to_string()));
+            current = Some((f[0].to_string(), f[1].to_string(), f[2].to_string()));
+        } else if let Some(rest) = l.strip_prefix("SAMPLE ") {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let key = (f[0].to_string(), f[1].to_string(), "sample".to_string());
+            reports.entry(key.clone()).or_default().extend(fields(rest));
+            current = Some(key);
+        } else if l.starts_with("CHECK ") || l.starts_with("RKBPF ") {
+            if let Some(key) = &current {
+                reports.entry(key.clone()).or_default().extend(fields(l));
+            }
         } else if let (Some(key), Some(ns)) = (
             &current,
             l.split_whitespace()
                 .find_map(|f| f.strip_prefix("ns_per_op=")),
         ) {
             samples
-                .entry(key.clone())
+                .entry((key.0.clone(), key.1.clone()))
                 .or_default()
                 .push(ns.parse().unwrap());
-            current = None;
         }
+    }
+    let mut errors = vec![];
+    for kind in KINDS {
+        for (cfg, probe) in configs(kind) {
+            let checked = matches!(probe, Probe::Ftrace | Probe::Ebpf)
+                || matches!(probe, Probe::Module(m) if m.starts_with("rust_"));
+            if matches!(probe, Probe::Ftrace | Probe::Ebpf) {
+                let key = (kind.to_string(), cfg.to_string(), "sample".to_string());
+                let f = reports.get(&key).cloned().unwrap_or_default();
+                if let Err(e) = check_sample(kind, cfg, &f) {
+                    errors.push(format!("{kind}/{cfg} one bind of port 8080: {e}"));
+                }
+            }
+            for r in 0..rounds {
+                let key = (kind.to_string(), cfg.to_string(), r.to_string());
+                if checked {
+                    let f = reports.get(&key).cloned().unwrap_or_default();
+                    if let Err(e) = check(kind, cfg, &f, n) {
+                        errors.push(format!("{kind}/{cfg} round {r}: {e} ({n} bind+close)"));
+                    }
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        for e in &errors {
+            eprintln!("  {e}");
+        }
+        fail(&format!(
+            "bench: {} run(s) where the probe did not see what the load program did; see {}",
+            errors.len(),
+            run.log_path.display()
+        ));
     }
     let mut out = Medians::new();
-    for ((kind, cfg), mut v) in samples {
-        if v.len() != rounds {
-            fail(&format!(
-                "bench: {kind}/{cfg} has {} samples, want {rounds}",
-                v.len()
-            ));
+    for kind in KINDS {
+        for (cfg, _) in configs(kind) {
+            let mut v = samples
+                .remove(&(kind.to_string(), cfg.to_string()))
+                .unwrap_or_default();
+            if v.len() != rounds {
+                fail(&format!(
+                    "bench: {kind}/{cfg} has {} samples, want {rounds}; see {}",
+                    v.len(),
+                    run.log_path.display()
+                ));
+            }
+            out.entry(kind.to_string())
+                .or_default()
+                .insert(cfg.to_string(), median(&mut v));
         }
-        out.entry(kind).or_default().insert(cfg, median(&mut v));
     }
+    eprintln!(
+        "bench: {cpus} vCPU(s) done in {:.0}s, every probe's own count checked",
+        t.elapsed().as_secs_f64()
+    );
     out
 }
 
-fn ratios(m: &BTreeMap<String, f64>) -> [(&'static str, f64); 3] {
+fn ratios(m: &BTreeMap<String, f64>) -> [(&'static str, f64); 4] {
     let over = |k: &str| m[k] - m["none"];
     [
         ("ratio_rust_vs_c", over("rust_events") / over("c_events")),
@@ -165,6 +429,10 @@ fn ratios(m: &BTreeMap<String, f64>) -> [(&'static str, f64); 3] {
         (
             "ratio_aggregate_vs_floor",
             over("rust_aggregate") / over("c_empty"),
+        ),
+        (
+            "ratio_aggregate_vs_ebpf",
+            over("rust_aggregate") / over("ebpf_aggregate"),
         ),
     ]
 }
@@ -204,25 +472,48 @@ pub fn run(p: &Prepared) {
     );
     let _ = writeln!(json, "  \"method\": {{\"ops_per_run\": {n}, \"rounds\": {rounds}, \"qemu\": \"-icount shift=0,sleep=off\", \"unit\": \"instruction-ns per bind+close\"}}");
     json.push_str("}\n");
-    let dir = repo_root().join("build/bench");
+    let dir = repo_root().join("build/bench").join(p.flavor.name());
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("results.json"), &json).unwrap();
 
-    println!("per bind+close, instruction-ns (icount), median of {rounds} rounds of {n}; `+` = over no probe");
+    // One markdown table (the README's): configurations down, probe kind x vCPUs across.
+    let (mut cols, mut heads) = (vec![], vec![]);
     for (label, m) in [("1 vCPU", &one), ("2 vCPUs", &two)] {
         for kind in KINDS {
-            let k = &m[kind];
-            let over = |c: &str| k[c] - k["none"];
-            println!(
-                "{label:7} {kind:9}  none {:7.0}  c_empty +{:5.0}  c_events +{:6.0}  rust_events +{:6.0}  c_aggregate +{:5.0}  rust_aggregate +{:5.0}",
-                k["none"], over("c_empty"), over("c_events"), over("rust_events"), over("c_aggregate"), over("rust_aggregate")
-            );
-            let r = ratios(k);
-            println!(
-                "{:7} {:9}  rust/c events {:.3}   rust/c aggregate {:.3}   aggregate/floor {:.2}",
-                "", "", r[0].1, r[1].1, r[2].1
-            );
+            heads.push(format!("{kind}, {label}"));
+            cols.push(&m[kind]);
         }
+    }
+    println!(
+        "{}: instruction-ns (icount) per bind+close, median of {rounds} rounds of {n}; `+` = over no probe",
+        p.flavor.name()
+    );
+    println!("| configuration | {} |", heads.join(" | "));
+    println!("|---|{}", "---:|".repeat(heads.len()));
+    for cfg in DISPLAY {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|k| {
+                if cfg == "none" {
+                    format!("{:.0}", k["none"])
+                } else {
+                    format!("+{:.0}", k[cfg] - k["none"])
+                }
+            })
+            .collect();
+        println!("| `{cfg}` | {} |", cells.join(" | "));
+    }
+    for (i, label) in [
+        (0, "rust / c, events"),
+        (1, "rust / c, aggregate"),
+        (3, "rust / ebpf, aggregate"),
+        (2, "rust aggregate / floor"),
+    ] {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|k| format!("{:.3}", ratios(k)[i].1))
+            .collect();
+        println!("| {label} | {} |", cells.join(" | "));
     }
     println!("written: {}", dir.join("results.json").display());
 }

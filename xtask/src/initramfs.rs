@@ -3,67 +3,80 @@
 //! run's `/scenario.sh` (the kernel unpacks concatenated archives in order).
 
 use crate::kernel::Kernel;
-use crate::util::{build_dir, cache_dir, fail, repo_root, run_logged, Flavor};
+use crate::util::{build_dir, cache_dir, repo_root, try_run_logged, Flavor};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Builds the load program for the guest (a static musl binary).
-pub fn loadgen(flavor: &Flavor) -> PathBuf {
+pub fn loadgen(flavor: &Flavor) -> Result<PathBuf, String> {
+    guest_program(flavor, "loadgen")
+}
+
+/// Builds workspace package `package` (its binary of the same name) for the guest: a static
+/// musl binary.
+pub fn guest_program(flavor: &Flavor, package: &str) -> Result<PathBuf, String> {
     let target = flavor.arch.rust_target();
-    let log = build_dir(flavor).join("loadgen.log");
+    let log = build_dir(flavor).join(format!("{package}.log"));
     let _ = fs::remove_file(&log);
     let args: Vec<String> = [
         "build",
         "--quiet",
         "--release",
         "-p",
-        "loadgen",
+        package,
         "--target",
         target,
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    run_logged("cargo", &args, &log, "loadgen build");
-    repo_root()
+    try_run_logged("cargo", &args, &log, &format!("{package} build"))?;
+    Ok(repo_root()
         .join("target")
         .join(target)
-        .join("release/loadgen")
+        .join("release")
+        .join(package))
 }
 
-fn gen_init_cpio(kernel: &Kernel, list: &str, out: &Path) {
+/// `fs::write`, with an error naming the path.
+fn write(path: &Path, data: impl AsRef<[u8]>) -> Result<(), String> {
+    fs::write(path, data).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn gen_init_cpio(kernel: &Kernel, list: &str, out: &Path) -> Result<(), String> {
     let list_file = out.with_extension("list");
-    fs::write(&list_file, list).unwrap();
+    write(&list_file, list)?;
     let tool = kernel.dir.join("usr/gen_init_cpio");
     let cpio = Command::new(&tool)
         .arg(&list_file)
         .output()
-        .unwrap_or_else(|e| fail(&format!("{}: {e}", tool.display())));
+        .map_err(|e| format!("{}: {e}", tool.display()))?;
     if !cpio.status.success() {
-        fail(&format!(
+        return Err(format!(
             "gen_init_cpio failed: {}",
             String::from_utf8_lossy(&cpio.stderr)
         ));
     }
-    fs::write(out, cpio.stdout).unwrap();
+    write(out, cpio.stdout)
 }
 
-/// The base archive: `build/<flavor>/initramfs.cpio`. `extra` are more modules to ship.
-pub fn build(kernel: &Kernel, flavor: &Flavor, modules: &[PathBuf]) -> PathBuf {
+/// The base archive: `build/<flavor>/initramfs.cpio`. `files` are more to ship, placed by name:
+/// modules (`*.ko`) in `/lib/modules`, BPF objects (`*.o`) in `/lib/bpf`, programs in `/bin`.
+pub fn build(kernel: &Kernel, flavor: &Flavor, files: &[PathBuf]) -> Result<PathBuf, String> {
     let repo = repo_root();
     let busybox = cache_dir()
         .join("busybox")
         .join(flavor.arch.deb_arch())
         .join("bin/busybox");
     if !busybox.exists() {
-        fail(&format!(
+        return Err(format!(
             "{} missing: run `make setup ARCHES={}`",
             busybox.display(),
             flavor.arch.name()
         ));
     }
-    let loadgen = loadgen(flavor);
+    let loadgen = loadgen(flavor)?;
     let mut list = String::new();
     for d in [
         "/bin",
@@ -86,27 +99,35 @@ pub fn build(kernel: &Kernel, flavor: &Flavor, modules: &[PathBuf]) -> PathBuf {
         repo.join("vm/lib.sh").display()
     );
     list += &format!("file /bin/loadgen {} 755 0 0\n", loadgen.display());
-    for m in modules {
-        list += &format!(
-            "file /lib/modules/{} {} 644 0 0\n",
-            m.file_name().unwrap().to_str().unwrap(),
-            m.display()
-        );
+    list += "dir /lib/bpf 755 0 0\n";
+    for m in files {
+        let name = m
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("{}: not a file name", m.display()))?;
+        let (dir, mode) = if name.ends_with(".ko") {
+            ("/lib/modules", "644")
+        } else if name.ends_with(".o") {
+            ("/lib/bpf", "644")
+        } else {
+            ("/bin", "755")
+        };
+        list += &format!("file {dir}/{name} {} {mode} 0 0\n", m.display());
     }
     let out = build_dir(flavor).join("initramfs.cpio");
-    gen_init_cpio(kernel, &list, &out);
-    out
+    gen_init_cpio(kernel, &list, &out)?;
+    Ok(out)
 }
 
 /// The per-run archive holding `/scenario.sh` (the helpers of `vm/lib.sh` sourced first).
-pub fn scenario(kernel: &Kernel, dir: &Path, script: &str) -> PathBuf {
+pub fn scenario(kernel: &Kernel, dir: &Path, script: &str) -> Result<PathBuf, String> {
     let sh = dir.join("scenario.sh");
-    fs::write(&sh, format!(". /lib/rk.sh\n{script}\n")).unwrap();
+    write(&sh, format!(". /lib/rk.sh\n{script}\n"))?;
     let out = dir.join("scenario.cpio");
     gen_init_cpio(
         kernel,
         &format!("file /scenario.sh {} 755 0 0\n", sh.display()),
         &out,
-    );
-    out
+    )?;
+    Ok(out)
 }

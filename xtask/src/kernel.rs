@@ -46,6 +46,17 @@ fn cache_key(repo: &Path, flavor: &Flavor, src: &Path) -> String {
     sha256_hex(&s)[..16].to_string()
 }
 
+/// Whether a `Kconfig*` file of the tree at `src` defines `sym` (`config SYM`).
+fn defined_in_kconfig(src: &Path, sym: &str) -> bool {
+    std::process::Command::new("grep")
+        .args(["-rqsxE", "--include=Kconfig*"])
+        .arg(format!("(menu)?config {sym}"))
+        .arg(src)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(true)
+}
+
 /// The unpacked source of `kver` (`make setup KERNELS=...` fetches and unpacks it).
 pub fn source(kver: Kver) -> PathBuf {
     let src = cache_dir().join("src").join(kver.name());
@@ -146,6 +157,9 @@ pub fn ensure(repo: &Path, flavor: &Flavor) -> Kernel {
             lost.push(opt.clone());
         }
     }
+    // An option this kernel no longer has is not lost (ARM64_PAN: always on since 6.x, the
+    // option is gone in 7.3), as long as no Kconfig of the tree defines it.
+    lost.retain(|opt| defined_in_kconfig(&src, opt.trim_start_matches("CONFIG_")));
     if !lost.is_empty() {
         fail(&format!(
             "kernel config dropped {} (for CONFIG_RUST: `make -C {} LLVM={} rustavailable`)",

@@ -11,10 +11,10 @@ fn prepare(flavor: Flavor) -> vm::Prepared {
     let repo = repo_root();
     let k = kernel::ensure(&repo, &flavor);
     eprintln!("modules: building for {}", flavor.name());
-    let m = modules::build(&k, &flavor, &["CLIPPY=1"]);
+    let m = modules::build(&k, &flavor, &["CLIPPY=1"]).unwrap_or_else(|e| fail(&e));
     let mut mods = vec![m.kprobe, m.kretprobe];
     mods.extend(xtask::bench::modules(&k, &flavor));
-    xtask::initramfs::build(&k, &flavor, &mods);
+    xtask::initramfs::build(&k, &flavor, &mods).unwrap_or_else(|e| fail(&e));
     vm::prepared(flavor)
 }
 
@@ -94,7 +94,7 @@ fn list(var: &str, default: &str) -> Vec<String> {
 
 /// `KERNELS` x `ARCHES` (both kernels, both arches by default; x86_64 only with `DEBUG=1`).
 fn flavors() -> Vec<Flavor> {
-    let debug = Flavor::from_env().debug;
+    let debug = Flavor::from_env().unwrap_or_else(|e| fail(&e)).debug;
     let arches = list("ARCHES", if debug { "x86_64" } else { "x86_64 arm64" });
     let kernels = list("KERNELS", "6.12 7.3");
     let mut v = vec![];
@@ -102,7 +102,7 @@ fn flavors() -> Vec<Flavor> {
         let kernel = Kver::parse(k).unwrap_or_else(|e| fail(&e));
         for a in &arches {
             v.push(Flavor {
-                arch: Arch::parse(a),
+                arch: Arch::parse(a).unwrap_or_else(|e| fail(&e)),
                 debug,
                 kernel,
             });
@@ -130,7 +130,11 @@ fn check() {
         "xtask",
         "--lib",
         "--test",
+        "build",
+        "--test",
         "vm",
+        "--test",
+        "install",
         "--",
         "--test-threads=2",
     ]
@@ -157,7 +161,7 @@ fn check() {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let flavor = Flavor::from_env();
+    let flavor = Flavor::from_env().unwrap_or_else(|e| fail(&e));
     match args.first().map(String::as_str) {
         Some("kernel") => println!("{}", kernel::ensure(&repo_root(), &flavor).dir.display()),
         Some("kbuild-args") => {

@@ -3,7 +3,7 @@
 //! flavors must not share objects).
 
 use crate::kernel::Kernel;
-use crate::util::{build_dir, fail, repo_root, run_logged, Flavor};
+use crate::util::{build_dir, fail, repo_root, try_run_logged, Flavor};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -17,18 +17,39 @@ pub const SOURCES: &[&str] = &[
     "kprobes",
 ];
 
-/// Copies `from` to `to` where the content differs, so unchanged files keep their mtime.
+/// [`try_sync`], exiting with its error (for `bench.rs`).
 pub fn sync(from: &Path, to: &Path) {
+    try_sync(from, to).unwrap_or_else(|e| fail(&e))
+}
+
+/// Copies `from` to `to` where the content differs, so unchanged files keep their mtime.
+pub fn try_sync(from: &Path, to: &Path) -> Result<(), String> {
     if from.is_dir() {
-        fs::create_dir_all(to).unwrap();
-        for e in fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            sync(&e.path(), &to.join(e.file_name()));
+        fs::create_dir_all(to).map_err(at(to))?;
+        for e in fs::read_dir(from).map_err(at(from))? {
+            let e = e.map_err(at(from))?;
+            try_sync(&e.path(), &to.join(e.file_name()))?;
         }
     } else if fs::read(from).ok() != fs::read(to).ok() {
-        fs::create_dir_all(to.parent().unwrap()).unwrap();
-        fs::copy(from, to).unwrap_or_else(|e| fail(&format!("copy {}: {e}", from.display())));
+        if let Some(dir) = to.parent() {
+            fs::create_dir_all(dir).map_err(at(dir))?;
+        }
+        fs::copy(from, to)
+            .map_err(|e| format!("copy {} to {}: {e}", from.display(), to.display()))?;
     }
+    Ok(())
+}
+
+/// An I/O error, with the path it happened on.
+fn at(p: &Path) -> impl FnOnce(std::io::Error) -> String + '_ {
+    move |e| format!("{}: {e}", p.display())
+}
+
+/// `fs::copy`, with an error naming both paths.
+fn copy(from: &Path, to: &Path) -> Result<(), String> {
+    fs::copy(from, to)
+        .map(drop)
+        .map_err(|e| format!("copy {} to {}: {e}", from.display(), to.display()))
 }
 
 pub struct Built {
@@ -38,11 +59,11 @@ pub struct Built {
 
 /// Builds the modules for `flavor` (extra `make` arguments such as `CLIPPY=1`) and copies them
 /// to `build/<flavor>/`.
-pub fn build(kernel: &Kernel, flavor: &Flavor, extra: &[&str]) -> Built {
+pub fn build(kernel: &Kernel, flavor: &Flavor, extra: &[&str]) -> Result<Built, String> {
     let out = build_dir(flavor);
     let src = out.join("src");
     for s in SOURCES {
-        sync(&repo_root().join(s), &src.join(s));
+        try_sync(&repo_root().join(s), &src.join(s))?;
     }
     let log = out.join("modules.log");
     let _ = fs::remove_file(&log);
@@ -54,15 +75,15 @@ pub fn build(kernel: &Kernel, flavor: &Flavor, extra: &[&str]) -> Built {
     args.extend(flavor.make_vars());
     args.extend(extra.iter().map(|s| s.to_string()));
     args.push("modules".into());
-    run_logged("make", &args, &log, "module build");
+    try_run_logged("make", &args, &log, "module build")?;
     // The modules must build with no compiler warnings.
-    let text = fs::read_to_string(&log).unwrap();
+    let text = fs::read_to_string(&log).map_err(|e| format!("{}: {e}", log.display()))?;
     let warnings: Vec<&str> = text.lines().filter(|l| l.contains("warning")).collect();
     if !warnings.is_empty() {
         for w in &warnings {
             eprintln!("  | {w}");
         }
-        fail(&format!(
+        return Err(format!(
             "module build has {} warning line(s); see {}",
             warnings.len(),
             log.display()
@@ -72,8 +93,8 @@ pub fn build(kernel: &Kernel, flavor: &Flavor, extra: &[&str]) -> Built {
         kprobe: out.join("rust_kprobe.ko"),
         kretprobe: out.join("rust_kretprobe.ko"),
     };
-    fs::copy(src.join("rust_kprobe.ko"), &b.kprobe).unwrap();
-    fs::copy(src.join("rust_kretprobe.ko"), &b.kretprobe).unwrap();
-    fs::copy(&kernel.image, out.join(flavor.arch.image_name())).unwrap();
-    b
+    copy(&src.join("rust_kprobe.ko"), &b.kprobe)?;
+    copy(&src.join("rust_kretprobe.ko"), &b.kretprobe)?;
+    copy(&kernel.image, &out.join(flavor.arch.image_name()))?;
+    Ok(b)
 }

@@ -1,4 +1,7 @@
 //! Small shared pieces of the harness: architectures, paths, running commands with progress.
+//!
+//! Library code returns its errors (a `String` saying what failed and, for I/O, on which
+//! path); only the binary (`main.rs`) turns one into `error: ...` and an exit, with [`fail`].
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -13,11 +16,11 @@ pub enum Arch {
 }
 
 impl Arch {
-    pub fn parse(s: &str) -> Arch {
+    pub fn parse(s: &str) -> Result<Arch, String> {
         match s {
-            "x86_64" | "x86" | "amd64" => Arch::X86_64,
-            "arm64" | "aarch64" => Arch::Arm64,
-            _ => fail(&format!("unsupported ARCH={s} (x86_64 or arm64)")),
+            "x86_64" | "x86" | "amd64" => Ok(Arch::X86_64),
+            "arm64" | "aarch64" => Ok(Arch::Arm64),
+            _ => Err(format!("unsupported ARCH={s} (x86_64 or arm64)")),
         }
     }
     pub fn name(self) -> &'static str {
@@ -119,21 +122,22 @@ pub struct Flavor {
 }
 
 impl Flavor {
-    pub fn from_env() -> Flavor {
-        let arch = Arch::parse(&std::env::var("ARCH").unwrap_or_else(|_| "x86_64".into()));
+    /// The flavor `ARCH`, `DEBUG` and `KERNEL` select (x86_64, 6.12 by default).
+    pub fn from_env() -> Result<Flavor, String> {
+        let arch = Arch::parse(&std::env::var("ARCH").unwrap_or_else(|_| "x86_64".into()))?;
         let debug = matches!(
             std::env::var("DEBUG").as_deref(),
             Ok("1") | Ok("y") | Ok("yes")
         );
         let kernel = match std::env::var("KERNEL") {
-            Ok(k) if !k.trim().is_empty() => Kver::parse(k.trim()).unwrap_or_else(|e| fail(&e)),
+            Ok(k) if !k.trim().is_empty() => Kver::parse(k.trim())?,
             _ => Kver::V6_12,
         };
-        Flavor {
+        Ok(Flavor {
             arch,
             debug,
             kernel,
-        }
+        })
     }
     /// `x86_64`, `arm64`, `x86_64-debug`, `x86_64-7.3`, ...: names of cache and `build/`
     /// folders.
@@ -145,6 +149,27 @@ impl Flavor {
             self.kernel.suffix()
         )
     }
+    /// The flavor named `name` (as [`Flavor::name`] writes it).
+    pub fn parse(name: &str) -> Result<Flavor, String> {
+        let (rest, kernel) = match name.rsplit_once('-') {
+            Some((r, k)) if k.contains('.') => (r, Kver::parse(k)?),
+            _ => (name, Kver::V6_12),
+        };
+        let (arch, debug) = match rest.strip_suffix("-debug") {
+            Some(a) => (a, true),
+            None => (rest, false),
+        };
+        let arch = match arch {
+            "x86_64" => Arch::X86_64,
+            "arm64" => Arch::Arm64,
+            _ => return Err(format!("unknown flavor {name}")),
+        };
+        Ok(Flavor {
+            arch,
+            debug,
+            kernel,
+        })
+    }
     /// `make` variables for the kernel and for Kbuild module builds.
     pub fn make_vars(&self) -> Vec<String> {
         vec![
@@ -154,6 +179,7 @@ impl Flavor {
     }
 }
 
+/// Prints `error: <msg>` and exits with status 1: for the binary, not for library code.
 pub fn fail(msg: &str) -> ! {
     eprintln!("error: {msg}");
     std::process::exit(1)
@@ -189,46 +215,60 @@ pub fn capture(cmd: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The SHA-256 of `s`, in hex (`sha256sum`, part of coreutils; panics if it cannot run).
 pub fn sha256_hex(s: &str) -> String {
     let mut child = Command::new("sha256sum")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("sha256sum");
-    child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+        .expect("cannot run sha256sum");
+    child
+        .stdin
+        .take()
+        .expect("sha256sum's stdin is piped")
+        .write_all(s.as_bytes())
+        .expect("writing to sha256sum");
+    let out = child.wait_with_output().expect("waiting for sha256sum");
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()
-        .unwrap()
+        .expect("sha256sum printed nothing")
         .to_string()
 }
 
-/// Runs a long command with its output going to `log`; prints a progress line every 30 s
-/// (the last thing it built) and, on failure, the log's last lines and one error line.
+/// [`try_run_logged`], exiting with its error: for the binary's steps that call it directly
+/// (`kernel.rs`, `bench.rs`).
 pub fn run_logged(cmd: &str, args: &[String], log: &Path, what: &str) {
+    try_run_logged(cmd, args, log, what).unwrap_or_else(|e| fail(&e))
+}
+
+/// Runs a long command with its output going to `log`; prints a progress line every 30 s
+/// (the last thing it built) and, on failure, the log's last lines; the error says what failed
+/// and where the full log is.
+pub fn try_run_logged(cmd: &str, args: &[String], log: &Path, what: &str) -> Result<(), String> {
+    let io = |e: std::io::Error| format!("{what}: {}: {e}", log.display());
     let mut logf = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
-        .unwrap();
-    writeln!(logf, "$ {cmd} {}", args.join(" ")).unwrap();
+        .map_err(io)?;
+    writeln!(logf, "$ {cmd} {}", args.join(" ")).map_err(io)?;
     let mut child = Command::new(cmd)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| fail(&format!("{what}: cannot run {cmd}: {e}")));
+        .map_err(|e| format!("{what}: cannot run {cmd}: {e}"))?;
     let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
+    let stderr = child.stderr.take().expect("stderr is piped");
     let tx2 = tx.clone();
     let t = std::thread::spawn(move || {
         for l in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = tx2.send(l);
         }
     });
-    let stdout = child.stdout.take().unwrap();
+    let stdout = child.stdout.take().expect("stdout is piped");
     let t2 = std::thread::spawn(move || {
         for l in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(l);
@@ -242,7 +282,7 @@ pub fn run_logged(cmd: &str, args: &[String], log: &Path, what: &str) {
     loop {
         match rx.recv_timeout(Duration::from_secs(5)) {
             Ok(l) => {
-                writeln!(logf, "{l}").unwrap();
+                writeln!(logf, "{l}").map_err(io)?;
                 lines += 1;
                 if l.trim_start().starts_with(|c: char| c.is_ascii_uppercase()) {
                     last = l.trim().to_string();
@@ -263,16 +303,16 @@ pub fn run_logged(cmd: &str, args: &[String], log: &Path, what: &str) {
             last_report = Instant::now();
         }
     }
-    t.join().unwrap();
-    t2.join().unwrap();
-    let st = child.wait().unwrap();
+    let _ = t.join();
+    let _ = t2.join();
+    let st = child
+        .wait()
+        .map_err(|e| format!("{what}: waiting for {cmd}: {e}"))?;
     if !st.success() {
         for l in &tail {
             eprintln!("  | {l}");
         }
-        fail(&format!(
-            "{what} failed ({st}); full log: {}",
-            log.display()
-        ));
+        return Err(format!("{what} failed ({st}); full log: {}", log.display()));
     }
+    Ok(())
 }

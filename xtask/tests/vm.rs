@@ -1080,6 +1080,49 @@ fn modinfo_lists_own_parameters(p: &Prepared) {
     }
 }
 
+/// Every handler trampoline is on the kprobe blacklist while its module is loaded (in
+/// `.kprobes.text`, where `NOKPROBE_SYMBOL()` puts C handlers): the core lists them, refuses a
+/// probe on one, and drops them with the module.
+fn trampolines_are_blacklisted(p: &Prepared) {
+    let run = boot(
+        p,
+        "load rust_kretprobe
+         t=$(grep entry_trampoline /proc/kallsyms | head -n 1 | cut -f1 | cut -d' ' -f3)
+         echo \"TRAMPOLINE $t\"
+         refused rust_kprobe symbol=$t
+         load rust_kprobe
+         grep -E '\\[rust_k(ret)?probe\\]' /sys/kernel/debug/kprobes/blacklist | sed 's/^/BLACKLIST /'
+         rmmod rust_kretprobe
+         rmmod rust_kprobe
+         grep -cE '\\[rust_k(ret)?probe\\]' /sys/kernel/debug/kprobes/blacklist | sed 's/^/AFTER /'",
+    );
+    let listed = run.guest_with("BLACKLIST ");
+    for (module, trampolines) in [
+        ("rust_kprobe", &["pre_trampoline", "post_trampoline"]),
+        ("rust_kretprobe", &["entry_trampoline", "ret_trampoline"]),
+    ] {
+        for t in trampolines {
+            assert!(
+                listed
+                    .iter()
+                    .any(|l| l.contains(t) && l.contains(&format!("[{module}]"))),
+                "{t} of {module} not on the blacklist: {listed:#?}"
+            );
+        }
+    }
+    let t = run.guest_with("TRAMPOLINE ");
+    assert!(
+        t.len() == 1 && t[0].contains("entry_trampoline"),
+        "{:?}",
+        run.guest
+    );
+    assert_eq!(refusals(&run), [("rust_kprobe".to_string(), -22)]);
+    let log = run.module_lines("rust_kprobe");
+    let tramp = t[0].trim_start_matches("TRAMPOLINE ");
+    assert_once(&log, &format!("cannot probe {tramp}+0x0: {EINVAL_WHY}"));
+    assert_eq!(run.guest_with("AFTER "), ["AFTER 0"], "{:?}", run.guest);
+}
+
 // ---- arm64 only -----------------------------------------------------------------------------
 
 /// The kernel at EL2 with VHE keeps its per-CPU offset in `tpidr_el2`, not `tpidr_el1`:
@@ -1154,6 +1197,7 @@ macro_rules! all_tests {
             kretprobe_unknown_func_is_refused,
             kretprobe_maxactive_bounds_instances,
             modinfo_lists_own_parameters,
+            trampolines_are_blacklisted,
             bad_parameters_are_refused_cleanly,
             load_unload_under_fire,
             kprobe_port_and_comm_filters,

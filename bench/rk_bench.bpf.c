@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * eBPF twin of the Rust modules' aggregate mode, for `make bench` (configuration
+ * `ebpf_aggregate`); loaded and attached by `bpfload` (the workspace crate, on aya).
+ *
+ *   bind          kprobe on inet_bind: per-CPU hits, a nofault copy of the sockaddr bounded by
+ *                 addr_len, the port decode of rust_kprobe (kept in `last_port`), reported.
+ *   release_entry kprobe on inet_release: per-CPU hits, the entry time in a hash map keyed by
+ *   release_ret   the task (pid_tgid), as BCC's and bpftrace's latency tools keep it; the
+ *                 kretprobe: count/sum/min/max, the log2 histogram and the return-value tally
+ *                 of rust_kretprobe hist=1, in the same per-CPU layout.
+ *
+ * Self-contained (no libbpf headers, no vmlinux.h, no BTF: the kernels have none): the few
+ * helper ids and map types are those of include/uapi/linux/bpf.h; the arguments are read from
+ * the probe's register set at each arch's offsets (built with -D__TARGET_ARCH_x86 or _arm64).
+ * Maps are legacy `maps` definitions, which aya reads without BTF.
+ */
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef int s32;
+typedef unsigned long long u64;
+typedef long long s64;
+
+#define SEC(name) __attribute__((section(name), used))
+#define INLINE static inline __attribute__((always_inline))
+
+/* include/uapi/linux/bpf.h */
+#define BPF_MAP_TYPE_HASH 1
+#define BPF_MAP_TYPE_PERCPU_ARRAY 6
+#define BPF_ANY 0
+static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+static long (*bpf_map_update_elem)(void *map, const void *key, const void *value, u64 flags) = (void *)2;
+static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)3;
+static u64 (*bpf_ktime_get_ns)(void) = (void *)5;
+static u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
+static long (*bpf_probe_read_kernel)(void *dst, u32 size, const void *src) = (void *)113;
+
+/* The probe's registers (struct pt_regs on x86_64, user_pt_regs on arm64): byte offsets. */
+#if defined(__TARGET_ARCH_x86)
+#define ARG1 104 /* si */
+#define ARG2 96	 /* dx */
+#define RET 80	 /* ax */
+#elif defined(__TARGET_ARCH_arm64)
+#define ARG1 8 /* regs[1] */
+#define ARG2 16
+#define RET 0
+#else
+#error "build with -D__TARGET_ARCH_x86 or -D__TARGET_ARCH_arm64"
+#endif
+#define REG(ctx, off) (*(u64 *)((char *)(ctx) + (off)))
+
+/* aya reads a legacy definition as these five u32. */
+struct map_def {
+	u32 type, key_size, value_size, max_entries, map_flags;
+};
+
+/* rust_kprobe's counters (kprobes/logic.rs SOCKADDR_MAX = 28), and the decoded port. */
+enum { HITS, FILTERED, REPORTED, POST_PENDING, FAULTS, LAST_PORT, BIND_N };
+struct bind_stats {
+	u64 c[BIND_N];
+};
+SEC("maps") struct map_def bind_stats = {
+	.type = BPF_MAP_TYPE_PERCPU_ARRAY,
+	.key_size = 4,
+	.value_size = sizeof(struct bind_stats),
+	.max_entries = 1,
+};
+
+#define AF_UNSPEC 0
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCKADDR_MAX 28
+
+INLINE u16 be16(const u8 *p)
+{
+	return (u16)p[0] << 8 | p[1];
+}
+
+SEC("kprobe/inet_bind") int bind(void *ctx)
+{
+	u32 zero = 0;
+	struct bind_stats *s = bpf_map_lookup_elem(&bind_stats, &zero);
+	u8 buf[SOCKADDR_MAX] = {};
+	s64 len = (s32)REG(ctx, ARG2);
+	s32 port = -1;
+	u16 family;
+
+	if (!s)
+		return 0;
+	s->c[HITS]++;
+	if (len < 0)
+		len = 0;
+	if (len > SOCKADDR_MAX)
+		len = SOCKADDR_MAX;
+	if (bpf_probe_read_kernel(buf, len, (void *)REG(ctx, ARG1))) {
+		s->c[FAULTS]++;
+		return 0;
+	}
+	/* kprobes/logic.rs Sockaddr::decode: AF_INET (and AF_UNSPEC with INADDR_ANY) from 16
+	 * bytes, AF_INET6 from 24. */
+	family = len >= 2 ? *(u16 *)buf : 0;
+	if (len >= 16 && (family == AF_INET || (family == AF_UNSPEC && !*(u32 *)(buf + 4))))
+		port = be16(buf + 2);
+	else if (len >= 24 && family == AF_INET6)
+		port = be16(buf + 2);
+	s->c[LAST_PORT] = (u64)(s64)port;
+	s->c[REPORTED]++;
+	return 0;
+}
+
+/* rust_kretprobe's per-CPU layout: totals, 65 log2 buckets, 135 return-value slots. */
+#define BUCKETS 65
+#define TALLY_SLOTS 135
+enum { R_HITS, R_FILTERED, R_KTHREADS, COUNT, SUM_NS, MAX_NS, NOT_MIN_NS, MISSED, HIST };
+#define RELEASE_N (HIST + BUCKETS + TALLY_SLOTS)
+struct release_stats {
+	u64 c[RELEASE_N];
+};
+SEC("maps") struct map_def release_stats = {
+	.type = BPF_MAP_TYPE_PERCPU_ARRAY,
+	.key_size = 4,
+	.value_size = sizeof(struct release_stats),
+	.max_entries = 1,
+};
+/* Entry time by task: pid_tgid -> ns (BCC's and bpftrace's `start` map). */
+SEC("maps") struct map_def start = {
+	.type = BPF_MAP_TYPE_HASH,
+	.key_size = 8,
+	.value_size = 8,
+	.max_entries = 10240,
+};
+
+SEC("kprobe/inet_release") int release_entry(void *ctx)
+{
+	u32 zero = 0;
+	struct release_stats *s = bpf_map_lookup_elem(&release_stats, &zero);
+	u64 id = bpf_get_current_pid_tgid();
+	u64 ts = bpf_ktime_get_ns();
+
+	if (!s)
+		return 0;
+	s->c[R_HITS]++;
+	bpf_map_update_elem(&start, &id, &ts, BPF_ANY);
+	return 0;
+}
+
+/* fls64: 0 for 0, else the 1-based index of the highest set bit (no such BPF instruction). */
+INLINE u32 fls64(u64 v)
+{
+	u32 r = 0;
+
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	if (v >> 1) { v >>= 1; r += 1; }
+	return r + (u32)v;
+}
+
+SEC("kretprobe/inet_release") int release_ret(void *ctx)
+{
+	u32 zero = 0, b, slot;
+	struct release_stats *s = bpf_map_lookup_elem(&release_stats, &zero);
+	u64 id = bpf_get_current_pid_tgid();
+	u64 *tsp, ns;
+	s64 d;
+	s32 ret = (s32)REG(ctx, RET);
+
+	if (!s)
+		return 0;
+	tsp = bpf_map_lookup_elem(&start, &id);
+	if (!tsp) {
+		s->c[MISSED]++;
+		return 0;
+	}
+	d = (s64)(bpf_ktime_get_ns() - *tsp);
+	bpf_map_delete_elem(&start, &id);
+	ns = d > 0 ? d : 0;
+	s->c[COUNT]++;
+	s->c[SUM_NS] += ns;
+	if (ns > s->c[MAX_NS])
+		s->c[MAX_NS] = ns;
+	if (~ns > s->c[NOT_MIN_NS])
+		s->c[NOT_MIN_NS] = ~ns;
+	b = fls64(ns);
+	if (b < BUCKETS)
+		s->c[HIST + b]++;
+	slot = ret == 0 ? 0 : (ret < 0 && ret >= -133 ? (u32)-ret : TALLY_SLOTS - 1);
+	if (slot < TALLY_SLOTS)
+		s->c[HIST + BUCKETS + slot]++;
+	return 0;
+}
+
+char _license[] SEC("license") = "GPL";

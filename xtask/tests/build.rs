@@ -1,0 +1,120 @@
+//! Build tests (no VM): what the module build did for each flavor `make check` prepared.
+
+use std::path::PathBuf;
+use std::process::Command;
+use xtask::util::{build_dir, Flavor, Kver};
+
+/// The flavors `make check` built (`RK_FLAVORS`); the 6.12 x86_64 one when run by hand.
+fn flavors() -> Vec<Flavor> {
+    let names = std::env::var("RK_FLAVORS").unwrap_or_else(|_| "x86_64".into());
+    names
+        .split_whitespace()
+        .map(|n| Flavor::parse(n).unwrap_or_else(|e| panic!("RK_FLAVORS: {e}")))
+        .collect()
+}
+
+/// The command Kbuild ran for the module's bindgen step (`savedcmd_... := <cmd>`).
+fn bindgen_cmd(flavor: &Flavor) -> String {
+    let path: PathBuf = build_dir(flavor).join("src/.rk_bindings.rs.cmd");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run `make check` first)", path.display()));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("savedcmd_") || l.starts_with("cmd_"))
+        .unwrap_or_else(|| panic!("{}: no saved command", path.display()));
+    line.split_once(" := ")
+        .unwrap_or_else(|| panic!("{}: malformed: {line}", path.display()))
+        .1
+        .to_string()
+}
+
+/// The major version of the libclang bindgen loads with `LIBCLANG_PATH` set to `path` (or
+/// unset: bindgen's own choice, the newest installed).
+fn libclang_major(kernel_src: &std::path::Path, path: Option<&std::path::Path>) -> u32 {
+    let mut c = Command::new("bindgen");
+    c.arg(kernel_src.join("scripts/rust_is_available_bindgen_libclang.h"))
+        .env_remove("LIBCLANG_PATH");
+    if let Some(p) = path {
+        c.env("LIBCLANG_PATH", p);
+    }
+    let out = c.output().expect("bindgen");
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let v = text
+        .split("clang version ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no clang version in bindgen's output: {text}"));
+    v.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("malformed clang version: {v}"))
+}
+
+/// bindgen parses the kernel's `$(c_flags)` with the libclang of the clang that built the
+/// kernel, not the newest one installed. On the 6.12 kernel (clang 14) with LLVM 19 also
+/// installed, the same command with bindgen's own choice of libclang fails.
+#[test]
+fn module_bindgen_uses_the_kernels_libclang() {
+    for flavor in flavors() {
+        let k = xtask::kernel::find(&flavor)
+            .unwrap_or_else(|| panic!("no {} kernel built: run `make check`", flavor.name()));
+        let cmd = bindgen_cmd(&flavor);
+        let want = flavor.kernel.libclang_path().expect("libclang path");
+        let set = format!("LIBCLANG_PATH={}", want.display());
+        assert!(
+            cmd.trim_start().starts_with(&set),
+            "{}: the module's bindgen run does not set {set}: {cmd}",
+            flavor.name()
+        );
+        let config = std::fs::read_to_string(k.dir.join(".config")).expect("kernel .config");
+        let clang: u32 = config
+            .lines()
+            .find_map(|l| l.strip_prefix("CONFIG_CLANG_VERSION="))
+            .and_then(|v| v.parse().ok())
+            .expect("CONFIG_CLANG_VERSION in .config");
+        assert_eq!(
+            libclang_major(&k.src, Some(&want)),
+            clang / 10000,
+            "{}: libclang in {} is not the kernel's clang",
+            flavor.name(),
+            want.display()
+        );
+        if flavor.kernel != Kver::V6_12 {
+            continue;
+        }
+        // The trap is armed: bindgen alone would load a newer libclang...
+        let newest = libclang_major(&k.src, None);
+        assert!(
+            newest > clang / 10000,
+            "only one LLVM installed (bindgen picks libclang {newest}): `make setup` installs 14 and 19"
+        );
+        // ... and with it, the same command fails on this kernel's flags.
+        let tmp = std::env::temp_dir().join(format!("rk-bindgen-{}.rs", std::process::id()));
+        let out_arg = cmd
+            .split_whitespace()
+            .skip_while(|a| *a != "-o")
+            .nth(1)
+            .expect("-o in the bindgen command")
+            .to_string();
+        let bare = cmd
+            .trim_start()
+            .strip_prefix(&set)
+            .unwrap()
+            .replace(&format!("-o {out_arg}"), &format!("-o {}", tmp.display()));
+        let out = Command::new("sh")
+            .args(["-c", &bare])
+            .current_dir(&k.dir)
+            .env_remove("LIBCLANG_PATH")
+            .output()
+            .expect("sh");
+        let _ = std::fs::remove_file(&tmp);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("unknown argument"),
+            "{}: with libclang {newest} the bindgen run was expected to fail on clang-{} flags; status {}, stderr: {err}",
+            flavor.name(),
+            clang / 10000,
+            out.status
+        );
+    }
+}

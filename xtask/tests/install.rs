@@ -1,0 +1,442 @@
+//! Host tests of what someone who keeps the modules on a machine uses: `make modules_install`,
+//! DKMS (`make dkms-add`, `dkms build`) and `make rust-analyzer`, against the project's cached
+//! kernel trees. Each works on a private copy of the sources (or private DKMS trees) in a
+//! temporary directory, removed afterwards. `make check` runs them per flavor (`x86_64::`, ...);
+//! a flavor whose kernel is not built is skipped with a message.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use xtask::kernel::Kernel;
+use xtask::modules::sync;
+use xtask::util::{repo_root, Arch, Flavor, Kver};
+
+/// A line on the test's stderr that the test harness does not capture.
+fn say(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
+
+/// The kernel tree of `flavor`, or None (with a message) when the test must be skipped.
+/// Under `make check` (RK_FLAVORS set) a listed flavor's kernel must exist.
+fn tree(flavor: &Flavor, test: &str) -> Option<Kernel> {
+    let listed = std::env::var("RK_FLAVORS").ok();
+    if let Some(l) = &listed {
+        if !l.split_whitespace().any(|f| f == flavor.name()) {
+            say(&format!(
+                "{test}: skipped ({} not in RK_FLAVORS)",
+                flavor.name()
+            ));
+            return None;
+        }
+    }
+    match xtask::kernel::find(flavor) {
+        Some(k) => Some(k),
+        None if listed.is_some() => panic!(
+            "RK_FLAVORS lists {} but its kernel is not built",
+            flavor.name()
+        ),
+        None => {
+            say(&format!(
+                "{test}: skipped (no {} kernel built; `make check` builds it)",
+                flavor.name()
+            ));
+            None
+        }
+    }
+}
+
+/// A temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("rk-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a checkout has that these targets use: the module sources, Makefile, dkms.conf, scripts/.
+fn copy_sources(to: &Path) {
+    let repo = repo_root();
+    for s in xtask::modules::SOURCES
+        .iter()
+        .chain(&["Makefile", "dkms.conf", "scripts"])
+    {
+        sync(&repo.join(s), &to.join(s));
+    }
+}
+
+/// Runs `cmd`; panics with its output's last lines when it fails. Returns stdout + stderr.
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let tail: Vec<&str> = text.lines().rev().take(25).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!("{cmd:?} failed ({}):\n{}", out.status, tail.join("\n"));
+    }
+    text
+}
+
+/// `make -C dir KDIR=<tree> ARCH=.. LLVM=.. args...`, niced (the machine builds kernels too).
+fn make(dir: &Path, k: &Kernel, flavor: &Flavor, args: &[&str]) -> String {
+    let mut c = Command::new("nice");
+    c.arg("make")
+        .arg("-C")
+        .arg(dir)
+        .arg(format!("KDIR={}", k.dir.display()))
+        .args(flavor.make_vars())
+        .args(args);
+    run(&mut c)
+}
+
+fn release(k: &Kernel) -> String {
+    let p = k.dir.join("include/config/kernel.release");
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+// ---- make modules_install -----------------------------------------------------------------
+
+fn modules_install(flavor: Flavor) {
+    let Some(k) = tree(&flavor, "modules_install") else {
+        return;
+    };
+    let tmp = TempDir::new(&format!("modules-install-{}", flavor.name()));
+    let src = tmp.0.join("src");
+    let root = tmp.0.join("root");
+    copy_sources(&src);
+    make(&src, &k, &flavor, &["-j2"]);
+    let root_arg = format!("INSTALL_MOD_PATH={}", root.display());
+    make(&src, &k, &flavor, &[&root_arg, "modules_install"]);
+    let rel = release(&k);
+    let dir = root.join("lib/modules").join(&rel).join("updates");
+    for m in ["rust_kprobe", "rust_kretprobe"] {
+        let ko = dir.join(format!("{m}.ko"));
+        let (a, b) = (
+            std::fs::read(&ko),
+            std::fs::read(src.join(format!("{m}.ko"))),
+        );
+        assert!(
+            matches!((&a, &b), (Ok(a), Ok(b)) if a == b),
+            "{} is not the built {m}.ko",
+            ko.display()
+        );
+        // depmod ran for that root and release: modinfo finds the module by name.
+        let mut c = Command::new("modinfo");
+        c.arg("-b")
+            .arg(&root)
+            .args(["-k", &rel, "-F", "vermagic", m]);
+        let vermagic = run(&mut c);
+        assert!(
+            vermagic.starts_with(&format!("{rel} ")),
+            "{m} vermagic: {vermagic}"
+        );
+    }
+}
+
+// ---- DKMS ---------------------------------------------------------------------------------
+
+fn dkms_conf(key: &str) -> String {
+    let p = repo_root().join("dkms.conf");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=\"")))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{}: no {key}", p.display()))
+        .to_string()
+}
+
+/// How to run a command as root: directly, or through `sudo -n`; None when neither works.
+fn root_prefix() -> Option<Vec<&'static str>> {
+    let uid = run(Command::new("id").arg("-u"));
+    if uid.trim() == "0" {
+        return Some(vec![]);
+    }
+    let sudo = Command::new("sudo").args(["-n", "true"]).output();
+    sudo.is_ok_and(|o| o.status.success())
+        .then(|| vec!["sudo", "-n", "--preserve-env=PATH"])
+}
+
+/// The signing key dkms makes itself when it finds the kernel's sign-file; removed if this
+/// test made it.
+const MOK: [&str; 2] = ["/var/lib/dkms/mok.key", "/var/lib/dkms/mok.pub"];
+
+fn dkms_build(flavor: Flavor) {
+    let Some(k) = tree(&flavor, "dkms_build") else {
+        return;
+    };
+    if Command::new("dkms").arg("--version").output().is_err() {
+        panic!("dkms is not installed (make setup installs it)");
+    }
+    let Some(prefix) = root_prefix() else {
+        say("dkms_build: skipped (dkms needs root: run as root or with passwordless sudo)");
+        return;
+    };
+    let as_root = |prog: &str| {
+        let mut c = Command::new(prefix.first().copied().unwrap_or(prog));
+        if !prefix.is_empty() {
+            c.args(&prefix[1..]).arg(prog);
+        }
+        c
+    };
+    let tmp = TempDir::new(&format!("dkms-{}", flavor.name()));
+    // Private source and DKMS trees: a real install of the package is left alone.
+    let (sources, dkms_tree) = (tmp.0.join("usr-src"), tmp.0.join("dkms"));
+    std::fs::create_dir_all(&dkms_tree).unwrap_or_else(|e| panic!("{}: {e}", dkms_tree.display()));
+    let private = |c: &mut Command| {
+        c.arg("--sourcetree")
+            .arg(&sources)
+            .arg("--dkmstree")
+            .arg(&dkms_tree);
+    };
+    let mok_before: Vec<bool> = MOK.iter().map(|p| Path::new(p).exists()).collect();
+    let (name, version) = (dkms_conf("PACKAGE_NAME"), dkms_conf("PACKAGE_VERSION"));
+    let module = format!("{name}/{version}");
+    let (rel, arch) = (release(&k), flavor.arch.name());
+
+    let result = std::panic::catch_unwind(|| {
+        // `make dkms-add` from the checkout: the sources into the private /usr/src, dkms add.
+        let mut c = as_root("make");
+        c.arg("-C").arg(repo_root()).arg("dkms-add");
+        c.arg(format!("DKMS_SOURCETREE={}", sources.display()));
+        c.arg(format!("DKMS_FLAGS=--dkmstree {}", dkms_tree.display()));
+        run(&mut c);
+        let mut b = as_root("dkms");
+        b.args([
+            "build",
+            &module,
+            "-k",
+            &rel,
+            "-a",
+            arch,
+            "--kernelsourcedir",
+        ]);
+        b.arg(&k.dir);
+        private(&mut b);
+        let out = run(&mut b);
+        let built = dkms_tree
+            .join(&name)
+            .join(&version)
+            .join(&rel)
+            .join(arch)
+            .join("module");
+        for m in ["rust_kprobe", "rust_kretprobe"] {
+            let ko = built.join(format!("{m}.ko"));
+            let mut c = Command::new("modinfo");
+            c.args(["-F", "vermagic"]).arg(&ko);
+            let vermagic = run(&mut c);
+            assert!(
+                vermagic.starts_with(&format!("{rel} ")),
+                "{m} vermagic: {vermagic}\n{out}"
+            );
+        }
+        let mut s = as_root("dkms");
+        s.args(["status", &module]);
+        private(&mut s);
+        let status = run(&mut s);
+        assert!(
+            status.contains(&format!("{rel}, {arch}: built")),
+            "dkms status: {status}"
+        );
+    });
+    // Whatever happened: dkms remove, and the key if this test made it.
+    let mut r = as_root("dkms");
+    r.args(["remove", &module, "--all"]);
+    private(&mut r);
+    let removed = r.output();
+    for (p, before) in MOK.iter().zip(mok_before) {
+        if !before && Path::new(p).exists() {
+            let _ = as_root("rm").args(["-f", p]).status();
+        }
+    }
+    let gone = !dkms_tree.join(&name).join(&version).exists();
+    if !prefix.is_empty() {
+        let _ = as_root("rm").arg("-rf").arg(&tmp.0).status();
+    }
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    let removed = removed.expect("dkms remove");
+    assert!(
+        removed.status.success() && gone,
+        "dkms remove {module} failed or left {}: {}",
+        dkms_tree.join(&name).display(),
+        String::from_utf8_lossy(&removed.stderr)
+    );
+}
+
+// ---- make rust-analyzer -------------------------------------------------------------------
+
+/// The crates of a rust-project.json, read by python3's json module: (name, root, cfgs, deps).
+fn crates(json: &Path) -> Vec<(String, String, Vec<String>, Vec<String>)> {
+    let script = "import json, sys
+p = json.load(open(sys.argv[1]))
+c = p['crates']
+for x in c:
+    print('\\t'.join([x['display_name'], x['root_module'], ' '.join(x['cfg']),
+                     ' '.join(c[d['crate']]['display_name'] for d in x['deps'])]))";
+    let out = run(Command::new("python3").args(["-c", script]).arg(json));
+    out.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let words = |s: &str| s.split_whitespace().map(String::from).collect();
+            (f[0].into(), f[1].into(), words(f[2]), words(f[3]))
+        })
+        .collect()
+}
+
+fn rust_analyzer(flavor: Flavor) {
+    let Some(k) = tree(&flavor, "rust_analyzer") else {
+        return;
+    };
+    let tmp = TempDir::new(&format!("rust-analyzer-{}", flavor.name()));
+    let src = tmp.0.join("src");
+    copy_sources(&src);
+    // The harness's copy of the sources, which must not become crates.
+    let copy = src.join("build").join(flavor.name()).join("src");
+    for s in xtask::modules::SOURCES {
+        sync(&repo_root().join(s), &copy.join(s));
+    }
+    make(&src, &k, &flavor, &["-j2", "rust-analyzer"]);
+    let crates = crates(&src.join("rust-project.json"));
+    let find = |name: &str| {
+        let c: Vec<_> = crates.iter().filter(|c| c.0 == name).collect();
+        assert_eq!(c.len(), 1, "want one crate {name}: {crates:#?}");
+        c[0].clone()
+    };
+    let kernel = find("kernel");
+    assert!(kernel.1.ends_with("rust/kernel/lib.rs"), "{kernel:?}");
+    // What Kbuild passes these modules for this tree (see Kbuild's rk_has).
+    let has = |file: &str, line_start: &str| {
+        std::fs::read_to_string(k.src.join(file))
+            .is_ok_and(|t| t.lines().any(|l| l.starts_with(line_start)))
+    };
+    let mut want = vec![];
+    if flavor.arch == Arch::X86_64 {
+        want.push(
+            if has("arch/x86/include/asm/current.h", "struct pcpu_hot") {
+                "rk_x86_pcpu_hot"
+            } else {
+                "rk_x86_current_task"
+            },
+        );
+    }
+    let module_rs = k.src.join("rust/macros/module.rs");
+    if std::fs::read_to_string(&module_rs).is_ok_and(|t| t.contains("authors")) {
+        want.push("rk_module_authors");
+    }
+    if has("rust/kernel/fmt.rs", "pub trait Display") {
+        want.push("rk_kernel_fmt");
+    }
+    if !has("rust/kernel/str.rs", "pub struct CStr ")
+        && !has("rust/kernel/str.rs", "pub struct CStr(")
+    {
+        want.push("rk_cstr_is_core");
+    }
+    for m in ["rust_kprobe", "rust_kretprobe"] {
+        let c = find(m);
+        assert_eq!(Path::new(&c.1), src.join(format!("{m}.rs")), "{c:?}");
+        assert!(
+            c.3.iter().any(|d| d == "kernel"),
+            "{m} does not depend on kernel: {c:?}"
+        );
+        for w in &want {
+            assert!(c.2.iter().any(|x| x == w), "{m} lacks cfg {w}: {:?}", c.2);
+        }
+        assert!(
+            c.2.iter().any(|x| x.starts_with("CONFIG_KPROBES")),
+            "{m}: no kernel cfgs"
+        );
+    }
+    for c in &crates {
+        assert!(
+            !Path::new(&c.1).starts_with(src.join("build")),
+            "a copy is a crate: {c:?}"
+        );
+    }
+
+    // rust-analyzer itself, if rustup installed it: no unresolved import, path, type or name in
+    // the modules' crates. (Only these: rust-analyzer 1.95's CLI reports primitive methods of
+    // `core` as missing, E0599, even for a one-line crate with only `sysroot` set.)
+    let ra = Command::new("rust-analyzer").arg("--version").output();
+    if !ra.is_ok_and(|o| o.status.success()) {
+        say("rust_analyzer: rust-analyzer not installed (rustup component add rust-analyzer); project file checked only");
+        return;
+    }
+    let mut c = Command::new("nice");
+    c.args(["rust-analyzer", "diagnostics"]).arg(&src);
+    let out = c.output().expect("rust-analyzer diagnostics");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    for m in ["rust_kprobe", "rust_kretprobe"] {
+        let root = src.join(format!("{m}.rs"));
+        assert!(
+            text.contains(&format!("processing {}", root.display())),
+            "rust-analyzer did not analyse {}:\n{text}",
+            root.display()
+        );
+    }
+    let unresolved: Vec<&str> = text
+        .split("at crate ")
+        .filter(|d| d.starts_with("rust_k"))
+        .filter(|d| {
+            ["E0432", "E0433", "E0412", "E0425", "unresolved"]
+                .iter()
+                .any(|code| d.contains(code))
+        })
+        .collect();
+    assert!(unresolved.is_empty(), "rust-analyzer: {unresolved:#?}");
+}
+
+macro_rules! install_tests {
+    ($arch:expr, $kernel:expr) => {
+        use super::{Arch, Flavor, Kver};
+        const F: Flavor = Flavor {
+            arch: $arch,
+            debug: false,
+            kernel: $kernel,
+        };
+        #[test]
+        fn modules_install() {
+            super::modules_install(F)
+        }
+        #[test]
+        fn dkms_build() {
+            super::dkms_build(F)
+        }
+        #[test]
+        fn rust_analyzer() {
+            super::rust_analyzer(F)
+        }
+    };
+}
+
+mod x86_64 {
+    install_tests!(Arch::X86_64, Kver::V6_12);
+}
+
+mod arm64 {
+    install_tests!(Arch::Arm64, Kver::V6_12);
+}
+
+mod x86_64_7_3 {
+    install_tests!(Arch::X86_64, Kver::V7_3);
+}
+
+mod arm64_7_3 {
+    install_tests!(Arch::Arm64, Kver::V7_3);
+}
