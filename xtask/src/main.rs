@@ -144,7 +144,7 @@ fn check() {
     for kernel in Kver::ALL {
         for f in ["x86_64", "arm64", "x86_64-debug"] {
             let f = format!("{f}{}", kernel.suffix());
-            if !names.iter().any(|n| *n == f) {
+            if !names.contains(&f) {
                 args.push("--skip".into());
                 args.push(format!("{}::", f.replace(['-', '.'], "_")));
             }
