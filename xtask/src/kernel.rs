@@ -1,6 +1,6 @@
 //! Step 2 of the harness: a Rust-enabled kernel, built once per (source, config, toolchain).
 
-use crate::util::{cache_dir, capture, fail, run_logged, sha256_hex, Flavor, Kver};
+use crate::util::{cache_dir, capture, sha256_hex, try_run_logged, Flavor, Kver};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -24,14 +24,14 @@ fn fragments(repo: &Path, flavor: &Flavor) -> Vec<PathBuf> {
 }
 
 /// Everything that changes the kernel build goes into its cache key.
-fn cache_key(repo: &Path, flavor: &Flavor, src: &Path) -> String {
+fn cache_key(repo: &Path, flavor: &Flavor, src: &Path) -> Result<String, String> {
     let mut s = format!(
         "arch={}\nsrc={}\n",
         flavor.arch.name(),
-        fs::canonicalize(src).unwrap().display()
+        canonical(src)?.display()
     );
     for f in fragments(repo, flavor) {
-        s += &fs::read_to_string(&f).unwrap_or_else(|e| fail(&format!("{}: {e}", f.display())));
+        s += &read(&f)?;
     }
     let clang = flavor.kernel.clang();
     let lld = clang.replace("clang", "ld.lld");
@@ -43,7 +43,17 @@ fn cache_key(repo: &Path, flavor: &Flavor, src: &Path) -> String {
     ] {
         s += &capture(tool[0], &tool[1..]).unwrap_or_default();
     }
-    sha256_hex(&s)[..16].to_string()
+    Ok(sha256_hex(&s)[..16].to_string())
+}
+
+/// `fs::read_to_string`, with an error naming the path.
+fn read(path: &Path) -> Result<String, String> {
+    fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `fs::canonicalize`, with an error naming the path.
+fn canonical(path: &Path) -> Result<PathBuf, String> {
+    fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Whether a `Kconfig*` file of the tree at `src` defines `sym` (`config SYM`).
@@ -58,44 +68,44 @@ fn defined_in_kconfig(src: &Path, sym: &str) -> bool {
 }
 
 /// The unpacked source of `kver` (`make setup KERNELS=...` fetches and unpacks it).
-pub fn source(kver: Kver) -> PathBuf {
+pub fn source(kver: Kver) -> Result<PathBuf, String> {
     let src = cache_dir().join("src").join(kver.name());
     if !src.join("Makefile").exists() {
-        fail(&format!(
+        return Err(format!(
             "kernel {} source not unpacked: run `make setup KERNELS={}` first",
             kver.name(),
             kver.name()
         ));
     }
-    fs::canonicalize(src).unwrap()
+    canonical(&src)
 }
 
-fn locate(repo: &Path, flavor: &Flavor) -> Kernel {
-    let src = source(flavor.kernel);
-    let key = cache_key(repo, flavor, &src);
+fn locate(repo: &Path, flavor: &Flavor) -> Result<Kernel, String> {
+    let src = source(flavor.kernel)?;
+    let key = cache_key(repo, flavor, &src)?;
     let dir = cache_dir()
         .join("kernel")
         .join(format!("{}-{key}", flavor.name()));
     let image = dir.join(flavor.arch.image_path());
-    Kernel { dir, src, image }
+    Ok(Kernel { dir, src, image })
 }
 
 /// The cached kernel of `flavor` for the current sources and tools, if built.
-pub fn find(flavor: &Flavor) -> Option<Kernel> {
-    let k = locate(&crate::util::repo_root(), flavor);
-    k.dir.join(".built").exists().then_some(k)
+pub fn find(flavor: &Flavor) -> Result<Option<Kernel>, String> {
+    let k = locate(&crate::util::repo_root(), flavor)?;
+    Ok(k.dir.join(".built").exists().then_some(k))
 }
 
 /// Builds (or finds in the cache) the kernel for `flavor`.
-pub fn ensure(repo: &Path, flavor: &Flavor) -> Kernel {
-    let k = locate(repo, flavor);
+pub fn ensure(repo: &Path, flavor: &Flavor) -> Result<Kernel, String> {
+    let k = locate(repo, flavor)?;
     let (dir, src) = (k.dir.clone(), k.src.clone());
     if dir.join(".built").exists() {
-        return k;
+        return Ok(k);
     }
-    fs::create_dir_all(&dir).unwrap();
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let log = dir.join("build.log");
-    let libclang = flavor.kernel.libclang_path().unwrap_or_else(|e| fail(&e));
+    let libclang = flavor.kernel.libclang_path()?;
     let mk = |args: &[&str], what: &str| {
         let mut a = vec![
             "-C".to_string(),
@@ -106,15 +116,15 @@ pub fn ensure(repo: &Path, flavor: &Flavor) -> Kernel {
         // The kernel's own bindgen runs load the libclang of the LLVM that builds it.
         a.push(format!("LIBCLANG_PATH={}", libclang.display()));
         a.extend(args.iter().map(|s| s.to_string()));
-        run_logged("make", &a, &log, what);
+        try_run_logged("make", &a, &log, what)
     };
     eprintln!(
-        "kernel: building {} in {} (about 6-8 minutes the first time; log: {})",
+        "kernel: building {} in {} (about 9 minutes the first time; log: {})",
         flavor.name(),
         dir.display(),
         log.display()
     );
-    mk(&["tinyconfig"], "tinyconfig");
+    mk(&["tinyconfig"], "tinyconfig")?;
     let mut merge = vec![
         "-m".to_string(),
         "-O".into(),
@@ -126,22 +136,22 @@ pub fn ensure(repo: &Path, flavor: &Flavor) -> Kernel {
             .iter()
             .map(|p| p.display().to_string()),
     );
-    run_logged(
+    try_run_logged(
         &src.join("scripts/kconfig/merge_config.sh")
             .display()
             .to_string(),
         &merge,
         &log,
         "merge_config",
-    );
-    mk(&["olddefconfig"], "olddefconfig");
+    )?;
+    mk(&["olddefconfig"], "olddefconfig")?;
     // Every `=y` the fragments ask for must have survived olddefconfig (RUST drops out silently
     // when the toolchain is unusable, KASAN when its dependencies are off, ...).
     // A later fragment overrides an earlier one (debug.fragment turns eBPF off again).
-    let config = fs::read_to_string(dir.join(".config")).unwrap();
+    let config = read(&dir.join(".config"))?;
     let mut wanted = std::collections::BTreeMap::new();
     for f in fragments(repo, flavor) {
-        for line in fs::read_to_string(f).unwrap().lines() {
+        for line in read(&f)?.lines() {
             if let Some((opt, val)) = line.trim().split_once('=') {
                 if opt.starts_with("CONFIG_") {
                     wanted.insert(opt.to_string(), val.to_string());
@@ -161,7 +171,7 @@ pub fn ensure(repo: &Path, flavor: &Flavor) -> Kernel {
     // option is gone in 7.3), as long as no Kconfig of the tree defines it.
     lost.retain(|opt| defined_in_kconfig(&src, opt.trim_start_matches("CONFIG_")));
     if !lost.is_empty() {
-        fail(&format!(
+        return Err(format!(
             "kernel config dropped {} (for CONFIG_RUST: `make -C {} LLVM={} rustavailable`)",
             lost.join(", "),
             src.display(),
@@ -174,8 +184,9 @@ pub fn ensure(repo: &Path, flavor: &Flavor) -> Kernel {
             .map(|n| n.get())
             .unwrap_or(2)
     );
-    mk(&[&jobs, "all"], "kernel build");
-    fs::write(dir.join(".built"), "").unwrap();
+    mk(&[&jobs, "all"], "kernel build")?;
+    let built = dir.join(".built");
+    fs::write(&built, "").map_err(|e| format!("{}: {e}", built.display()))?;
     eprintln!("kernel: {} ready", flavor.name());
-    k
+    Ok(k)
 }

@@ -9,13 +9,13 @@ use xtask::{kernel, modules, vm};
 /// Kernel, modules (clippy-clean, warning-free) and initramfs of one flavor.
 fn prepare(flavor: Flavor) -> vm::Prepared {
     let repo = repo_root();
-    let k = kernel::ensure(&repo, &flavor);
+    let k = kernel::ensure(&repo, &flavor).unwrap_or_else(|e| fail(&e));
     eprintln!("modules: building for {}", flavor.name());
     let m = modules::build(&k, &flavor, &["CLIPPY=1"]).unwrap_or_else(|e| fail(&e));
     let mut mods = vec![m.kprobe, m.kretprobe];
     mods.extend(xtask::bench::modules(&k, &flavor));
     xtask::initramfs::build(&k, &flavor, &mods).unwrap_or_else(|e| fail(&e));
-    vm::prepared(flavor)
+    vm::prepared(flavor).unwrap_or_else(|e| fail(&e))
 }
 
 const DEMO: &str = "
@@ -65,7 +65,7 @@ fn demo(flavor: Flavor) {
 
 /// Formatting (the kernel's .rustfmt.toml) of the module sources.
 fn rustfmt_check() {
-    let k = kernel::source(Kver::V6_12);
+    let k = kernel::source(Kver::V6_12).unwrap_or_else(|e| fail(&e));
     let mut files: Vec<String> = vec!["rust_kprobe.rs".into(), "rust_kretprobe.rs".into()];
     for e in std::fs::read_dir(repo_root().join("kprobes")).unwrap() {
         files.push(format!(
@@ -163,9 +163,12 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flavor = Flavor::from_env().unwrap_or_else(|e| fail(&e));
     match args.first().map(String::as_str) {
-        Some("kernel") => println!("{}", kernel::ensure(&repo_root(), &flavor).dir.display()),
+        Some("kernel") => {
+            let k = kernel::ensure(&repo_root(), &flavor).unwrap_or_else(|e| fail(&e));
+            println!("{}", k.dir.display())
+        }
         Some("kbuild-args") => {
-            let k = kernel::ensure(&repo_root(), &flavor);
+            let k = kernel::ensure(&repo_root(), &flavor).unwrap_or_else(|e| fail(&e));
             println!(
                 "KDIR={} LLVM={} ARCH={}",
                 k.dir.display(),
@@ -188,15 +191,15 @@ fn main() {
         }
         Some("vm") => {
             // cargo xtask vm SCRIPT [CPUS]: boot one scenario (built artifacts), print the log.
-            let script = std::fs::read_to_string(
-                args.get(1)
-                    .unwrap_or_else(|| fail("usage: cargo xtask vm SCRIPT [CPUS]")),
-            )
-            .unwrap();
+            let path = args
+                .get(1)
+                .unwrap_or_else(|| fail("usage: cargo xtask vm SCRIPT [CPUS]"));
+            let script =
+                std::fs::read_to_string(path).unwrap_or_else(|e| fail(&format!("{path}: {e}")));
             let mut opts = vm::Opts::for_flavor(&flavor);
             opts.cpus = args.get(2).and_then(|c| c.parse().ok()).unwrap_or(1);
-            let run = vm::run(&vm::prepared(flavor), "adhoc", &script, &opts)
-                .unwrap_or_else(|e| fail(&e));
+            let p = vm::prepared(flavor).unwrap_or_else(|e| fail(&e));
+            let run = vm::run(&p, "adhoc", &script, &opts).unwrap_or_else(|e| fail(&e));
             print!("{}", run.serial);
             std::process::exit(run.exit);
         }

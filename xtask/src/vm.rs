@@ -3,7 +3,7 @@
 
 use crate::initramfs;
 use crate::kernel::Kernel;
-use crate::util::{build_dir, fail, Arch, Flavor};
+use crate::util::{build_dir, Arch, Flavor};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -335,25 +335,18 @@ pub struct Prepared {
 }
 
 /// The artifacts of `flavor` as `cargo xtask prepare` left them (for the tests).
-pub fn prepared(flavor: Flavor) -> Prepared {
-    let k = crate::kernel::find(&flavor).unwrap_or_else(|| {
-        fail(&format!(
-            "no {} kernel built: run `make check`",
-            flavor.name()
-        ))
-    });
+pub fn prepared(flavor: Flavor) -> Result<Prepared, String> {
+    let k = crate::kernel::find(&flavor)?
+        .ok_or_else(|| format!("no {} kernel built: run `make check`", flavor.name()))?;
     let initramfs = build_dir(&flavor).join("initramfs.cpio");
     if !initramfs.exists() {
-        fail(&format!(
-            "{} missing: run `make check`",
-            initramfs.display()
-        ));
+        return Err(format!("{} missing: run `make check`", initramfs.display()));
     }
-    Prepared {
+    Ok(Prepared {
         kernel: k,
         flavor,
         initramfs,
-    }
+    })
 }
 
 /// The run folder's name: the running test's (`x86_64::kprobe_ratelimit` gives

@@ -57,6 +57,7 @@ fn libclang_major(kernel_src: &std::path::Path, path: Option<&std::path::Path>) 
 fn module_bindgen_uses_the_kernels_libclang() {
     for flavor in flavors() {
         let k = xtask::kernel::find(&flavor)
+            .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|| panic!("no {} kernel built: run `make check`", flavor.name()));
         let cmd = bindgen_cmd(&flavor);
         let want = flavor.kernel.libclang_path().expect("libclang path");

@@ -29,7 +29,7 @@ fn tree(flavor: &Flavor, test: &str) -> Option<Kernel> {
             return None;
         }
     }
-    match xtask::kernel::find(flavor) {
+    match xtask::kernel::find(flavor).unwrap_or_else(|e| panic!("{e}")) {
         Some(k) => Some(k),
         None if listed.is_some() => panic!(
             "RK_FLAVORS lists {} but its kernel is not built",

@@ -11,6 +11,7 @@ fn prep(arch: Arch, debug: bool, kernel: Kver) -> Prepared {
         debug,
         kernel,
     })
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Boots `script` in the run folder named after the running test and checks the run ended
