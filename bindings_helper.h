@@ -16,6 +16,10 @@
 #include <linux/percpu.h>
 #include <linux/debugfs.h>
 #include <linux/seq_file.h>
+#include <linux/kallsyms.h>
+
+/* KSYM_SYMBOL_LEN (a sizeof() expression, which bindgen does not evaluate). */
+enum { rk_ksym_symbol_len = KSYM_SYMBOL_LEN };
 
 /* Module parameters of rust_kprobe.ko (read-only once loaded). */
 struct rk_kprobe_params {

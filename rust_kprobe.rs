@@ -15,7 +15,7 @@ use core::fmt::{self, Write};
 use kernel::c_str;
 use kernel::prelude::*;
 use kprobes::debugfs::SeqWriter;
-use kprobes::kprobe::{Fault, Hit, Kprobe, KprobeHandler};
+use kprobes::kprobe::{Fault, Hit, Kprobe, KprobeHandler, Step};
 use kprobes::logic::{Filter, RateLimiter, Sockaddr, Verdict, SOCKADDR_MAX};
 use kprobes::percpu::{Counter, Flag, PerCpu};
 use kprobes::probe::Unregistered;
@@ -39,8 +39,8 @@ struct Stats {
 struct BindProbe {
     /// For printing (`&str` formats in one piece, `CStr` byte by byte).
     symbol: &'static str,
-    /// Arguments are in their registers at the function's entry only: past it (`offset=` not
-    /// 0) a hit is counted and reported without a port.
+    /// For printing. Arguments are in their registers at the function's entry only (as the
+    /// kprobe core tells, [`Hit::entry`]): past it a hit is reported without a port.
     offset: u32,
     pid: i32,
     comm: kprobes::params::ParamStr,
@@ -74,7 +74,7 @@ impl KprobeHandler for BindProbe {
             stats.filtered.add(1);
             return Ok(());
         }
-        let addr = if self.offset == 0 {
+        let addr = if hit.entry {
             // int inet_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len), and
             // inet6_bind alike: the address is a kernel copy, at most addr_len bytes of it valid.
             let (Some(uaddr), Some(addr_len)) =
@@ -91,6 +91,10 @@ impl KprobeHandler for BindProbe {
                 return Ok(());
             }
             Some(addr)
+        } else if self.port != 0 {
+            // No port to match (init refuses this probe; until it has unregistered it).
+            stats.filtered.add(1);
+            return Ok(());
         } else {
             None
         };
@@ -109,14 +113,21 @@ impl KprobeHandler for BindProbe {
         Ok(())
     }
 
-    fn post(&self, hit: &Hit<'_>) {
-        if self.post_pending.this_cpu().take() {
-            pr_info!(
-                "{} post_handler: probed instruction at {:#x} single-stepped, ip now {:#x}\n",
-                self.symbol,
-                hit.addr,
-                hit.regs.ip()
-            );
+    fn post(&self, hit: &Hit<'_>, step: Step) {
+        if !self.post_pending.this_cpu().take() {
+            return;
+        }
+        let (sym, addr, ip) = (self.symbol, hit.addr, hit.regs.ip());
+        match step {
+            Step::SingleStepped => pr_info!(
+                "{sym} post_handler: probed instruction at {addr:#x} single-stepped, ip now {ip:#x}\n"
+            ),
+            Step::Emulated => pr_info!(
+                "{sym} post_handler: probed instruction at {addr:#x} emulated by the kprobe core (not single-stepped), ip now {ip:#x}\n"
+            ),
+            Step::Ftrace => pr_info!(
+                "{sym} post_handler: ftrace call site at {addr:#x} passed (ftrace-based probe: no breakpoint, nothing single-stepped), ip now {ip:#x}\n"
+            ),
         }
     }
 
@@ -195,10 +206,6 @@ impl kernel::Module for RustKprobe {
             pr_err!("symbol= is not a kernel symbol name\n");
             return Err(EINVAL);
         };
-        if p.offset != 0 && p.port != 0 {
-            pr_err!("port= needs offset=0: arguments are only known at the function's entry\n");
-            return Err(EINVAL);
-        }
         let handler = BindProbe {
             symbol,
             offset: p.offset,
@@ -223,11 +230,22 @@ impl kernel::Module for RustKprobe {
                 e.to_errno()
             );
         })?;
+        if p.port != 0 && !probe.on_func_entry() {
+            // Dropping `probe` unregisters it: nothing stays behind.
+            pr_err!(
+                "port= needs the probe on the function's entry: {}+{:#x} is past it, where the arguments are unknown\n",
+                p.symbol,
+                p.offset
+            );
+            return Err(EINVAL);
+        }
+        // The address and symbol+offset the kprobe core holds (it may have moved the probe:
+        // past an x86 `endbr64`, for one), and its path, as in /sys/kernel/debug/kprobes/list.
         pr_info!(
-            "Planted kprobe at {:#x} ({}+{:#x})\n",
+            "Planted kprobe at {:#x} ({}){}\n",
             probe.addr(),
-            p.symbol,
-            p.offset
+            kprobes::SymbolOffset::of(probe.addr()).as_str(),
+            probe.path_tag()
         );
         // Live counters are a convenience: without debugfs the probe works all the same.
         let _ = probe.as_mut().publish(

@@ -123,6 +123,18 @@ pub(crate) fn current_task() -> *mut task_struct {
     imp::current_task()
 }
 
+/// Whether the kprobe core emulates (x86) or simulates (arm64) the probed instruction of a
+/// breakpoint probe instead of executing it out of line: `ainsn` as `arch_prepare_kprobe()`
+/// left it.
+///
+/// # Safety
+///
+/// `ainsn` must be the `ainsn` of a registered `struct kprobe`.
+#[inline(always)]
+pub(crate) unsafe fn emulated(ainsn: &super::bindings::arch_specific_insn) -> bool {
+    imp::emulated(ainsn)
+}
+
 /// x86-64 System V ABI, as the kernel uses it:
 ///
 /// | arg 0 | arg 1 | arg 2 | arg 3 | arg 4 | arg 5 | return | ip | sp |
@@ -157,6 +169,13 @@ mod imp {
     #[inline(always)]
     pub(super) fn return_value(r: &pt_regs) -> u64 {
         r.ax as u64
+    }
+
+    /// `prepare_emulation()` sets `emulate_op` for the instructions the core emulates (call,
+    /// jmp, jcc, ret, loop, int3, ...); the others are executed out of line.
+    #[inline(always)]
+    pub(super) fn emulated(ainsn: &bindings::arch_specific_insn) -> bool {
+        ainsn.emulate_op.is_some()
     }
 
     #[inline(always)]
@@ -251,7 +270,7 @@ mod imp {
 #[cfg(CONFIG_ARM64)]
 mod imp {
     use super::{pt_regs, task_struct};
-    use crate::kprobes::bindings::user_pt_regs;
+    use crate::kprobes::bindings::{self, user_pt_regs};
     use core::arch::asm;
 
     fn user(r: &pt_regs) -> &user_pt_regs {
@@ -270,6 +289,18 @@ mod imp {
         user(r).regs[0]
     }
 
+    /// `arch_prepare_kprobe()` leaves the out-of-line slot NULL for the instructions it
+    /// simulates (`INSN_GOOD_NO_SLOT`: branches, PC-relative loads); the slot is `xol_insn`
+    /// since Linux 6.15 (`rk_arm64_xol_insn`, from `<asm/probes.h>`), `api.insn` before.
+    #[inline(always)]
+    pub(super) fn emulated(ainsn: &bindings::arch_specific_insn) -> bool {
+        #[cfg(rk_arm64_xol_insn)]
+        let slot = ainsn.xol_insn;
+        #[cfg(not(rk_arm64_xol_insn))]
+        let slot = ainsn.api.insn;
+        slot.is_null()
+    }
+
     #[inline(always)]
     pub(super) fn ip(r: &pt_regs) -> u64 {
         user(r).pc
@@ -283,21 +314,26 @@ mod imp {
     /// `CurrentEL` of a kernel running at EL2.
     const CURRENT_EL_EL2: u64 = 2 << 2;
 
+    /// `pure` is given only to reads that cannot trap at EL1 or EL2: the compiler may execute
+    /// a `pure` block on a path that did not ask for it (run both arms and select), and rustc
+    /// 1.85.1 did, with `tpidr_el2` at EL1: an undefined-instruction oops on the first hit.
     #[inline(always)]
     pub(super) fn this_cpu_offset() -> usize {
         let el: u64;
         let off: usize;
-        // SAFETY: `CurrentEL` is readable at EL1 and EL2; reading it has no side effect.
+        // SAFETY: `CurrentEL` is readable at EL1 and EL2 (so `pure` is sound: it cannot trap
+        // wherever the kernel runs); reading it has no side effect.
         unsafe {
             asm!("mrs {}, CurrentEL", out(reg) el, options(nomem, nostack, preserves_flags, pure))
         };
         if el == CURRENT_EL_EL2 {
-            // SAFETY: at EL2 `tpidr_el2` is accessible and is the kernel's per-CPU offset.
-            unsafe {
-                asm!("mrs {}, tpidr_el2", out(reg) off, options(nomem, nostack, preserves_flags, pure))
-            };
+            // SAFETY: at EL2 `tpidr_el2` is accessible and is the kernel's per-CPU offset. Not
+            // `pure`: at EL1 this read is an undefined instruction, so it must run on this path
+            // only, never be hoisted or speculated into the other.
+            unsafe { asm!("mrs {}, tpidr_el2", out(reg) off, options(nomem, nostack, preserves_flags)) };
         } else {
-            // SAFETY: at EL1 `tpidr_el1` is the kernel's per-CPU offset.
+            // SAFETY: at EL1 `tpidr_el1` is the kernel's per-CPU offset; it is readable at EL2 as
+            // well, so `pure` cannot make it trap.
             unsafe {
                 asm!("mrs {}, tpidr_el1", out(reg) off, options(nomem, nostack, preserves_flags, pure))
             };

@@ -18,6 +18,27 @@ pub(crate) struct Hit<'a> {
     pub(crate) addr: u64,
     /// Registers at the hit.
     pub(crate) regs: Regs<'a>,
+    /// Whether the probe is on the function's entry, as the kprobe core decided it
+    /// (`KPROBE_FLAG_ON_FUNC_ENTRY`): offset 0, or whatever the architecture takes as the entry
+    /// (x86 with IBT: offset 0 and 4 are both the instruction after `endbr64`). Only there are
+    /// the arguments in their registers ([`Regs::arg`]).
+    pub(crate) entry: bool,
+}
+
+/// How the probed instruction was passed, as the post handler is told: the kprobe core has
+/// three paths, and `/sys/kernel/debug/kprobes/list` shows which one a probe is on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// A breakpoint (x86 `int3`, arm64 `brk`) at the instruction, which the core then executed
+    /// out of line: what `Documentation/trace/kprobes.rst` calls single-stepping.
+    SingleStepped,
+    /// A breakpoint, and the instruction emulated (x86: call, jmp, ret, ...) or simulated
+    /// (arm64: branches, PC-relative loads) by the core: nothing was stepped.
+    Emulated,
+    /// An ftrace-based probe (`[FTRACE]`, `CONFIG_KPROBES_ON_FTRACE`): the hit came from the
+    /// function's ftrace call site, with no breakpoint and nothing stepped; the core sets `ip`
+    /// past the call site for the post handler as if a nop had been stepped.
+    Ftrace,
 }
 
 /// A read of probed memory that faulted (the modern meaning of the pre-5.14 `fault_handler`).
@@ -70,9 +91,11 @@ pub(crate) trait KprobeHandler: Sync + Send + Sized {
     /// Runs before the probed instruction.
     fn pre(&self, hit: &Hit<'_>) -> Result<(), Fault>;
 
-    /// Runs after the probed instruction has been single-stepped: right after it, not at the
-    /// function's return.
-    fn post(&self, _hit: &Hit<'_>) {}
+    /// Runs after the probed instruction, right after it (not at the function's return), with
+    /// how the core passed it: single-stepped, emulated, or an ftrace call site ([`Step`]).
+    /// Never runs on an optimized (jump) probe: a post handler keeps a probe from being
+    /// optimized.
+    fn post(&self, _hit: &Hit<'_>, _step: Step) {}
 
     /// Runs when [`KprobeHandler::pre`] returned a [`Fault`]. Since Linux 5.14 `struct kprobe`
     /// has no `fault_handler`: faults in handlers are fixed up by nofault accessors, and this
@@ -114,6 +137,25 @@ unsafe impl RawProbe for bindings::kprobe {
 }
 
 impl<T: KprobeHandler> Kprobe<T> {
+    /// Whether the core placed the probe on the function's entry (see [`Hit::entry`]).
+    pub(crate) fn on_func_entry(&self) -> bool {
+        self.flags() & bindings::KPROBE_FLAG_ON_FUNC_ENTRY != 0
+    }
+
+    /// What `/sys/kernel/debug/kprobes/list` appends for the probe's path: `[FTRACE]` for an
+    /// ftrace-based one, `[OPTIMIZED]` once the optimizer turned it into a jump, else nothing
+    /// (a breakpoint).
+    pub(crate) fn path_tag(&self) -> &'static str {
+        let f = self.flags();
+        if f & bindings::KPROBE_FLAG_FTRACE != 0 {
+            " [FTRACE]"
+        } else if f & bindings::KPROBE_FLAG_OPTIMIZED != 0 {
+            " [OPTIMIZED]"
+        } else {
+            ""
+        }
+    }
+
     /// A pin-initializer of a kprobe at `symbol` + `offset` running `handler`. On error nothing
     /// stays registered, and `handler` is dropped.
     pub(crate) fn new(symbol: &'static CStr, offset: u32, handler: T) -> impl PinInit<Self, Error> {
@@ -152,6 +194,7 @@ unsafe fn hit<'a, T: KprobeHandler>(
     let hit = Hit {
         addr: probe.addr(),
         regs,
+        entry: probe.on_func_entry(),
     };
     (probe, hit)
 }
@@ -191,5 +234,14 @@ unsafe extern "C" fn post_trampoline<T: KprobeHandler>(
 ) {
     // SAFETY: as in `pre_trampoline`.
     let (probe, hit) = unsafe { hit::<T>(p, regs) };
-    probe.handler().post(&hit);
+    let ftrace = probe.flags() & bindings::KPROBE_FLAG_FTRACE != 0;
+    // SAFETY: `p` is the registered `struct kprobe` (as above); the core filled its `ainsn`
+    // when it prepared the probe, before arming it, and does not change it while armed.
+    let emulated = !ftrace && unsafe { super::arch::emulated(&(*p).ainsn) };
+    let step = match (ftrace, emulated) {
+        (true, _) => Step::Ftrace,
+        (false, true) => Step::Emulated,
+        (false, false) => Step::SingleStepped,
+    };
+    probe.handler().post(&hit, step);
 }

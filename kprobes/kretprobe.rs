@@ -126,6 +126,7 @@ unsafe fn kretprobe_of(ri: *mut bindings::kretprobe_instance) -> Option<*mut bin
 unsafe fn instance<'a, T: KretprobeHandler>(
     ri: *mut bindings::kretprobe_instance,
     regs: *mut bindings::pt_regs,
+    entry: bool,
 ) -> Option<(&'a Kretprobe<T>, Hit<'a>, *mut T::Data)> {
     // SAFETY: `ri` is a live instance of a registered kretprobe (this function's contract).
     let rp = unsafe { kretprobe_of(ri) }?;
@@ -136,9 +137,12 @@ unsafe fn instance<'a, T: KretprobeHandler>(
     let data = unsafe { addr_of_mut!((*ri).data) }.cast::<T::Data>();
     // SAFETY: `regs` is valid for `'a` (this function's contract).
     let regs = unsafe { Regs::from_raw(regs) };
+    // A kretprobe is always on the function's entry (the core refuses it elsewhere); `entry`
+    // says whether these are the entry's registers (arguments) or the return's.
     let hit = Hit {
         addr: probe.addr(),
         regs,
+        entry,
     };
     Some((probe, hit, data))
 }
@@ -158,7 +162,7 @@ unsafe extern "C" fn entry_trampoline<T: KretprobeHandler>(
     // SAFETY: the core calls this with a live instance of the registered kretprobe of a
     // `Kretprobe<T>`, which outlives the call (unregistration waits for running handlers), and
     // this entry's `pt_regs`.
-    let Some((probe, hit, data)) = (unsafe { instance::<T>(ri, regs) }) else {
+    let Some((probe, hit, data)) = (unsafe { instance::<T>(ri, regs, true) }) else {
         return 1;
     };
     match probe.handler().entry(&hit) {
@@ -185,7 +189,7 @@ unsafe extern "C" fn ret_trampoline<T: KretprobeHandler>(
     regs: *mut bindings::pt_regs,
 ) -> kernel::ffi::c_int {
     // SAFETY: as in `entry_trampoline`, for this return.
-    if let Some((probe, hit, data)) = unsafe { instance::<T>(ri, regs) } {
+    if let Some((probe, hit, data)) = unsafe { instance::<T>(ri, regs, false) } {
         // SAFETY: the return handler only runs for instances whose entry handler returned 0,
         // i.e. after `entry_trampoline` wrote a `T::Data` there.
         let d = unsafe { data.read_unaligned() };

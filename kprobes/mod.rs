@@ -54,6 +54,39 @@ pub(crate) fn read_kernel(src: *const u8, buf: &mut [u8]) -> Result<(), i32> {
     }
 }
 
+/// `symbol+offset` of a kernel text address, as `/sys/kernel/debug/kprobes/list` names it:
+/// what `sprint_symbol()` writes, without its `/size` and ` [module]`. For init-time lines:
+/// it is `KSYM_SYMBOL_LEN` bytes on the stack.
+pub(crate) struct SymbolOffset {
+    buf: [u8; bindings::rk_ksym_symbol_len as usize],
+    len: usize,
+}
+
+impl SymbolOffset {
+    /// Looks `addr` up in kallsyms (a search of the symbol tables: for init and exit, not for
+    /// handlers).
+    pub(crate) fn of(addr: u64) -> Self {
+        let mut s = Self {
+            buf: [0; bindings::rk_ksym_symbol_len as usize],
+            len: 0,
+        };
+        // SAFETY: `buf` is `KSYM_SYMBOL_LEN` bytes, the most `sprint_symbol()` writes (its
+        // contract), and `addr` is only looked up, never dereferenced.
+        let n = unsafe { bindings::sprint_symbol(s.buf.as_mut_ptr().cast(), addr as kernel::ffi::c_ulong) };
+        let n = usize::try_from(n).unwrap_or(0).min(s.buf.len());
+        s.len = s.buf[..n]
+            .iter()
+            .position(|&b| b == b'/' || b == b' ')
+            .unwrap_or(n);
+        s
+    }
+
+    /// The name, e.g. `inet_bind+0x4` (the address in hex when kallsyms has no symbol there).
+    pub(crate) fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
+    }
+}
+
 /// Nanoseconds of the monotonic clock, NMI-safe (`ktime_get_mono_fast_ns()`).
 ///
 /// Not `ktime_get()`: on x86_64 a kprobe hit is an int3, which the kernel handles as an NMI,

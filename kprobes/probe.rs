@@ -160,6 +160,18 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
         unsafe { (*kp).addr as u64 }
     }
 
+    /// The core's `KPROBE_FLAG_*` of the probe. Read atomically: the core sets `OPTIMIZED`
+    /// and `GONE` while the probe is registered.
+    #[inline(always)]
+    pub(crate) fn flags(&self) -> u32 {
+        // SAFETY: `self.raw` is a valid `R` (registered, type invariant).
+        let kp = unsafe { R::kprobe(self.raw.get()) };
+        // SAFETY: `kp` is valid, so its `u32 flags` is an aligned, live word that the core
+        // writes concurrently: hence an atomic load, and no reference to the field.
+        let f = unsafe { core::sync::atomic::AtomicU32::from_ptr(addr_of_mut!((*kp).flags)) };
+        f.load(core::sync::atomic::Ordering::Relaxed)
+    }
+
     /// How many hits the core ran no handler for (see each kind).
     pub(crate) fn nmissed(&self) -> u64 {
         // SAFETY: `self.raw` is a valid `R`.

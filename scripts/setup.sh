@@ -3,8 +3,10 @@
 # that each kernel's build accepts the Rust toolchain. Used by `make setup` (and demo/check/bench).
 #   ARCHES="x86_64 arm64"   guest architectures (QEMU, busybox, musl targets)
 #   KERNELS="6.12 7.3"      kernel sources to prepare (6.12: bookworm's linux-source-6.12, built
-#                           with clang 14; 7.3: trixie-backports' linux-source-7.3, clang 19)
+#                           with clang 14; 7.3: trixie-backports' linux-source-7.3, clang 19;
+#                           debian: Debian 13's own 7.3 kernels, scripts/debian.sh)
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 
 BINDGEN_VERSION=0.73.2
 ARCHES=${ARCHES:-x86_64}
@@ -42,8 +44,9 @@ qemu_ok() {
 }
 if ! qemu_ok; then
   if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    echo "setup: adding bookworm-backports to apt's sources (for QEMU >= 8.1)"
-    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' |
+    . "$here/apt-mirror.sh"
+    echo "setup: adding bookworm-backports ($rk_mirror) to apt's sources (for QEMU >= 8.1)"
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$rk_mirror" |
       sudo_ tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
   fi
   echo "setup: installing ${qemu_pkgs[*]} from bookworm-backports"
@@ -89,8 +92,9 @@ fi
 # apt checks the Release signature (Debian's archive keyring) and the .deb's hash.
 fetch_73() {
   local d="$cache/apt" o
+  . "$here/apt-mirror.sh"
   mkdir -p "$d/lists/partial" "$d/archives/partial" "$d/deb"
-  printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie-backports main\n' >"$d/sources.list"
+  printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s trixie-backports main\n' "$rk_mirror" >"$d/sources.list"
   o=(-o Dir::Etc::SourceList="$d/sources.list" -o Dir::Etc::SourceParts=/dev/null
      -o Dir::State::Lists="$d/lists" -o Dir::Cache="$d" -o Dir::Cache::Archives="$d/archives"
      -o APT::Architecture=amd64 -o Debug::NoLocking=1)
@@ -101,6 +105,7 @@ fetch_73() {
 
 for k in $KERNELS; do
   case $k in
+    debian) ARCHES="$ARCHES" "$here/debian.sh" | sed 's/^/setup: /'; continue ;;
     6.12)
       tarball=/usr/src/linux-source-6.12.tar.xz
       [ -f "$tarball" ] || { echo "setup: $tarball missing (apt-get install linux-source-6.12)" >&2; exit 1; }
@@ -117,7 +122,7 @@ for k in $KERNELS; do
         tarball=$(ls "$tmp"/usr/src/linux-source-7.3.tar.xz)
       fi
       llvm=-19 ;;
-    *) echo "setup: unknown KERNEL=$k (6.12 or 7.3)" >&2; exit 1 ;;
+    *) echo "setup: unknown KERNEL=$k (6.12, 7.3 or debian)" >&2; exit 1 ;;
   esac
   src="$cache/src/linux-$ver"
   if [ ! -f "$src/.unpacked" ]; then

@@ -40,3 +40,21 @@ trace_dump() {
 }
 # A debugfs file printed with a prefix: dstat PREFIX MODULE FILE
 dstat() { sed "s/^/$1 /" /sys/kernel/debug/$2/$3; }
+
+# Whether the kernel accepts a kprobe event at function $1 + offset $2 (fetching $3, if any):
+# its own instruction decoder and entry test decide. The event is removed again.
+probe_ok() { echo "p:rk_try $1+$2 $3" >> $T/kprobe_events 2>/dev/null && echo "-:rk_try" >> $T/kprobe_events; }
+# The first offset past function $1's entry where a kprobe can go: an instruction boundary at
+# which fetching $arg1 (allowed on the function's entry only, as the kprobe core reckons it:
+# offset 0, or 4 after an x86 endbr64) is refused.
+past_entry() {
+  for o in $(seq 1 64); do
+    if probe_ok "$1" "$o" && ! probe_ok "$1" "$o" '$arg1'; then echo "$o"; return 0; fi
+  done
+  return 1
+}
+# The first offset into function $1 that is not an instruction boundary (refused).
+inside_insn() {
+  for o in $(seq 1 64); do probe_ok "$1" "$o" || { echo "$o"; return 0; }; done
+  return 1
+}

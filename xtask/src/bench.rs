@@ -38,16 +38,13 @@ pub fn modules(k: &Kernel, flavor: &Flavor) -> Vec<PathBuf> {
     }
     let dir = crate::util::build_dir(flavor).join("bench");
     sync(&repo_root().join("bench"), &dir);
-    let mut args = vec![
-        "-C".to_string(),
-        k.dir.display().to_string(),
-        format!("M={}", dir.display()),
-    ];
+    let mut args = vec![format!("M={}", dir.display())];
     args.extend(flavor.make_vars());
     args.push("modules".into());
     let log = dir.join("build.log");
     let _ = std::fs::remove_file(&log);
-    run_logged("make", &args, &log, "bench module build");
+    let (cmd, args) = k.make(&args);
+    run_logged(&cmd, &args, &log, "bench module build");
     let mut out: Vec<PathBuf> = NAMES.iter().map(|n| dir.join(format!("{n}.ko"))).collect();
     out.push(bpf_object(flavor, &dir));
     out.push(crate::initramfs::guest_program(flavor, "bpfload").unwrap_or_else(|e| fail(&e)));

@@ -47,7 +47,7 @@ fn write(path: &Path, data: impl AsRef<[u8]>) -> Result<(), String> {
 fn gen_init_cpio(kernel: &Kernel, list: &str, out: &Path) -> Result<(), String> {
     let list_file = out.with_extension("list");
     write(&list_file, list)?;
-    let tool = kernel.dir.join("usr/gen_init_cpio");
+    let tool = kernel.gen_init_cpio();
     let cpio = Command::new(&tool)
         .arg(&list_file)
         .output()

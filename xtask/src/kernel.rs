@@ -6,9 +6,42 @@ use std::path::{Path, PathBuf};
 
 /// A built kernel tree usable as `KDIR` for out-of-tree modules.
 pub struct Kernel {
+    /// The build tree (`KDIR`), as the host sees it.
     pub dir: PathBuf,
     pub src: PathBuf,
     pub image: PathBuf,
+    /// Builds against it run in the Debian 13 environment (`scripts/in-debian`), with the tree
+    /// at `dir` less the environment's root.
+    pub in_debian: bool,
+}
+
+impl Kernel {
+    /// `make -C <tree> <args>`, where builds against this kernel run: the command and its
+    /// arguments.
+    pub fn make(&self, args: &[String]) -> (String, Vec<String>) {
+        if self.in_debian {
+            let root = crate::debian::root();
+            let dir = Path::new("/").join(self.dir.strip_prefix(&root).unwrap_or(&self.dir));
+            let mut a = vec!["make".into(), "-C".into(), dir.display().to_string()];
+            a.extend(args.iter().cloned());
+            let tool = crate::util::repo_root().join("scripts/in-debian");
+            (tool.display().to_string(), a)
+        } else {
+            let mut a = vec!["-C".into(), self.dir.display().to_string()];
+            a.extend(args.iter().cloned());
+            ("make".into(), a)
+        }
+    }
+
+    /// `usr/gen_init_cpio` of the tree (a headers tree has none: the project's 7.3 kernel's, or
+    /// one compiled from the Debian source).
+    pub fn gen_init_cpio(&self) -> PathBuf {
+        if self.in_debian {
+            crate::debian::gen_init_cpio()
+        } else {
+            self.dir.join("usr/gen_init_cpio")
+        }
+    }
 }
 
 fn fragments(repo: &Path, flavor: &Flavor) -> Vec<PathBuf> {
@@ -81,23 +114,35 @@ pub fn source(kver: Kver) -> Result<PathBuf, String> {
 }
 
 fn locate(repo: &Path, flavor: &Flavor) -> Result<Kernel, String> {
+    if !flavor.kernel.built_here() {
+        return crate::debian::locate(flavor);
+    }
     let src = source(flavor.kernel)?;
     let key = cache_key(repo, flavor, &src)?;
     let dir = cache_dir()
         .join("kernel")
         .join(format!("{}-{key}", flavor.name()));
     let image = dir.join(flavor.arch.image_path());
-    Ok(Kernel { dir, src, image })
+    Ok(Kernel {
+        dir,
+        src,
+        image,
+        in_debian: false,
+    })
 }
 
 /// The cached kernel of `flavor` for the current sources and tools, if built.
 pub fn find(flavor: &Flavor) -> Result<Option<Kernel>, String> {
     let k = locate(&crate::util::repo_root(), flavor)?;
-    Ok(k.dir.join(".built").exists().then_some(k))
+    let built = if k.in_debian { ".rk-ready" } else { ".built" };
+    Ok(k.dir.join(built).exists().then_some(k))
 }
 
 /// Builds (or finds in the cache) the kernel for `flavor`.
 pub fn ensure(repo: &Path, flavor: &Flavor) -> Result<Kernel, String> {
+    if !flavor.kernel.built_here() {
+        return crate::debian::ensure(flavor);
+    }
     let k = locate(repo, flavor)?;
     let (dir, src) = (k.dir.clone(), k.src.clone());
     if dir.join(".built").exists() {

@@ -67,15 +67,12 @@ pub fn build(kernel: &Kernel, flavor: &Flavor, extra: &[&str]) -> Result<Built, 
     }
     let log = out.join("modules.log");
     let _ = fs::remove_file(&log);
-    let mut args = vec![
-        "-C".to_string(),
-        kernel.dir.display().to_string(),
-        format!("M={}", src.display()),
-    ];
+    let mut args = vec![format!("M={}", src.display())];
     args.extend(flavor.make_vars());
     args.extend(extra.iter().map(|s| s.to_string()));
     args.push("modules".into());
-    try_run_logged("make", &args, &log, "module build")?;
+    let (cmd, args) = kernel.make(&args);
+    try_run_logged(&cmd, &args, &log, "module build")?;
     // The modules must build with no compiler warnings.
     let text = fs::read_to_string(&log).map_err(|e| format!("{}: {e}", log.display()))?;
     let warnings: Vec<&str> = text.lines().filter(|l| l.contains("warning")).collect();

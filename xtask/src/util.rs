@@ -64,29 +64,41 @@ pub enum Kver {
     V6_12,
     /// 7.3: trixie-backports' `linux-source-7.3`; needs LLVM >= 17.0.1, built with clang 19.
     V7_3,
+    /// Debian 13's own 7.3 kernel (trixie-backports' `linux-binary-unsigned-<release>`), built by
+    /// Debian with GCC 14; the modules are built against its `linux-headers` in a Debian 13
+    /// environment (`scripts/debian.sh`, `xtask::debian`).
+    Debian,
 }
 
 impl Kver {
-    pub const ALL: [Kver; 2] = [Kver::V6_12, Kver::V7_3];
+    pub const ALL: [Kver; 3] = [Kver::V6_12, Kver::V7_3, Kver::Debian];
 
     pub fn parse(s: &str) -> Result<Kver, String> {
         match s {
             "6.12" => Ok(Kver::V6_12),
             "7.3" => Ok(Kver::V7_3),
-            _ => Err(format!("unsupported KERNEL={s} (6.12 or 7.3)")),
+            "debian" => Ok(Kver::Debian),
+            _ => Err(format!("unsupported KERNEL={s} (6.12, 7.3 or debian)")),
         }
     }
     pub fn name(self) -> &'static str {
         match self {
             Kver::V6_12 => "6.12",
             Kver::V7_3 => "7.3",
+            Kver::Debian => "debian",
         }
+    }
+    /// Whether the project builds this kernel itself (else it is a distribution's: Debian's).
+    pub fn built_here(self) -> bool {
+        self != Kver::Debian
     }
     /// Kbuild's `LLVM=`: `1` for the unversioned tools, `-19` for `clang-19`, `ld.lld-19`, ...
     pub fn llvm(self) -> &'static str {
         match self {
             Kver::V6_12 => "1",
             Kver::V7_3 => "-19",
+            // Not an LLVM build: Debian's GCC 14 (its headers' .kernelvariables name it).
+            Kver::Debian => "",
         }
     }
     /// The `clang` of that LLVM.
@@ -109,6 +121,7 @@ impl Kver {
         match self {
             Kver::V6_12 => "",
             Kver::V7_3 => "-7.3",
+            Kver::Debian => "-debian",
         }
     }
 }
@@ -133,6 +146,9 @@ impl Flavor {
             Ok(k) if !k.trim().is_empty() => Kver::parse(k.trim())?,
             _ => Kver::V6_12,
         };
+        if debug && kernel == Kver::Debian {
+            return Err("DEBUG=1 is for the project's own kernels; Debian ships no debug kernel".into());
+        }
         Ok(Flavor {
             arch,
             debug,
@@ -152,7 +168,7 @@ impl Flavor {
     /// The flavor named `name` (as [`Flavor::name`] writes it).
     pub fn parse(name: &str) -> Result<Flavor, String> {
         let (rest, kernel) = match name.rsplit_once('-') {
-            Some((r, k)) if k.contains('.') => (r, Kver::parse(k)?),
+            Some((r, k)) if k.contains('.') || k == "debian" => (r, Kver::parse(k)?),
             _ => (name, Kver::V6_12),
         };
         let (arch, debug) = match rest.strip_suffix("-debug") {
@@ -172,10 +188,11 @@ impl Flavor {
     }
     /// `make` variables for the kernel and for Kbuild module builds.
     pub fn make_vars(&self) -> Vec<String> {
-        vec![
-            format!("ARCH={}", self.arch.name()),
-            format!("LLVM={}", self.kernel.llvm()),
-        ]
+        let mut v = vec![format!("ARCH={}", self.arch.name())];
+        if self.kernel.built_here() {
+            v.push(format!("LLVM={}", self.kernel.llvm()));
+        }
+        v
     }
 }
 
@@ -253,8 +270,12 @@ pub fn try_run_logged(cmd: &str, args: &[String], log: &Path, what: &str) -> Res
         .open(log)
         .map_err(io)?;
     writeln!(logf, "$ {cmd} {}", args.join(" ")).map_err(io)?;
+    // Not the flags of the `make` that ran the harness: `make -s kbuild-args` would silence the
+    // kernel build, and its progress with it.
     let mut child = Command::new(cmd)
         .args(args)
+        .env_remove("MAKEFLAGS")
+        .env_remove("MFLAGS")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -52,11 +52,17 @@ pub struct Run {
 
 impl Run {
     /// Kernel log lines of `module` (`<module>: ...`), prefix removed.
+    /// The module loader's notices about an out-of-tree or unsigned module (a distribution
+    /// kernel with `MODULE_SIG` taints on the first unsigned one) are not the module's.
     pub fn module_lines(&self, module: &str) -> Vec<&str> {
         let p = format!("{module}: ");
         self.dmesg
             .iter()
             .filter_map(|l| l.strip_prefix(&p))
+            .filter(|l| {
+                !l.starts_with("loading out-of-tree module taints kernel")
+                    && !l.starts_with("module verification failed: signature")
+            })
             .collect()
     }
 

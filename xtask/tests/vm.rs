@@ -108,26 +108,46 @@ fn kretprobe_returns(log: &[&str], func: &str) -> Vec<i64> {
         .collect()
 }
 
-/// Offsets of the instructions of `func` in the guest kernel (x86: disassembled on the host
-/// from vmlinux; arm64: every 4 bytes).
-fn instruction_offsets(p: &Prepared, func: &str) -> Vec<u32> {
-    if p.flavor.arch == Arch::Arm64 {
-        return (0..8).map(|i| i * 4).collect();
-    }
-    let vmlinux = p.kernel.dir.join("vmlinux");
-    let out = std::process::Command::new("objdump")
-        .args(["-d", "--no-show-raw-insn", &format!("--disassemble={func}")])
-        .arg(&vmlinux)
-        .output()
-        .unwrap_or_else(|e| panic!("objdump {}: {e}", vmlinux.display()));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let addrs: Vec<u64> = text
-        .lines()
-        .filter_map(|l| l.trim_start().split(':').next())
-        .filter_map(|a| u64::from_str_radix(a.trim(), 16).ok())
-        .collect();
-    assert!(addrs.len() >= 2, "cannot disassemble {func}: {text}");
-    addrs.iter().map(|a| (a - addrs[0]) as u32).collect()
+/// One probe of `/sys/kernel/debug/kprobes/list` (`kprobes_list PREFIX` in a scenario):
+/// where the kprobe core put it and on which path.
+#[derive(Debug)]
+struct Listed {
+    addr: u64,
+    /// `inet_bind+0x4`
+    at: String,
+    /// `[FTRACE]` (an ftrace-based probe) among its flags.
+    ftrace: bool,
+}
+
+/// The probes listed under `prefix` whose place is in `sym`.
+fn listed(run: &Run, prefix: &str, sym: &str) -> Vec<Listed> {
+    run.guest_with(prefix)
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.get(3).is_some_and(|at| at.starts_with(&format!("{sym}+"))))
+        .map(|f| Listed {
+            addr: u64::from_str_radix(f[1], 16).unwrap_or_else(|_| panic!("{f:?}")),
+            at: f[3].to_string(),
+            ftrace: f[4..].contains(&"[FTRACE]"),
+        })
+        .collect()
+}
+
+/// Whether this flavor's kernel puts entry kprobes on ftrace (Debian's x86_64: the kprobes of
+/// `/sys/kernel/debug/kprobes/list` say `[FTRACE]`; the project's kernels have no function
+/// tracer). The tests hold the kernel to it, so that a kernel that changes path fails them.
+fn entry_on_ftrace(p: &Prepared) -> bool {
+    !p.flavor.kernel.built_here() && p.flavor.arch == Arch::X86_64
+}
+
+/// The number a scenario printed after `prefix` (one such line).
+fn guest_number(run: &Run, prefix: &str) -> u32 {
+    let v = run.guest_with(prefix);
+    assert_eq!(v.len(), 1, "want one `{prefix}` line in {:?}", run.guest);
+    v[0].trim_start_matches(prefix)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("`{}`", v[0]))
 }
 
 // ---- rust_kprobe.ko ----------------------------------------------------------------------
@@ -137,6 +157,7 @@ fn kprobe_reports_each_bind(p: &Prepared) {
         p,
         "load rust_kprobe
          kallsyms inet_bind
+         kprobes_list
          loadgen bind 49152 8080 1234 65535
          loadgen bind inet6 49153
          rmmod rust_kprobe",
@@ -144,6 +165,17 @@ fn kprobe_reports_each_bind(p: &Prepared) {
     let log = run.module_lines("rust_kprobe");
     let binds = run.ops("bind");
     assert_eq!(binds.len(), 5, "load program output: {:?}", run.guest);
+    // The planted line names what the kprobe core holds (kprobes/list): the address, the
+    // symbol+offset (past an x86 endbr64 on an IBT kernel) and the path.
+    let mut l = listed(&run, "KPROBES ", "inet_bind");
+    assert_eq!(l.len(), 1, "want one inet_bind kprobe listed: {l:?}");
+    let core = l.remove(0);
+    assert_eq!(core.ftrace, entry_on_ftrace(p), "{core:?}");
+    let tag = if core.ftrace { " [FTRACE]" } else { "" };
+    assert_once(
+        &log,
+        &format!("Planted kprobe at {:#x} ({}){tag}", core.addr, core.at),
+    );
     let inet: Vec<_> = binds.iter().filter(|o| o.family == "inet").collect();
     assert_eq!(inet.len(), 4);
     for o in &inet {
@@ -152,20 +184,33 @@ fn kprobe_reports_each_bind(p: &Prepared) {
     }
     // The AF_INET6 socket goes through inet6_bind: inet_bind never sees it.
     assert_eq!(count(&log, "socket bind port="), inet.len(), "{log:#?}");
+    // The post handler says how the probed instruction was passed: the ftrace call site
+    // (ip past its 5 bytes), else single-stepped after the breakpoint.
+    let post = if core.ftrace {
+        format!(
+            "inet_bind post_handler: ftrace call site at {:#x} passed (ftrace-based probe: no breakpoint, nothing single-stepped), ip now {:#x}",
+            core.addr,
+            core.addr + 5
+        )
+    } else {
+        format!(
+            "inet_bind post_handler: probed instruction at {:#x} single-stepped, ip now ",
+            core.addr
+        )
+    };
     assert_eq!(
-        count(&log, "post_handler: probed instruction at"),
+        log.iter().filter(|l| l.starts_with(&post)).count(),
         inet.len(),
-        "{log:#?}"
+        "want {} `{post}` in {log:#?}",
+        inet.len()
     );
-    let planted = the_line(&log, "Planted kprobe at ");
+    assert_eq!(count(&log, "post_handler: "), inet.len(), "{log:#?}");
     let base = run.kallsyms("inet_bind").expect("inet_bind in kallsyms");
-    assert_eq!(
-        hex_after(planted, "at "),
-        Some(base),
-        "probe address vs /proc/kallsyms: {planted}"
-    );
+    if p.flavor.kernel.built_here() {
+        assert_eq!(core.addr, base, "probe address vs /proc/kallsyms: {core:?}");
+    }
     let t = kprobe_totals(&log);
-    assert_eq!(t.addr, base);
+    assert_eq!(t.addr, core.addr);
     let n = inet.len() as u64;
     assert_eq!(
         (
@@ -266,30 +311,32 @@ fn kprobe_fault_handler_on_unreadable_argument(p: &Prepared) {
 /// `offset=` other than 0 each hit is counted and reported, with no port; `port=` (which needs
 /// one) is refused.
 fn kprobe_past_entry_decodes_no_arguments(p: &Prepared) {
-    let off = instruction_offsets(p, "inet_bind")[1];
-    let script = format!(
-        "refused rust_kprobe offset={off} port=8080
+    // The first instruction past the entry, as the guest kernel's own decoder tells.
+    let script = "off=$(past_entry inet_bind)
+         echo \"OFFSET $off\"
+         refused rust_kprobe offset=$off port=8080
          not_loaded rust_kprobe
-         load rust_kprobe offset={off}
+         kprobes_list KPROBES-REFUSED
+         load rust_kprobe offset=$off
          kallsyms inet_bind
          loadgen bind 30200 30201
          loadgen bind-raw 1 16 30202
          dstat KSTATS rust_kprobe stats
-         rmmod rust_kprobe"
-    );
-    let run = boot(p, &script);
+         rmmod rust_kprobe";
+    let run = boot(p, script);
+    let off = guest_number(&run, "OFFSET ");
     assert_eq!(refusals(&run), [("rust_kprobe".to_string(), -22)]);
+    assert!(run.guest_with("KPROBES-REFUSED ").is_empty(), "{:?}", run.guest);
     let log = run.module_lines("rust_kprobe");
     assert_once(
         &log,
-        "port= needs offset=0: arguments are only known at the function's entry",
+        &format!("port= needs the probe on the function's entry: inet_bind+{off:#x} is past it, where the arguments are unknown"),
     );
     let planted = the_line(&log, "Planted kprobe at ");
     let base = run.kallsyms("inet_bind").expect("inet_bind in kallsyms");
     assert_eq!(
-        hex_after(planted, "at "),
-        Some(base + off as u64),
-        "{planted}"
+        planted,
+        format!("Planted kprobe at {:#x} (inet_bind+{off:#x})", base + off as u64),
     );
     let binds = run.ops("bind");
     assert_eq!(binds.iter().map(|o| o.ret).collect::<Vec<_>>(), [0, 0, -97]);
@@ -316,6 +363,46 @@ fn kprobe_past_entry_decodes_no_arguments(p: &Prepared) {
     assert_eq!(run.stat("KSTATS", "reported"), 3);
     let t = kprobe_totals(&log);
     assert_eq!((t.hits, t.reported, t.filtered), (3, 3, 0), "{t:?}");
+}
+
+/// On an IBT kernel (Debian's x86_64) a function starts with `endbr64`, and the kprobe core
+/// puts a probe at offset 0 or 4 on the instruction after it (`arch_adjust_kprobe_addr()`):
+/// both are the entry, with the arguments in their registers, so `offset=4` decodes ports (and
+/// takes `port=`) and prints what offset 0 prints.
+fn kprobe_ibt_offset_4_is_the_entry(p: &Prepared) {
+    let run = boot(
+        p,
+        "load rust_kprobe offset=4 port=30400
+         kprobes_list KPROBES-4
+         loadgen bind 30400 30401
+         rmmod rust_kprobe
+         load rust_kprobe
+         kprobes_list KPROBES-0
+         loadgen bind 30402
+         rmmod rust_kprobe",
+    );
+    let (l4, l0) = (
+        listed(&run, "KPROBES-4 ", "inet_bind"),
+        listed(&run, "KPROBES-0 ", "inet_bind"),
+    );
+    assert_eq!((l4.len(), l0.len()), (1, 1), "{:?}", run.guest);
+    assert_eq!(l0[0].at, "inet_bind+0x4", "offset 0 not moved past an endbr64: {l0:?}");
+    assert_eq!((l4[0].addr, &l4[0].at), (l0[0].addr, &l0[0].at), "{l4:?} vs {l0:?}");
+    let log = run.module_lines("rust_kprobe");
+    let tag = if l0[0].ftrace { " [FTRACE]" } else { "" };
+    let planted = format!("Planted kprobe at {:#x} (inet_bind+0x4){tag}", l0[0].addr);
+    assert_eq!(count(&log, &planted), 2, "want `{planted}` twice in {log:#?}");
+    let binds = run.ops("bind");
+    assert_eq!(binds.iter().map(|o| o.ret).collect::<Vec<_>>(), [0, 0, 0]);
+    // 30400 passes the port filter, 30401 does not; 30402 with offset 0: the same line.
+    assert_once(&log, &binds[0].kprobe_line("inet_bind"));
+    assert_eq!(count(&log, &format!("port={}", binds[1].port)), 0, "{log:#?}");
+    assert_once(&log, &binds[2].kprobe_line("inet_bind"));
+    assert_eq!(count(&log, "arguments unknown"), 0, "{log:#?}");
+    let t = KprobeTotals::all(&log);
+    assert_eq!(t.len(), 2, "{log:#?}");
+    assert_eq!((t[0].hits, t[0].reported, t[0].filtered), (2, 1, 1), "{:?}", t[0]);
+    assert_eq!((t[1].hits, t[1].reported, t[1].filtered), (1, 1, 0), "{:?}", t[1]);
 }
 
 // ---- rust_kretprobe.ko -------------------------------------------------------------------
@@ -457,7 +544,10 @@ fn kprobe_agrees_with_tracefs(p: &Prepared) {
          kevent_rm rkbind
          kprobes_list KPROBES-END",
     );
-    let base = run.kallsyms("inet_bind").expect("inet_bind in kallsyms");
+    // Where the core put both entry probes (past an endbr64 on an IBT kernel).
+    let both = listed(&run, "KPROBES-BOTH ", "inet_bind");
+    assert_eq!(both.len(), 2, "{both:?}");
+    let (base, entry) = (both[0].addr, both[0].at.clone());
     let ops = run.ops("bind");
     assert_eq!(
         ops.iter().map(|o| o.ret).collect::<Vec<_>>(),
@@ -483,7 +573,7 @@ fn kprobe_agrees_with_tracefs(p: &Prepared) {
             (o.comm.as_str(), o.tid),
             "{e:?} vs {o:?}"
         );
-        assert!(e.at.starts_with("inet_bind+0x0/"), "{e:?}");
+        assert!(e.at.starts_with(&format!("{entry}/")), "{e:?}");
         assert_eq!(e.arg("len"), o.len as i64, "{e:?} vs {o:?}");
         let family = if o.family == "raw1" { 1 } else { 2 };
         assert_eq!(e.arg("family"), family, "{e:?} vs {o:?}");
@@ -591,15 +681,15 @@ const EINVAL_WHY: &str =
     "not a probe point: blacklisted, in a non-kernel text section, or bad offset (EINVAL) (errno -22)";
 
 fn bad_parameters_are_refused_cleanly(p: &Prepared) {
-    let (blacklisted, misaligned, misaligned_errno, misaligned_why) = match p.flavor.arch {
+    // The offset inside an instruction is found by the guest kernel's own decoder.
+    let (blacklisted, misaligned_errno, misaligned_why) = match p.flavor.arch {
         Arch::X86_64 => (
             "kprobe_int3_handler",
-            x86_offset_inside_an_instruction(p, "inet_bind"),
             -84,
             "offset is not at an instruction boundary (EILSEQ) (errno -84)",
         ),
         // arm64 instructions are 4 bytes, aligned: the core refuses with EINVAL.
-        Arch::Arm64 => ("get_kprobe", 2, -22, EINVAL_WHY),
+        Arch::Arm64 => ("get_kprobe", -22, EINVAL_WHY),
     };
     let long = "x".repeat(600);
     let script = format!(
@@ -607,7 +697,9 @@ fn bad_parameters_are_refused_cleanly(p: &Prepared) {
          refused rust_kprobe symbol=
          refused rust_kprobe symbol={long}
          refused rust_kprobe symbol={blacklisted}
-         refused rust_kprobe symbol=inet_bind offset={misaligned}
+         mis=$(inside_insn inet_bind)
+         echo \"INSIDE $mis\"
+         refused rust_kprobe symbol=inet_bind offset=$mis
          refused rust_kretprobe maxactive=4097
          refused rust_kretprobe maxactive=-1
          refused rust_kretprobe func=no_such_function_here
@@ -622,6 +714,7 @@ fn bad_parameters_are_refused_cleanly(p: &Prepared) {
          rmmod rust_kprobe"
     );
     let run = boot(p, &script);
+    let misaligned = guest_number(&run, "INSIDE ");
     let (kp, krp) = ("rust_kprobe".to_string(), "rust_kretprobe".to_string());
     assert_eq!(
         refusals(&run),
@@ -695,18 +788,6 @@ fn bad_parameters_are_refused_cleanly(p: &Prepared) {
     assert_eq!(bind.len(), 1, "{:?}", run.guest);
     assert_once(&kp, &bind[0].kprobe_line("inet_bind"));
     assert_eq!(kretprobe_returns(&krp, "inet_release"), [0], "{krp:#?}");
-}
-
-/// An offset into `func` that falls inside an x86 instruction (the first one longer than a
-/// byte), found by disassembling the guest kernel's vmlinux on the host.
-fn x86_offset_inside_an_instruction(p: &Prepared, func: &str) -> u32 {
-    let offs = instruction_offsets(p, func);
-    let (a, _) = offs
-        .windows(2)
-        .map(|w| (w[0], w[1]))
-        .find(|(a, b)| b - a > 1)
-        .expect("a multi-byte instruction");
-    a + 1
 }
 
 fn load_unload_under_fire(p: &Prepared) {
@@ -1243,4 +1324,16 @@ mod arm64_7_3 {
 mod x86_64_debug_7_3 {
     use super::{Arch, Kver};
     all_tests!(Arch::X86_64, true, Kver::V7_3);
+}
+
+mod x86_64_debian {
+    use super::{Arch, Kver};
+    all_tests!(Arch::X86_64, false, Kver::Debian);
+    vm_tests!(Arch::X86_64, false, Kver::Debian; kprobe_ibt_offset_4_is_the_entry);
+}
+
+mod arm64_debian {
+    use super::{Arch, Kver};
+    all_tests!(Arch::Arm64, false, Kver::Debian);
+    vm_tests!(Arch::Arm64, false, Kver::Debian; arm64_vhe_kernel_at_el2);
 }
