@@ -2,6 +2,7 @@
 #
 # Out-of-tree build of rust_kprobe.ko and rust_kretprobe.ko against any Rust-enabled kernel:
 #     make KDIR=<kernel build tree> LLVM=1
+#     make KDIR=/usr/src/linux-headers-<release>     (Debian's own kernels: GCC, no LLVM=)
 # and the project's VM tooling (a kernel of its own, QEMU):
 #     make demo | make check | make bench | make help
 
@@ -14,15 +15,34 @@ KERNEL ?= 6.12
 export ARCH DEBUG ARCHES KERNEL KERNELS
 
 .PHONY: modules clean help setup demo check bench fmt kbuild-args modules_install dkms-add rust-analyzer
+
+# Kbuild against KDIR. A distribution's headers lack the Rust metadata a Rust module builds
+# against (Debian's /usr/src/linux-headers-<release>): scripts/rust-headers.sh regenerates it
+# once, cached, and prints that tree (any other tree as it is); looked up when a recipe first
+# needs it. A GCC-built kernel (Debian's) names its own CC and CROSS_COMPILE (its
+# .kernelvariables), so LLVM is passed empty: an LLVM=1 given to this make would otherwise
+# reach Kbuild through MAKEFLAGS.
+rk_gcc = $(shell grep -qsx CONFIG_CC_IS_GCC=y '$(KDIR)/.config' && echo y)
+rk_llvm = LLVM=$(if $(rk_gcc),,$(LLVM))
+rk_tree = $(shell scripts/rust-headers.sh '$(KDIR)')
+rk_kdir = $(eval rk_kdir := $(rk_tree))$(or $(rk_kdir),$(error \
+	rust-kprobes: no tree to build against for KDIR=$(KDIR) (above)))
+kbuild = $(MAKE) -C $(rk_kdir) M=$(CURDIR) $(rk_llvm)
+ifneq ($(filter modules modules_install rust-analyzer,$(or $(MAKECMDGOALS),modules)),)
+ifeq ($(origin LLVM)$(rk_gcc),command liney)
+$(info rust-kprobes: note: LLVM=$(LLVM) ignored: $(KDIR) is a GCC-built kernel (CONFIG_CC_IS_GCC=y); its modules are built with its own GCC)
+endif
+endif
+
 modules:
-	$(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) modules
+	$(kbuild) modules
 
 # Both modules into $(INSTALL_MOD_PATH)/lib/modules/<release>/updates/, then depmod (Kbuild's
 # own rule; INSTALL_MOD_PATH, INSTALL_MOD_DIR, INSTALL_MOD_STRIP as Kbuild takes them).
 modules_install:
 	@test -f rust_kprobe.ko -a -f rust_kretprobe.ko || \
-		{ echo "modules_install: build the modules first: make KDIR=$(KDIR) LLVM=$(LLVM)" >&2; exit 1; }
-	$(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) modules_install
+		{ echo "modules_install: build the modules first: make KDIR=$(KDIR)$(if $(rk_gcc),, LLVM=$(LLVM))" >&2; exit 1; }
+	$(kbuild) modules_install
 
 # DKMS: the module sources (not the build products) into $(DKMS_SOURCETREE)/<name>-<version>,
 # then `dkms add`; `dkms install <name>/<version>` builds and installs for a kernel.
@@ -33,7 +53,7 @@ DKMS_DIR = $(DKMS_SOURCETREE)/$(call dkms_conf,PACKAGE_NAME)-$(call dkms_conf,PA
 dkms-add:
 	mkdir -p $(DKMS_DIR)/scripts
 	cp -r dkms.conf Kbuild rust_kprobe.rs rust_kretprobe.rs helpers.c bindings_helper.h kprobes $(DKMS_DIR)/
-	cp scripts/dkms-make $(DKMS_DIR)/scripts/
+	cp scripts/dkms-make scripts/rust-headers.sh $(DKMS_DIR)/scripts/
 	dkms add $(call dkms_conf,PACKAGE_NAME)/$(call dkms_conf,PACKAGE_VERSION) \
 		--sourcetree $(DKMS_SOURCETREE) $(DKMS_FLAGS)
 
@@ -42,15 +62,18 @@ dkms-add:
 # ones, with the cfgs Kbuild passes them. Builds in place first: the crates need rk_bindings.rs
 # and their rustc command lines. `src=` is what 7.3's Makefile passes itself: 6.12's looks for
 # rust/Makefile in the object tree. LIBCLANG_PATH: that of the kernel's clang, as in Kbuild, or the
-# kernel's toolchain check warns that bindgen's (the newest) libclang is not clang's version.
+# kernel's toolchain check warns that bindgen's (the newest) libclang is not clang's version;
+# a GCC-built kernel has no clang of its own: bindgen's default libclang.
 rk_clang = $(if $(filter %/,$(LLVM)),$(LLVM)clang,$(if $(filter -%,$(LLVM)),clang$(LLVM),clang))
+rk_libclang = LIBCLANG_PATH=$${LIBCLANG_PATH:-$$(dirname "$$(dirname "$$($(rk_clang) -print-resource-dir)")")}
 rust-analyzer: modules
-	LIBCLANG_PATH=$${LIBCLANG_PATH:-$$(dirname "$$(dirname "$$($(rk_clang) -print-resource-dir)")")} \
-	$(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) rust-analyzer 'src=$$(srctree)/rust'
+	$(if $(rk_gcc),,$(rk_libclang) )$(kbuild) rust-analyzer 'src=$$(srctree)/rust'
 	python3 scripts/rust-project.py $(CURDIR)
 
+# Kbuild's clean reads the kernel's rust/Makefile too, which headers lack: the tree a build
+# uses, else KDIR; the `rm` runs in any case.
 clean:
-	$(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) clean 2>/dev/null || true
+	$(MAKE) -C $(or $(rk_tree),$(KDIR)) M=$(CURDIR) $(rk_llvm) clean 2>/dev/null || true
 	rm -rf build target rust-project.json
 
 help:
@@ -60,23 +83,24 @@ help:
 	@echo "make dkms-add            copy the module sources to /usr/src/rust-kprobes-<version>, dkms add"
 	@echo "make rust-analyzer KDIR=<dir> LLVM=1"
 	@echo "                         build in place, write rust-project.json for rust-analyzer"
-	@echo "make setup               install what is missing (Debian packages, rust-src, musl targets, bindgen)"
-	@echo "make demo [ARCH=arm64] [DEBUG=1] [KERNEL=7.3]"
-	@echo "                         build the project's kernel (cached), the modules, boot QEMU, show the log"
-	@echo "make check               host unit tests + VM tests on 6.12 and 7.3, x86_64 and arm64"
-	@echo "                         (KERNELS=7.3 or ARCHES=x86_64 narrow it)"
+	@echo "make setup               install what is missing (Debian packages, rust-src, musl targets, bindgen,"
+	@echo "                         the Debian 13 environment for KERNEL=debian)"
+	@echo "make demo [ARCH=arm64] [DEBUG=1] [KERNEL=7.3|debian]"
+	@echo "                         build the project's kernel (cached) or take Debian's, the modules, boot QEMU, show the log"
+	@echo "make check               host unit tests + VM tests on 6.12, 7.3 and Debian's 7.3, x86_64 and arm64"
+	@echo "                         (KERNELS=\"7.3 debian\" or ARCHES=x86_64 narrow it)"
 	@echo "make check DEBUG=1       the VM tests on the debug kernels, x86_64 (KASAN, lockdep, kmemleak, ...)"
-	@echo "make -s kbuild-args [KERNEL=7.3] [ARCH=arm64] [DEBUG=1]"
+	@echo "make -s kbuild-args [KERNEL=7.3|debian] [ARCH=arm64] [DEBUG=1]"
 	@echo "                         make arguments for building against the project's kernel tree:"
 	@echo "                         make \$$(make -s kbuild-args KERNEL=7.3)"
 	@echo "make fmt                 format the Rust (modules: the kernel's .rustfmt.toml)"
-	@echo "make bench [ARCH=arm64] [KERNEL=7.3]"
+	@echo "make bench [ARCH=arm64] [KERNEL=7.3|debian]"
 	@echo "                         per-hit cost: Rust vs C vs kprobe_events vs eBPF vs no probe"
 	@echo "                         (build/bench/<flavor>/results.json)"
 	@echo "make clean               remove build outputs"
 
 SETUP_ARCHES = $(if $(ARCHES),$(ARCHES),x86_64 arm64)
-SETUP_KERNELS = $(if $(KERNELS),$(KERNELS),6.12 7.3)
+SETUP_KERNELS = $(if $(KERNELS),$(KERNELS),6.12 7.3 debian)
 setup:
 	@ARCHES="$(SETUP_ARCHES)" KERNELS="$(SETUP_KERNELS)" ./scripts/setup.sh
 

@@ -170,7 +170,14 @@ impl kernel::Module for RustKretprobe {
                 e.to_errno()
             );
         })?;
-        pr_info!("Planted return probe at {}: {:#x}\n", p.func, probe.addr());
+        // The address and symbol+offset the kprobe core holds (past an x86 `endbr64` on an IBT
+        // kernel), as in /sys/kernel/debug/kprobes/list.
+        pr_info!(
+            "Planted return probe at {}: {:#x} ({})\n",
+            p.func,
+            probe.addr(),
+            kprobes::SymbolOffset::of(probe.addr()).as_str()
+        );
         // Live counters are a convenience: without debugfs the probe works all the same.
         let _ = probe.as_mut().publish(
             c_str!("rust_kretprobe"),

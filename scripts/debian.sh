@@ -6,7 +6,7 @@
 #   - otherwise a trixie root made with debootstrap, cached in $cache/debian/root
 #     (trixie + trixie-backports, the machine's own mirror and proxy, Debian's keyring).
 # In it: rustc, rust-src, bindgen, rust-clippy, gcc-14 (and the arm64 cross gcc-14, with the
-# 32-bit ARM gcc the arm64 kernel's compat vDSO needs),
+# 32-bit ARM gcc the arm64 kernel's compat vDSO needs, and an arm64 libc: CC_CAN_LINK),
 # linux-source-7.3 and Debian's linux-headers of the current 7.3 kernel, all of one version;
 # outside it, in $cache/debian/<release>/, the unsigned image of that kernel, for the VM.
 # Then, per architecture, the Rust metadata the headers lack (scripts/rust-headers.sh).
@@ -24,7 +24,7 @@ sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # The packages of the build environment (amd64 names; the arm64 headers are unpacked beside).
 pkgs=(rustc rust-src bindgen rust-clippy rustfmt gcc-14 gcc-14-aarch64-linux-gnu
-      binutils-aarch64-linux-gnu gcc-arm-linux-gnueabihf make flex bison bc libelf-dev libssl-dev python3 kmod cpio
+      binutils-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf make flex bison bc libelf-dev libssl-dev python3 kmod cpio
       xz-utils dwarves dkms openssl)
 
 host_is_trixie() {

@@ -92,11 +92,13 @@ fn list(var: &str, default: &str) -> Vec<String> {
     v.split_whitespace().map(String::from).collect()
 }
 
-/// `KERNELS` x `ARCHES` (both kernels, both arches by default; x86_64 only with `DEBUG=1`).
+/// `KERNELS` x `ARCHES` (6.12, 7.3 and Debian's, both arches by default; the project's two
+/// kernels, x86_64 only, with `DEBUG=1`).
 fn flavors() -> Vec<Flavor> {
     let debug = Flavor::from_env().unwrap_or_else(|e| fail(&e)).debug;
     let arches = list("ARCHES", if debug { "x86_64" } else { "x86_64 arm64" });
-    let kernels = list("KERNELS", "6.12 7.3");
+    // Debian ships no debug kernel: the debug suite is the project's kernels'.
+    let kernels = list("KERNELS", if debug { "6.12 7.3" } else { "6.12 7.3 debian" });
     let mut v = vec![];
     for k in &kernels {
         let kernel = Kver::parse(k).unwrap_or_else(|e| fail(&e));
