@@ -3,6 +3,12 @@
 //! kernel trees. Each works on a private copy of the sources (or private DKMS trees) in a
 //! temporary directory, removed afterwards. `make check` runs them per flavor (`x86_64::`, ...);
 //! a flavor whose kernel is not built is skipped with a message.
+//!
+//! Debian's own kernels (`x86_64_debian::`, ...) are tested as a Debian user has them: in the
+//! Debian 13 environment (`scripts/in-debian` when the host is not Debian 13), against
+//! `/usr/src/linux-headers-<release>`, through the top-level Makefile and dkms, which build
+//! against the tree `scripts/rust-headers.sh` regenerated from those headers. Their temporary
+//! directories are under the repository's `build/`, which that environment sees at the same path.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,7 +35,21 @@ fn tree(flavor: &Flavor, test: &str) -> Option<Kernel> {
             return None;
         }
     }
-    match xtask::kernel::find(flavor).unwrap_or_else(|e| panic!("{e}")) {
+    let how = if flavor.kernel.built_here() {
+        "`make check` builds it".to_string()
+    } else {
+        format!("`make setup KERNEL=debian ARCHES={}`", flavor.arch.name())
+    };
+    let found = match xtask::kernel::find(flavor) {
+        Ok(found) => found,
+        // No Debian kernel set up at all.
+        Err(e) if listed.is_none() && !flavor.kernel.built_here() => {
+            say(&format!("{test}: skipped ({e})"));
+            return None;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    match found {
         Some(k) => Some(k),
         None if listed.is_some() => panic!(
             "RK_FLAVORS lists {} but its kernel is not built",
@@ -37,7 +57,7 @@ fn tree(flavor: &Flavor, test: &str) -> Option<Kernel> {
         ),
         None => {
             say(&format!(
-                "{test}: skipped (no {} kernel built; `make check` builds it)",
+                "{test}: skipped (no {} kernel built; {how})",
                 flavor.name()
             ));
             None
@@ -49,8 +69,15 @@ fn tree(flavor: &Flavor, test: &str) -> Option<Kernel> {
 struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("rk-{name}-{}", std::process::id()));
+    /// In the system's temporary directory, or, for builds in the Debian 13 root (`k.in_debian`),
+    /// under the repository's `build/`: the root sees the repository, not the host's /tmp.
+    fn new(name: &str, k: &Kernel) -> TempDir {
+        let base = if k.in_debian {
+            repo_root().join("build")
+        } else {
+            std::env::temp_dir()
+        };
+        let p = base.join(format!("rk-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         TempDir(p)
@@ -60,6 +87,13 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        // What scripts/in-debian made as root, when the tests are not.
+        if self.0.exists() {
+            let _ = Command::new("sudo")
+                .args(["-n", "rm", "-rf"])
+                .arg(&self.0)
+                .status();
+        }
     }
 }
 
@@ -89,24 +123,73 @@ fn run(cmd: &mut Command) -> String {
     text
 }
 
-/// `make -C dir KDIR=<tree> ARCH=.. LLVM=.. args...`, niced (the machine builds kernels too).
-fn make(dir: &Path, k: &Kernel, flavor: &Flavor, args: &[&str]) -> String {
+/// `prog` where builds against `k` run, niced (the machine builds kernels too): on the host,
+/// or in the Debian 13 root through `scripts/in-debian` (as root, the repository at its own
+/// path, so paths under it are the same in and out).
+fn in_env(k: &Kernel, prog: &str) -> Command {
     let mut c = Command::new("nice");
-    c.arg("make")
-        .arg("-C")
+    if k.in_debian {
+        c.arg(repo_root().join("scripts/in-debian"));
+    }
+    c.arg(prog);
+    c
+}
+
+/// The KDIR a user passes: the project's kernel tree, or for Debian's kernels the headers a
+/// Debian user has (a path in the Debian 13 environment).
+fn kdir(k: &Kernel, flavor: &Flavor) -> PathBuf {
+    if flavor.kernel.built_here() {
+        k.dir.clone()
+    } else {
+        PathBuf::from(format!("/usr/src/linux-headers-{}", release(k, flavor)))
+    }
+}
+
+/// `make -C dir KDIR=<tree> ARCH=.. LLVM=.. args...`. For Debian's kernels `make KDIR=<headers>`
+/// only, what a Debian user types: the headers' .kernelvariables set ARCH and the compiler.
+fn make(dir: &Path, k: &Kernel, flavor: &Flavor, args: &[&str]) -> String {
+    let mut c = in_env(k, "make");
+    c.arg("-C")
         .arg(dir)
-        .arg(format!("KDIR={}", k.dir.display()))
-        .args(flavor.make_vars())
-        .args(args);
+        .arg(format!("KDIR={}", kdir(k, flavor).display()));
+    if flavor.kernel.built_here() {
+        c.args(flavor.make_vars());
+    }
+    c.args(args);
     run(&mut c)
 }
 
-fn release(k: &Kernel) -> String {
+fn release(k: &Kernel, flavor: &Flavor) -> String {
+    if !flavor.kernel.built_here() {
+        return xtask::debian::release(flavor).unwrap_or_else(|e| panic!("{e}"));
+    }
     let p = k.dir.join("include/config/kernel.release");
     std::fs::read_to_string(&p)
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
         .trim()
         .to_string()
+}
+
+/// `<dir>/<m>.ko`, or the compressed one (`.ko.xz`, ...) where the kernel compresses modules.
+fn module_file(dir: &Path, m: &str) -> PathBuf {
+    ["ko", "ko.xz", "ko.zst", "ko.gz"]
+        .iter()
+        .map(|ext| dir.join(format!("{m}.{ext}")))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            let have: Vec<_> = std::fs::read_dir(dir)
+                .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            panic!("no {m}.ko in {}: {have:?}", dir.display())
+        })
+}
+
+/// `modinfo -F <field> <file>`, run where the build ran (Debian's kmod reads its compressed
+/// modules).
+fn modinfo(k: &Kernel, field: &str, file: &Path) -> String {
+    let mut c = in_env(k, "modinfo");
+    c.args(["-F", field]).arg(file);
+    run(&mut c).trim().to_string()
 }
 
 // ---- make modules_install -----------------------------------------------------------------
@@ -115,14 +198,21 @@ fn modules_install(flavor: Flavor) {
     let Some(k) = tree(&flavor, "modules_install") else {
         return;
     };
-    let tmp = TempDir::new(&format!("modules-install-{}", flavor.name()));
+    let tmp = TempDir::new(&format!("modules-install-{}", flavor.name()), &k);
     let src = tmp.0.join("src");
     let root = tmp.0.join("root");
     copy_sources(&src);
-    make(&src, &k, &flavor, &["-j2"]);
+    let out = make(&src, &k, &flavor, &["-j2"]);
+    let rel = release(&k, &flavor);
     let root_arg = format!("INSTALL_MOD_PATH={}", root.display());
+    if !flavor.kernel.built_here() {
+        assert!(!out.contains("ignored"), "a note without LLVM=:\n{out}");
+        debian_llvm_ignored(&src, &k, &flavor);
+        make(&src, &k, &flavor, &[&root_arg, "modules_install"]);
+        debian_installed(&src, &root, &k, &rel);
+        return;
+    }
     make(&src, &k, &flavor, &[&root_arg, "modules_install"]);
-    let rel = release(&k);
     let dir = root.join("lib/modules").join(&rel).join("updates");
     for m in ["rust_kprobe", "rust_kretprobe"] {
         let ko = dir.join(format!("{m}.ko"));
@@ -144,6 +234,50 @@ fn modules_install(flavor: Flavor) {
         assert!(
             vermagic.starts_with(&format!("{rel} ")),
             "{m} vermagic: {vermagic}"
+        );
+    }
+}
+
+/// `make KDIR=<Debian's headers> LLVM=1` after a build without: one note that LLVM=1 is
+/// ignored for this GCC-built kernel, and Kbuild, seeing the same commands, rebuilds nothing.
+fn debian_llvm_ignored(src: &Path, k: &Kernel, flavor: &Flavor) {
+    let out = make(src, k, flavor, &["-j2", "LLVM=1"]);
+    let notes: Vec<&str> = out.lines().filter(|l| l.contains("ignored")).collect();
+    assert!(
+        notes.len() == 1 && notes[0].contains("LLVM=1 ignored") && notes[0].contains("GCC"),
+        "want one note that LLVM=1 is ignored for a GCC-built kernel:\n{out}"
+    );
+    let rebuilt: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            ["CC [M]", "RUSTC", "BINDGEN", "LD [M]"]
+                .iter()
+                .any(|w| l.contains(w))
+        })
+        .collect();
+    assert!(rebuilt.is_empty(), "LLVM=1 rebuilt {rebuilt:?}:\n{out}");
+}
+
+/// Debian's modules_install: Kbuild compresses the modules as the kernel does
+/// (CONFIG_MODULE_COMPRESS_XZ), tries to sign them (no key: Kbuild goes on for external modules)
+/// and skips depmod (neither Debian's headers nor the regenerated tree have a System.map), so
+/// the installed files themselves are checked: this release's, these builds.
+fn debian_installed(src: &Path, root: &Path, k: &Kernel, rel: &str) {
+    let dir = root.join("lib/modules").join(rel).join("updates");
+    for m in ["rust_kprobe", "rust_kretprobe"] {
+        let ko = module_file(&dir, m);
+        let vermagic = modinfo(k, "vermagic", &ko);
+        assert!(
+            vermagic.starts_with(&format!("{rel} ")),
+            "{}: vermagic {vermagic}",
+            ko.display()
+        );
+        let built = src.join(format!("{m}.ko"));
+        assert_eq!(
+            modinfo(k, "srcversion", &ko),
+            modinfo(k, "srcversion", &built),
+            "{} is not the built {m}.ko",
+            ko.display()
         );
     }
 }
@@ -179,21 +313,26 @@ fn dkms_build(flavor: Flavor) {
     let Some(k) = tree(&flavor, "dkms_build") else {
         return;
     };
-    if Command::new("dkms").arg("--version").output().is_err() {
+    // The Debian 13 root has its own dkms (scripts/debian.sh installs it).
+    if !k.in_debian && Command::new("dkms").arg("--version").output().is_err() {
         panic!("dkms is not installed (make setup installs it)");
     }
     let Some(prefix) = root_prefix() else {
         say("dkms_build: skipped (dkms needs root: run as root or with passwordless sudo)");
         return;
     };
+    // In the Debian 13 root, through scripts/in-debian, which runs it as root.
     let as_root = |prog: &str| {
+        if k.in_debian {
+            return in_env(&k, prog);
+        }
         let mut c = Command::new(prefix.first().copied().unwrap_or(prog));
         if !prefix.is_empty() {
             c.args(&prefix[1..]).arg(prog);
         }
         c
     };
-    let tmp = TempDir::new(&format!("dkms-{}", flavor.name()));
+    let tmp = TempDir::new(&format!("dkms-{}", flavor.name()), &k);
     // Private source and DKMS trees: a real install of the package is left alone.
     let (sources, dkms_tree) = (tmp.0.join("usr-src"), tmp.0.join("dkms"));
     std::fs::create_dir_all(&dkms_tree).unwrap_or_else(|e| panic!("{}: {e}", dkms_tree.display()));
@@ -203,10 +342,18 @@ fn dkms_build(flavor: Flavor) {
             .arg("--dkmstree")
             .arg(&dkms_tree);
     };
-    let mok_before: Vec<bool> = MOK.iter().map(|p| Path::new(p).exists()).collect();
+    // The key's path on the host: in the Debian 13 root's /var/lib/dkms for builds there.
+    let host = |p: &str| {
+        if k.in_debian {
+            xtask::debian::root().join(&p[1..])
+        } else {
+            PathBuf::from(p)
+        }
+    };
+    let mok_before: Vec<bool> = MOK.iter().map(|p| host(p).exists()).collect();
     let (name, version) = (dkms_conf("PACKAGE_NAME"), dkms_conf("PACKAGE_VERSION"));
     let module = format!("{name}/{version}");
-    let (rel, arch) = (release(&k), flavor.arch.name());
+    let (rel, arch) = (release(&k, &flavor), flavor.arch.name());
 
     let result = std::panic::catch_unwind(|| {
         // `make dkms-add` from the checkout: the sources into the private /usr/src, dkms add.
@@ -225,7 +372,7 @@ fn dkms_build(flavor: Flavor) {
             arch,
             "--kernelsourcedir",
         ]);
-        b.arg(&k.dir);
+        b.arg(kdir(&k, &flavor));
         private(&mut b);
         let out = run(&mut b);
         let built = dkms_tree
@@ -235,10 +382,8 @@ fn dkms_build(flavor: Flavor) {
             .join(arch)
             .join("module");
         for m in ["rust_kprobe", "rust_kretprobe"] {
-            let ko = built.join(format!("{m}.ko"));
-            let mut c = Command::new("modinfo");
-            c.args(["-F", "vermagic"]).arg(&ko);
-            let vermagic = run(&mut c);
+            let ko = module_file(&built, m);
+            let vermagic = modinfo(&k, "vermagic", &ko);
             assert!(
                 vermagic.starts_with(&format!("{rel} ")),
                 "{m} vermagic: {vermagic}\n{out}"
@@ -253,13 +398,20 @@ fn dkms_build(flavor: Flavor) {
             "dkms status: {status}"
         );
     });
+    // dkms's make.log goes with the trees: its end first, when the build failed.
+    let log = dkms_tree.join(&name).join(&version).join("build/make.log");
+    if let (Err(_), Ok(text)) = (&result, std::fs::read_to_string(&log)) {
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        say(&format!("{}:\n{}", log.display(), tail.join("\n")));
+    }
     // Whatever happened: dkms remove, and the key if this test made it.
     let mut r = as_root("dkms");
     r.args(["remove", &module, "--all"]);
     private(&mut r);
     let removed = r.output();
     for (p, before) in MOK.iter().zip(mok_before) {
-        if !before && Path::new(p).exists() {
+        if !before && host(p).exists() {
             let _ = as_root("rm").args(["-f", p]).status();
         }
     }
@@ -280,6 +432,18 @@ fn dkms_build(flavor: Flavor) {
 }
 
 // ---- make rust-analyzer -------------------------------------------------------------------
+
+/// Kbuild's `srctree` (host path), whose files decide the modules' cfgs: the kernel's source, or
+/// for Debian's kernels the linux-source that rust-headers.sh unpacked, which the regenerated
+/// tree's `source` link names (a path in the Debian 13 environment).
+fn source_tree(k: &Kernel, flavor: &Flavor) -> PathBuf {
+    if flavor.kernel.built_here() {
+        return k.src.clone();
+    }
+    let link = k.dir.join("source");
+    let to = std::fs::read_link(&link).unwrap_or_else(|e| panic!("{}: {e}", link.display()));
+    xtask::debian::root().join(to.strip_prefix("/").unwrap_or(&to))
+}
 
 /// The crates of a rust-project.json, read by python3's json module: (name, root, cfgs, deps).
 fn crates(json: &Path) -> Vec<(String, String, Vec<String>, Vec<String>)> {
@@ -303,7 +467,7 @@ fn rust_analyzer(flavor: Flavor) {
     let Some(k) = tree(&flavor, "rust_analyzer") else {
         return;
     };
-    let tmp = TempDir::new(&format!("rust-analyzer-{}", flavor.name()));
+    let tmp = TempDir::new(&format!("rust-analyzer-{}", flavor.name()), &k);
     let src = tmp.0.join("src");
     copy_sources(&src);
     // The harness's copy of the sources, which must not become crates.
@@ -321,8 +485,9 @@ fn rust_analyzer(flavor: Flavor) {
     let kernel = find("kernel");
     assert!(kernel.1.ends_with("rust/kernel/lib.rs"), "{kernel:?}");
     // What Kbuild passes these modules for this tree (see Kbuild's rk_has).
+    let srctree = source_tree(&k, &flavor);
     let has = |file: &str, line_start: &str| {
-        std::fs::read_to_string(k.src.join(file))
+        std::fs::read_to_string(srctree.join(file))
             .is_ok_and(|t| t.lines().any(|l| l.starts_with(line_start)))
     };
     let mut want = vec![];
@@ -335,7 +500,7 @@ fn rust_analyzer(flavor: Flavor) {
             },
         );
     }
-    let module_rs = k.src.join("rust/macros/module.rs");
+    let module_rs = srctree.join("rust/macros/module.rs");
     if std::fs::read_to_string(&module_rs).is_ok_and(|t| t.contains("authors")) {
         want.push("rk_module_authors");
     }
@@ -369,6 +534,13 @@ fn rust_analyzer(flavor: Flavor) {
         );
     }
 
+    // Not for a project file made in the Debian 13 root: its paths (the kernel's crates in the
+    // regenerated tree's source, Debian's rust-src) are the root's, which the host's
+    // rust-analyzer cannot read, and Debian 13 has no rust-analyzer for its rustc 1.85.
+    if k.in_debian {
+        say("rust_analyzer: project file checked only (made in the Debian 13 root)");
+        return;
+    }
     // rust-analyzer itself, if rustup installed it: no unresolved import, path, type or name in
     // the modules' crates. (Only these: rust-analyzer 1.95's CLI reports primitive methods of
     // `core` as missing, E0599, even for a one-line crate with only `sysroot` set.)
@@ -439,4 +611,12 @@ mod x86_64_7_3 {
 
 mod arm64_7_3 {
     install_tests!(Arch::Arm64, Kver::V7_3);
+}
+
+mod x86_64_debian {
+    install_tests!(Arch::X86_64, Kver::Debian);
+}
+
+mod arm64_debian {
+    install_tests!(Arch::Arm64, Kver::Debian);
 }
