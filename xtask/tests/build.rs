@@ -119,3 +119,74 @@ fn module_bindgen_uses_the_kernels_libclang() {
         );
     }
 }
+
+/// Kbuild refuses, before any `.ko` is linked, an object whose Rust symbols the kernel does not
+/// export (a kernel crate from another rustc or another kernel build): with one symbol that
+/// `rust_kprobe` imports taken out of a copy of the kernel's `Module.symvers`, a fresh build
+/// stops with the one line naming it, and writes no `.ko`. On the Debian flavor when it was
+/// built (where the metadata is regenerated), else the first.
+#[test]
+fn rust_symbols_are_checked_before_any_ko() {
+    let fl = flavors();
+    let flavor = *fl.iter().find(|f| !f.kernel.built_here()).unwrap_or(&fl[0]);
+    let k = xtask::kernel::find(&flavor)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no {} kernel: run `make check`", flavor.name()));
+    let obj = build_dir(&flavor).join("src/rust_kprobe_rs.o");
+    let nm = Command::new("llvm-nm-19")
+        .arg("-u")
+        .arg(&obj)
+        .output()
+        .expect("llvm-nm-19");
+    let imported: Vec<String> = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|s| s.starts_with("_R"))
+        .map(String::from)
+        .collect();
+    let symvers = std::fs::read_to_string(k.dir.join("Module.symvers")).expect("Module.symvers");
+    let victim = imported
+        .iter()
+        .find(|s| symvers.contains(&format!("\t{s}\t")))
+        .unwrap_or_else(|| {
+            panic!(
+                "{} imports no exported Rust symbol: {imported:?}",
+                obj.display()
+            )
+        });
+    let dir = build_dir(&flavor).join("symcheck");
+    let _ = std::fs::remove_dir_all(&dir);
+    for s in xtask::modules::SOURCES {
+        xtask::modules::sync(&xtask::util::repo_root().join(s), &dir.join(s));
+    }
+    let cut = dir.join("Module.symvers.cut");
+    let kept: String = symvers
+        .lines()
+        .filter(|l| !l.contains(&format!("\t{victim}\t")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&cut, kept).expect("write");
+    let mut args = vec![format!("M={}", dir.display())];
+    args.extend(flavor.make_vars());
+    args.push(format!("RK_SYMVERS={}", cut.display()));
+    args.push("modules".into());
+    let (cmd, args) = k.make(&args);
+    let out = Command::new(&cmd).args(&args).output().expect("make");
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let ko_written = dir.join("rust_kprobe.ko").exists() || dir.join("rust_kretprobe.ko").exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        !out.status.success(),
+        "{}: the build went through: {text}",
+        flavor.name()
+    );
+    assert!(
+        text.contains(&format!(
+            "needs 1 Rust symbol(s) this kernel does not export (first: {victim})"
+        )),
+        "{}: no such line in {text}",
+        flavor.name()
+    );
+    assert!(!ko_written, "{}: a .ko was written", flavor.name());
+}
