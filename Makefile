@@ -39,10 +39,19 @@ modules:
 
 # Both modules into $(INSTALL_MOD_PATH)/lib/modules/<release>/updates/, then depmod (Kbuild's
 # own rule; INSTALL_MOD_PATH, INSTALL_MOD_DIR, INSTALL_MOD_STRIP as Kbuild takes them).
+# A distribution kernel's CONFIG_MODULE_SIG_ALL names a build key only the distribution has:
+# without that file Kbuild's sign-file only prints errors, so signing is left to the user (the
+# README's "Secure Boot"), with one note. Without a System.map (headers have none) Kbuild skips
+# depmod: it is run here.
+rk_config = $(shell sed -n 's/^$(1)=//p' '$(KDIR)/.config' | tr -d '"')
+rk_unsigned = $(if $(filter y,$(call rk_config,CONFIG_MODULE_SIG_ALL)),$(if $(wildcard \
+	$(rk_kdir)/$(call rk_config,CONFIG_MODULE_SIG_KEY) $(call rk_config,CONFIG_MODULE_SIG_KEY)),,y))
 modules_install:
 	@test -f rust_kprobe.ko -a -f rust_kretprobe.ko || \
 		{ echo "modules_install: build the modules first: make KDIR=$(KDIR)$(if $(rk_gcc),, LLVM=$(LLVM))" >&2; exit 1; }
-	$(kbuild) modules_install
+	$(kbuild) $(if $(rk_unsigned),CONFIG_MODULE_SIG_ALL=) modules_install
+	$(if $(rk_unsigned),@echo "rust-kprobes: note: modules installed unsigned (no $(call rk_config,CONFIG_MODULE_SIG_KEY) here); to sign them for Secure Boot see the README")
+	$(if $(wildcard $(rk_kdir)/System.map),,depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $(shell cat $(rk_kdir)/include/config/kernel.release))
 
 # DKMS: the module sources (not the build products) into $(DKMS_SOURCETREE)/<name>-<version>,
 # then `dkms add`; `dkms install <name>/<version>` builds and installs for a kernel.
