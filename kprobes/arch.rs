@@ -330,7 +330,9 @@ mod imp {
             // SAFETY: at EL2 `tpidr_el2` is accessible and is the kernel's per-CPU offset. Not
             // `pure`: at EL1 this read is an undefined instruction, so it must run on this path
             // only, never be hoisted or speculated into the other.
-            unsafe { asm!("mrs {}, tpidr_el2", out(reg) off, options(nomem, nostack, preserves_flags)) };
+            unsafe {
+                asm!("mrs {}, tpidr_el2", out(reg) off, options(nomem, nostack, preserves_flags))
+            };
         } else {
             // SAFETY: at EL1 `tpidr_el1` is the kernel's per-CPU offset; it is readable at EL2 as
             // well, so `pure` cannot make it trap.

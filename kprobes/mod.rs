@@ -72,7 +72,9 @@ impl SymbolOffset {
         };
         // SAFETY: `buf` is `KSYM_SYMBOL_LEN` bytes, the most `sprint_symbol()` writes (its
         // contract), and `addr` is only looked up, never dereferenced.
-        let n = unsafe { bindings::sprint_symbol(s.buf.as_mut_ptr().cast(), addr as kernel::ffi::c_ulong) };
+        let n = unsafe {
+            bindings::sprint_symbol(s.buf.as_mut_ptr().cast(), addr as kernel::ffi::c_ulong)
+        };
         let n = usize::try_from(n).unwrap_or(0).min(s.buf.len());
         s.len = s.buf[..n]
             .iter()

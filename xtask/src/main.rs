@@ -14,6 +14,7 @@ fn prepare(flavor: Flavor) -> vm::Prepared {
     let m = modules::build(&k, &flavor, &["CLIPPY=1"]).unwrap_or_else(|e| fail(&e));
     let mut mods = vec![m.kprobe, m.kretprobe];
     mods.extend(xtask::bench::modules(&k, &flavor));
+    mods.extend(modules::test_modules(&k, &flavor).unwrap_or_else(|e| fail(&e)));
     xtask::initramfs::build(&k, &flavor, &mods).unwrap_or_else(|e| fail(&e));
     vm::prepared(flavor).unwrap_or_else(|e| fail(&e))
 }
@@ -98,7 +99,10 @@ fn flavors() -> Vec<Flavor> {
     let debug = Flavor::from_env().unwrap_or_else(|e| fail(&e)).debug;
     let arches = list("ARCHES", if debug { "x86_64" } else { "x86_64 arm64" });
     // Debian ships no debug kernel: the debug suite is the project's kernels'.
-    let kernels = list("KERNELS", if debug { "6.12 7.3" } else { "6.12 7.3 debian" });
+    let kernels = list(
+        "KERNELS",
+        if debug { "6.12 7.3" } else { "6.12 7.3 debian" },
+    );
     let mut v = vec![];
     for k in &kernels {
         let kernel = Kver::parse(k).unwrap_or_else(|e| fail(&e));

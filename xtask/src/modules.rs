@@ -95,3 +95,18 @@ pub fn build(kernel: &Kernel, flavor: &Flavor, extra: &[&str]) -> Result<Built, 
     copy(&kernel.image, &out.join(flavor.arch.image_name()))?;
     Ok(b)
 }
+
+/// `vm/target/rk_target.ko`: a C module only the VM tests load (a function to probe in code
+/// that goes away), built against `kernel` like the modules, into `build/<flavor>/target/`.
+pub fn test_modules(kernel: &Kernel, flavor: &Flavor) -> Result<Vec<PathBuf>, String> {
+    let dir = build_dir(flavor).join("target");
+    try_sync(&repo_root().join("vm/target"), &dir)?;
+    let log = dir.join("build.log");
+    let _ = fs::remove_file(&log);
+    let mut args = vec![format!("M={}", dir.display())];
+    args.extend(flavor.make_vars());
+    args.push("modules".into());
+    let (cmd, args) = kernel.make(&args);
+    try_run_logged(&cmd, &args, &log, "test module build")?;
+    Ok(vec![dir.join("rk_target.ko")])
+}

@@ -147,7 +147,9 @@ impl Flavor {
             _ => Kver::V6_12,
         };
         if debug && kernel == Kver::Debian {
-            return Err("DEBUG=1 is for the project's own kernels; Debian ships no debug kernel".into());
+            return Err(
+                "DEBUG=1 is for the project's own kernels; Debian ships no debug kernel".into(),
+            );
         }
         Ok(Flavor {
             arch,

@@ -124,7 +124,10 @@ fn listed(run: &Run, prefix: &str, sym: &str) -> Vec<Listed> {
     run.guest_with(prefix)
         .iter()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|f| f.get(3).is_some_and(|at| at.starts_with(&format!("{sym}+"))))
+        .filter(|f| {
+            f.get(3)
+                .is_some_and(|at| at.starts_with(&format!("{sym}+")))
+        })
         .map(|f| Listed {
             addr: u64::from_str_radix(f[1], 16).unwrap_or_else(|_| panic!("{f:?}")),
             at: f[3].to_string(),
@@ -326,7 +329,11 @@ fn kprobe_past_entry_decodes_no_arguments(p: &Prepared) {
     let run = boot(p, script);
     let off = guest_number(&run, "OFFSET ");
     assert_eq!(refusals(&run), [("rust_kprobe".to_string(), -22)]);
-    assert!(run.guest_with("KPROBES-REFUSED ").is_empty(), "{:?}", run.guest);
+    assert!(
+        run.guest_with("KPROBES-REFUSED ").is_empty(),
+        "{:?}",
+        run.guest
+    );
     let log = run.module_lines("rust_kprobe");
     assert_once(
         &log,
@@ -336,7 +343,10 @@ fn kprobe_past_entry_decodes_no_arguments(p: &Prepared) {
     let base = run.kallsyms("inet_bind").expect("inet_bind in kallsyms");
     assert_eq!(
         planted,
-        format!("Planted kprobe at {:#x} (inet_bind+{off:#x})", base + off as u64),
+        format!(
+            "Planted kprobe at {:#x} (inet_bind+{off:#x})",
+            base + off as u64
+        ),
     );
     let binds = run.ops("bind");
     assert_eq!(binds.iter().map(|o| o.ret).collect::<Vec<_>>(), [0, 0, -97]);
@@ -386,23 +396,48 @@ fn kprobe_ibt_offset_4_is_the_entry(p: &Prepared) {
         listed(&run, "KPROBES-0 ", "inet_bind"),
     );
     assert_eq!((l4.len(), l0.len()), (1, 1), "{:?}", run.guest);
-    assert_eq!(l0[0].at, "inet_bind+0x4", "offset 0 not moved past an endbr64: {l0:?}");
-    assert_eq!((l4[0].addr, &l4[0].at), (l0[0].addr, &l0[0].at), "{l4:?} vs {l0:?}");
+    assert_eq!(
+        l0[0].at, "inet_bind+0x4",
+        "offset 0 not moved past an endbr64: {l0:?}"
+    );
+    assert_eq!(
+        (l4[0].addr, &l4[0].at),
+        (l0[0].addr, &l0[0].at),
+        "{l4:?} vs {l0:?}"
+    );
     let log = run.module_lines("rust_kprobe");
     let tag = if l0[0].ftrace { " [FTRACE]" } else { "" };
     let planted = format!("Planted kprobe at {:#x} (inet_bind+0x4){tag}", l0[0].addr);
-    assert_eq!(count(&log, &planted), 2, "want `{planted}` twice in {log:#?}");
+    assert_eq!(
+        count(&log, &planted),
+        2,
+        "want `{planted}` twice in {log:#?}"
+    );
     let binds = run.ops("bind");
     assert_eq!(binds.iter().map(|o| o.ret).collect::<Vec<_>>(), [0, 0, 0]);
     // 30400 passes the port filter, 30401 does not; 30402 with offset 0: the same line.
     assert_once(&log, &binds[0].kprobe_line("inet_bind"));
-    assert_eq!(count(&log, &format!("port={}", binds[1].port)), 0, "{log:#?}");
+    assert_eq!(
+        count(&log, &format!("port={}", binds[1].port)),
+        0,
+        "{log:#?}"
+    );
     assert_once(&log, &binds[2].kprobe_line("inet_bind"));
     assert_eq!(count(&log, "arguments unknown"), 0, "{log:#?}");
     let t = KprobeTotals::all(&log);
     assert_eq!(t.len(), 2, "{log:#?}");
-    assert_eq!((t[0].hits, t[0].reported, t[0].filtered), (2, 1, 1), "{:?}", t[0]);
-    assert_eq!((t[1].hits, t[1].reported, t[1].filtered), (1, 1, 0), "{:?}", t[1]);
+    assert_eq!(
+        (t[0].hits, t[0].reported, t[0].filtered),
+        (2, 1, 1),
+        "{:?}",
+        t[0]
+    );
+    assert_eq!(
+        (t[1].hits, t[1].reported, t[1].filtered),
+        (1, 1, 0),
+        "{:?}",
+        t[1]
+    );
 }
 
 // ---- rust_kretprobe.ko -------------------------------------------------------------------
@@ -496,11 +531,15 @@ fn kretprobe_unknown_func_is_refused(p: &Prepared) {
 }
 
 fn kretprobe_maxactive_bounds_instances(p: &Prepared) {
-    // hrtimer_nanosleep sleeps: 4 threads inside it at once need 4 instances.
+    // hrtimer_nanosleep sleeps: 4 threads inside it at once need 4 instances. The kernel's own
+    // `r1:` event (maxactive 1 too) on the same calls is the second opinion on the misses.
     let run = boot(
         p,
         "load rust_kretprobe func=hrtimer_nanosleep maxactive=1 events=0 hist=1
+         kevent rkslp 'r1:rkslp hrtimer_nanosleep'
          loadgen sleep 4 500
+         sed 's/^ */KPROFILE /' $T/kprobe_profile
+         kevent_rm rkslp
          rmmod rust_kretprobe
          load rust_kretprobe func=hrtimer_nanosleep events=0 hist=1
          loadgen sleep 4 500
@@ -523,6 +562,20 @@ fn kretprobe_maxactive_bounds_instances(p: &Prepared) {
     assert!(
         missed[0] >= 1 && counts[0] + missed[0] == 4,
         "maxactive=1 with 4 sleepers must miss: {log:#?}"
+    );
+    // ... exactly as many as the kernel's own return probe with one instance missed: both see
+    // the same entries and returns, in the same order.
+    let profile = run.guest_with("KPROFILE rkslp ");
+    assert_eq!(profile.len(), 1, "{:?}", run.guest_with("KPROFILE"));
+    let f: Vec<i64> = profile[0]
+        .split_whitespace()
+        .skip(2)
+        .map(|n| n.parse().unwrap_or_else(|_| panic!("{profile:?}")))
+        .collect();
+    assert_eq!(
+        (f[0], f[1]),
+        (counts[0], missed[0]),
+        "r1: event (returns, misses) vs the module's (count, missed): {profile:?} {log:#?}"
     );
     assert_eq!(
         (missed[1], counts[1]),
@@ -690,9 +743,84 @@ fn kretprobe_agrees_with_tracefs(p: &Prepared) {
         let f: Vec<&str> = l.split_whitespace().collect();
         assert_eq!(u64::from_str_radix(f[1], 16).ok(), Some(addr), "{l}");
         assert_eq!(f[2], "r", "{l}");
-        assert!(planted.ends_with(&format!("({})", f[3])), "{planted} vs {l}");
+        assert!(
+            planted.ends_with(&format!("({})", f[3])),
+            "{planted} vs {l}"
+        );
     }
     assert!(run.guest_with("KPROBES-END ").is_empty(), "{:?}", run.guest);
+}
+
+/// The probed function lives in a module (`vm/target/rk_target.c`) that is unloaded while both
+/// probes are on it: the kprobe core marks them `[GONE]`, and both modules still unload cleanly
+/// with the right counts. Then the other order: the probes go first, the target after.
+fn probed_module_goes_away(p: &Prepared) {
+    let run = boot(
+        p,
+        "load rk_target
+         load rust_kprobe symbol=rk_target_call events=0
+         load rust_kretprobe func=rk_target_call
+         kprobes_list KPROBES-ON
+         for i in 1 2 3; do echo 0 > /sys/kernel/debug/rk_target/call; done
+         rmmod rk_target
+         kprobes_list KPROBES-GONE
+         rmmod rust_kretprobe
+         rmmod rust_kprobe
+         kprobes_list KPROBES-END1
+         load rk_target
+         load rust_kprobe symbol=rk_target_call events=0
+         load rust_kretprobe func=rk_target_call
+         for i in 1 2; do echo 0 > /sys/kernel/debug/rk_target/call; done
+         rmmod rust_kretprobe
+         rmmod rust_kprobe
+         kprobes_list KPROBES-END2
+         echo 0 > /sys/kernel/debug/rk_target/call
+         rmmod rk_target
+         not_loaded rk_target",
+    );
+    // `<addr>  k|r  rk_target_call+0x0  rk_target` (the module's name after the place).
+    let on = run.guest_with("KPROBES-ON ");
+    assert_eq!(on.len(), 2, "{:?}", run.guest);
+    for l in &on {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        assert!(
+            f.len() >= 5 && f[3].starts_with("rk_target_call+") && f[4] == "rk_target",
+            "{on:?}"
+        );
+    }
+    let gone = run.guest_with("KPROBES-GONE ");
+    assert_eq!(gone.len(), 2, "{:?}", run.guest);
+    assert!(
+        gone.iter().all(|l| l.contains("[GONE]")),
+        "not marked gone: {gone:?}"
+    );
+    for end in ["KPROBES-END1 ", "KPROBES-END2 "] {
+        assert!(
+            run.guest_with(end).is_empty(),
+            "left registered: {:?}",
+            run.guest
+        );
+    }
+    // Three calls, then two: each counted once, each return timed ("0\n" is 2 bytes: 3).
+    let kp = run.module_lines("rust_kprobe");
+    let t = KprobeTotals::all(&kp);
+    assert_eq!(t.len(), 2, "{kp:#?}");
+    assert_eq!(
+        (t[0].hits, t[0].missed, t[1].hits, t[1].missed),
+        (3, 0, 2, 0),
+        "{t:?}"
+    );
+    let krp = run.module_lines("rust_kretprobe");
+    assert_eq!(
+        kretprobe_returns(&krp, "rk_target_call"),
+        [3, 3, 3, 3, 3],
+        "{krp:#?}"
+    );
+    assert_eq!(
+        count(&krp, "Missed probing 0 instances of rk_target_call"),
+        2,
+        "{krp:#?}"
+    );
 }
 
 // ---- bad input (issue: abuse) -------------------------------------------------------------
@@ -811,13 +939,27 @@ fn bad_parameters_are_refused_cleanly(p: &Prepared) {
 }
 
 fn load_unload_under_fire(p: &Prepared) {
+    under_fire(p, 2)
+}
+
+/// The same with 4 vCPUs (and 4 binding loops), on two host cores.
+fn load_unload_under_fire_4_vcpus(p: &Prepared) {
+    under_fire(p, 4)
+}
+
+fn under_fire(p: &Prepared, cpus: u32) {
     // 50 cycles: under TCG each one takes ~0.1 s of guest time on 6.12 and 1-4 s on 7.3, where
     // the whole guest runs several times slower under emulation (not the modules: an rmmod
     // without load takes 1-2 s there too).
+    // One binding loop per vCPU.
     let cycles = 50;
+    let start: String = (0..cpus)
+        .map(|k| format!("loadgen loop 900 > /tmp/l{k} & p{k}=$!\n"))
+        .collect();
+    let pids: String = (0..cpus).map(|k| format!("$p{k} ")).collect();
+    let wait: String = (0..cpus).map(|k| format!("wait $p{k}\n")).collect();
     let script = format!(
-        "loadgen loop 900 > /tmp/a & a=$!
-         loadgen loop 900 > /tmp/b & b=$!
+        "{start}
          i=0
          while [ $i -lt {cycles} ]; do
            load rust_kprobe ratelimit=50
@@ -827,19 +969,18 @@ fn load_unload_under_fire(p: &Prepared) {
            i=$((i+1))
          done
          echo CYCLES $i
-         kill $a $b
-         wait $a
-         wait $b
-         cat /tmp/a /tmp/b
+         kill {pids}
+         {wait}
+         cat /tmp/l*
          load rust_kprobe
          loadgen bind $(seq 7300 7349)
          rmmod rust_kprobe"
     );
-    // Two vCPUs, each on its own host thread (QEMU >= 8.1; see `vm::mttcg_safe`).
+    // Each vCPU on its own host thread (QEMU >= 8.1; see `vm::mttcg_safe`).
     let base = Opts::for_flavor(&p.flavor);
     let opts = Opts {
-        cpus: 2,
-        timeout: base.timeout * 3,
+        cpus,
+        timeout: base.timeout * 3 * cpus / 2,
         ..base
     };
     let run = boot_with(p, &script, opts);
@@ -847,9 +988,14 @@ fn load_unload_under_fire(p: &Prepared) {
         run.guest_with("CYCLES "),
         [format!("CYCLES {cycles}").as_str()]
     );
-    // The background load really ran, on both loops, while the modules came and went.
+    // The background load really ran, on every loop, while the modules came and went.
     let loops = run.loop_binds();
-    assert_eq!(loops.len(), 2, "{:?}", run.guest_with("LOADGEN op=loop"));
+    assert_eq!(
+        loops.len(),
+        cpus as usize,
+        "{:?}",
+        run.guest_with("LOADGEN op=loop")
+    );
     assert!(loops.iter().all(|&n| n > 0), "{loops:?}");
     let made: u64 = loops.iter().sum();
     let kp = run.module_lines("rust_kprobe");
@@ -1310,6 +1456,8 @@ macro_rules! all_tests {
             kprobe_port_and_comm_filters,
             kprobe_ratelimit,
             kretprobe_histogram_counts_every_call,
+            probed_module_goes_away,
+            load_unload_under_fire_4_vcpus,
         );
     };
 }
