@@ -195,6 +195,11 @@ struct RustKprobe {
     probe: Option<Pin<KBox<Kprobe<BindProbe>>>>,
 }
 
+/// The one line of a load that ran out of memory for `what`.
+fn no_memory(what: &str) {
+    pr_err!("cannot allocate the {what}: out of memory (errno -12)\n");
+}
+
 impl kernel::Module for RustKprobe {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let p = kprobes::params::kprobe();
@@ -214,8 +219,8 @@ impl kernel::Module for RustKprobe {
             port: p.port,
             limiter: RateLimiter::new(p.ratelimit),
             events: p.events,
-            stats: PerCpu::new()?,
-            post_pending: PerCpu::new()?,
+            stats: PerCpu::new().inspect_err(|_| no_memory("per-CPU counters"))?,
+            post_pending: PerCpu::new().inspect_err(|_| no_memory("per-CPU post flags"))?,
         };
         let mut probe = KBox::pin_init(
             Kprobe::new(p.symbol.as_cstr(), p.offset, handler),
@@ -248,10 +253,15 @@ impl kernel::Module for RustKprobe {
             probe.path_tag()
         );
         // Live counters are a convenience: without debugfs the probe works all the same.
-        let _ = probe.as_mut().publish(
+        if let Err(e) = probe.as_mut().publish(
             c_str!("rust_kprobe"),
             &[(c_str!("stats"), BindProbe::show_stats)],
-        );
+        ) {
+            pr_info!(
+                "no /sys/kernel/debug/rust_kprobe (errno {}): counters at unload only\n",
+                e.to_errno()
+            );
+        }
         Ok(RustKprobe { probe: Some(probe) })
     }
 }

@@ -124,6 +124,11 @@ struct RustKretprobe {
     hist: bool,
 }
 
+/// The one line of a load that ran out of memory for `what`.
+fn no_memory(what: &str) {
+    pr_err!("cannot allocate the {what}: out of memory (errno -12)\n");
+}
+
 impl kernel::Module for RustKretprobe {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let p = kprobes::params::kretprobe();
@@ -156,7 +161,7 @@ impl kernel::Module for RustKretprobe {
             pid: p.pid,
             comm: p.comm,
             events: p.events,
-            stats: PerCpu::new()?,
+            stats: PerCpu::new().inspect_err(|_| no_memory("per-CPU counters"))?,
         };
         let mut probe = KBox::pin_init(
             Kretprobe::new(p.func.as_cstr(), p.maxactive, handler),
@@ -179,13 +184,18 @@ impl kernel::Module for RustKretprobe {
             kprobes::SymbolOffset::of(probe.addr()).as_str()
         );
         // Live counters are a convenience: without debugfs the probe works all the same.
-        let _ = probe.as_mut().publish(
+        if let Err(e) = probe.as_mut().publish(
             c_str!("rust_kretprobe"),
             &[
                 (c_str!("stats"), Timing::show_stats),
                 (c_str!("histogram"), Timing::show_histogram),
             ],
-        );
+        ) {
+            pr_info!(
+                "no /sys/kernel/debug/rust_kretprobe (errno {}): counters at unload only\n",
+                e.to_errno()
+            );
+        }
         Ok(RustKretprobe {
             probe: Some(probe),
             hist: p.hist,

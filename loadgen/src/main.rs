@@ -11,6 +11,9 @@
 //!                                            SIGTERM; reports the count (`op=loop ... binds=N`)
 //! loadgen bench N                            N bind(port 0)+close; reports ns per operation
 //! loadgen insmod FILE [PARAM...]             one finit_module(2); prints `INSMOD ok` or `INSMOD errno=-N`
+//! loadgen insmod-fail N FILE [PARAM...]      the same with the N-th failable call of the load
+//!                                            failed (`/proc/thread-self/fail-nth`, fault
+//!                                            injection); prints `INSMOD-FAIL n=N injected=yes|no ok|errno=-N`
 //! ```
 //!
 //! (`insmod` is here because busybox's retries a refused finit_module with init_module, which
@@ -29,6 +32,50 @@ fn comm() -> String {
     std::fs::read_to_string("/proc/thread-self/comm")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
+}
+
+/// finit_module(2) with the `n`-th failable call of this thread after the arming failed (fault
+/// injection's `/proc/thread-self/fail-nth`). Everything is opened and allocated before the
+/// arming, and `fail-nth` is armed and read back through one descriptor (its handlers do not
+/// allocate), so that only the load's own calls count.
+fn insmod_fail(n: u32, file: &str, params: &[String]) -> String {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let params = std::ffi::CString::new(params.join(" ")).unwrap();
+    let path = "/proc/thread-self/fail-nth";
+    let nth = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let arm = format!("{n}");
+    let mut buf = [0u8; 16];
+    // SAFETY: pwrite/finit_module/pread on valid descriptors, with buffers valid for the lengths
+    // given and a NUL-terminated parameter string.
+    let (w, r, e, got) = unsafe {
+        let w = libc::pwrite(nth.as_raw_fd(), arm.as_ptr().cast(), arm.len(), 0);
+        let r = libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0);
+        let e = errno();
+        let got = libc::pread(nth.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0);
+        libc::pwrite(nth.as_raw_fd(), b"0".as_ptr().cast(), 1, 0);
+        (w, r, e, got)
+    };
+    assert!(
+        w > 0 && got > 0,
+        "{path}: write {w}, read {got}: errno {}",
+        errno()
+    );
+    // Read back 0: the n-th call was failed; more: the load made fewer than n failable calls.
+    let left = String::from_utf8_lossy(&buf[..got as usize])
+        .trim()
+        .to_string();
+    let injected = if left == "0" { "yes" } else { "no" };
+    let result = if r == 0 {
+        "ok".to_string()
+    } else {
+        format!("errno=-{e}")
+    };
+    format!("INSMOD-FAIL n={n} injected={injected} {result}")
 }
 
 fn errno() -> i32 {
@@ -91,7 +138,7 @@ fn family(name: &str) -> (i32, u16, usize) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: loadgen bind [inet|inet6] PORT... | bind-raw FAMILY LEN PORT | inuse PORT | sleep THREADS MS | loop SECONDS | bench N");
+    eprintln!("usage: loadgen bind [inet|inet6] PORT... | bind-raw FAMILY LEN PORT | inuse PORT | sleep THREADS MS | loop SECONDS | bench N | insmod FILE [PARAM...] | insmod-fail N FILE [PARAM...]");
     std::process::exit(2)
 }
 
@@ -181,6 +228,14 @@ fn main() {
                 println!("INSMOD errno=-{}", errno());
                 std::process::exit(1);
             }
+        }
+        Some("insmod-fail") => {
+            let n: u32 = args
+                .get(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| usage());
+            let file = args.get(2).unwrap_or_else(|| usage());
+            println!("{}", insmod_fail(n, file, &args[3..]));
         }
         _ => usage(),
     }

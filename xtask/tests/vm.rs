@@ -823,6 +823,122 @@ fn probed_module_goes_away(p: &Prepared) {
     );
 }
 
+/// Debug kernels, fault injection: each module loaded with the 1st, 2nd, ... failable call of
+/// the loading task failed (slab and page allocations; `/proc/thread-self/fail-nth` around
+/// `finit_module`, so the module loader's own calls count too), until a load makes fewer calls.
+/// A failed load leaves nothing behind (no module, debugfs directory or kprobe; kmemleak and
+/// the splat check after the scenario) and prints at most one line of its own, an error naming
+/// what; a load that went through despite a failed allocation (debugfs is optional) works: its
+/// bind or close is reported.
+fn load_fails_cleanly_at_every_allocation(p: &Prepared) {
+    let opts = Opts::for_flavor(&p.flavor);
+    let run = vm::run(
+        p,
+        &vm::test_name(),
+        "failinit
+         fail_each rust_kprobe
+         fail_each rust_kretprobe",
+        &opts,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.exit, 0, "scenario failed: {:?}", run.guest);
+    assert!(
+        run.guest.iter().any(|l| l == "RK-KMEMLEAK scanned"),
+        "no kmemleak scan ran"
+    );
+    let splats = run.splats_beyond_allocation_failures();
+    assert!(
+        splats.is_empty(),
+        "kernel complained: {splats:#?}\nserial log: {}",
+        run.log_path.display()
+    );
+    for (m, event) in [
+        ("rust_kprobe", "inet_bind name:loadgen pid:"),
+        ("rust_kretprobe", "inet_release returned 0 and took "),
+    ] {
+        let points = guest_number(&run, &format!("FAILPOINTS {m} "));
+        // The kernel log of each attempt: from its marker to the next.
+        let marker = format!("RKFAIL {m} n=");
+        let mut attempts: Vec<Vec<&str>> = vec![];
+        let prefix = format!("{m}: ");
+        for l in &run.dmesg {
+            if l.starts_with("RKFAIL ") {
+                if l.starts_with(&marker) {
+                    attempts.push(vec![]);
+                } else if !attempts.is_empty() && !l.starts_with(&marker) {
+                    break;
+                }
+            } else if let (Some(a), Some(own)) = (attempts.last_mut(), l.strip_prefix(&prefix)) {
+                if !own.starts_with("loading out-of-tree")
+                    && !own.starts_with("module verification")
+                {
+                    a.push(own);
+                }
+            }
+        }
+        assert_eq!(
+            attempts.len() as u32,
+            points + 1,
+            "{m}: attempts in the log"
+        );
+        let outcomes: Vec<&str> = run
+            .guest
+            .iter()
+            .filter(|l| l.starts_with("INSMOD-FAIL "))
+            .map(String::as_str)
+            .collect();
+        let (mut failed, mut through, mut init_errors) = (0, 0, 0);
+        for (i, lines) in attempts.iter().enumerate().take(points as usize) {
+            let n = i + 1;
+            let outcome = outcomes
+                .iter()
+                .find(|o| o.starts_with(&format!("INSMOD-FAIL n={n} ")) && !o.is_empty())
+                .unwrap_or_else(|| panic!("{m}: no outcome for n={n}"));
+            assert!(outcome.contains("injected=yes"), "{m}: {outcome}");
+            if outcome.ends_with(" ok") {
+                through += 1;
+                assert!(
+                    lines.iter().any(|l| l.starts_with("Planted ")),
+                    "{m} n={n}: {lines:#?}"
+                );
+                assert!(
+                    lines.iter().any(|l| l.starts_with(event)),
+                    "{m} n={n}: no event: {lines:#?}"
+                );
+            } else {
+                failed += 1;
+                assert!(
+                    lines.len() <= 1,
+                    "{m} n={n} ({outcome}): more than one line: {lines:#?}"
+                );
+                if let Some(l) = lines.first() {
+                    init_errors += 1;
+                    assert!(
+                        l.starts_with("cannot "),
+                        "{m} n={n}: not an error line: {l}"
+                    );
+                    assert!(
+                        l.contains("ENOMEM") || l.contains("errno -12"),
+                        "{m} n={n}: {l}"
+                    );
+                }
+            }
+        }
+        eprintln!(
+            "{}: {m}: {points} failure points: {failed} loads refused ({init_errors} in the module's init), {through} went through",
+            p.flavor.name()
+        );
+        assert!(points > 0 && failed > 0, "{m}: nothing was failed");
+    }
+    for bad in ["LEFT", "LEFT-DEBUGFS", "STILL-LOADED", "UNEXPECTED"] {
+        assert!(
+            run.guest_with(&format!("{bad} ")).is_empty(),
+            "{:?}",
+            run.guest
+        );
+    }
+}
+
 // ---- bad input (issue: abuse) -------------------------------------------------------------
 
 const EINVAL_WHY: &str =
@@ -1476,6 +1592,7 @@ mod arm64 {
 mod x86_64_debug {
     use super::{Arch, Kver};
     all_tests!(Arch::X86_64, true, Kver::V6_12);
+    vm_tests!(Arch::X86_64, true, Kver::V6_12; load_fails_cleanly_at_every_allocation);
 }
 
 mod x86_64_7_3 {
@@ -1492,6 +1609,7 @@ mod arm64_7_3 {
 mod x86_64_debug_7_3 {
     use super::{Arch, Kver};
     all_tests!(Arch::X86_64, true, Kver::V7_3);
+    vm_tests!(Arch::X86_64, true, Kver::V7_3; load_fails_cleanly_at_every_allocation);
 }
 
 mod x86_64_debian {
