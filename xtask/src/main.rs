@@ -178,13 +178,19 @@ fn main() {
         }
         Some("kbuild-args") => {
             let k = kernel::ensure(&repo_root(), &flavor).unwrap_or_else(|e| fail(&e));
-            if k.in_debian {
-                let (cmd, _) = k.make(&[]);
-                eprintln!(
-                    "kbuild-args: build in the Debian 13 environment: {cmd} make -C <KDIR> M=$PWD"
-                );
+            if flavor.kernel.built_here() {
+                println!("KDIR={} {}", k.dir.display(), flavor.make_vars().join(" "));
+            } else {
+                // Debian's headers, as a Debian 13 system has them: the Makefile regenerates
+                // the Rust metadata they lack (already done by setup) and builds with their GCC.
+                let rel = xtask::debian::release(&flavor).unwrap_or_else(|e| fail(&e));
+                if k.in_debian {
+                    eprintln!(
+                        "kbuild-args: build in the Debian 13 environment: scripts/in-debian make $(make -s kbuild-args KERNEL=debian)"
+                    );
+                }
+                println!("KDIR=/usr/src/linux-headers-{rel}");
             }
-            println!("KDIR={} {}", k.dir.display(), flavor.make_vars().join(" "));
         }
         Some("prepare") => {
             prepare(flavor);
