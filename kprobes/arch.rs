@@ -124,14 +124,10 @@ pub(crate) fn current_task() -> *mut task_struct {
 }
 
 /// Whether the kprobe core emulates (x86) or simulates (arm64) the probed instruction of a
-/// breakpoint probe instead of executing it out of line: `ainsn` as `arch_prepare_kprobe()`
-/// left it.
-///
-/// # Safety
-///
-/// `ainsn` must be the `ainsn` of a registered `struct kprobe`.
+/// breakpoint probe instead of executing it out of line, from the `ainsn` that
+/// `arch_prepare_kprobe()` filled in (meaningless for a probe that was not prepared).
 #[inline(always)]
-pub(crate) unsafe fn emulated(ainsn: &super::bindings::arch_specific_insn) -> bool {
+pub(crate) fn emulated(ainsn: &super::bindings::arch_specific_insn) -> bool {
     imp::emulated(ainsn)
 }
 

@@ -236,8 +236,9 @@ unsafe extern "C" fn post_trampoline<T: KprobeHandler>(
     let (probe, hit) = unsafe { hit::<T>(p, regs) };
     let ftrace = probe.flags() & bindings::KPROBE_FLAG_FTRACE != 0;
     // SAFETY: `p` is the registered `struct kprobe` (as above); the core filled its `ainsn`
-    // when it prepared the probe, before arming it, and does not change it while armed.
-    let emulated = !ftrace && unsafe { super::arch::emulated(&(*p).ainsn) };
+    // when it prepared the probe, before arming it, and does not write it while armed, so a
+    // shared reference to it is sound for the call.
+    let emulated = !ftrace && super::arch::emulated(unsafe { &(*p).ainsn });
     let step = match (ftrace, emulated) {
         (true, _) => Step::Ftrace,
         (false, true) => Step::Emulated,

@@ -127,7 +127,10 @@ impl Run {
         for (i, l) in lines.iter().enumerate() {
             if l.contains("Call Trace") {
                 let from = i.saturating_sub(8);
-                if lines[from..i].iter().any(|h| HEADERS.iter().any(|s| h.contains(s))) {
+                if lines[from..i]
+                    .iter()
+                    .any(|h| HEADERS.iter().any(|s| h.contains(s)))
+                {
                     excused.insert(*l as *const str);
                 }
             }
