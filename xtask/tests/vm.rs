@@ -1140,10 +1140,17 @@ fn under_fire(p: &Prepared, cpus: u32) {
         reported
     );
     let krp = run.module_lines("rust_kretprobe");
-    assert_eq!(
-        count(&krp, "Missed probing 0 instances of inet_release"),
-        cycles
-    );
+    // One `Missed probing` line per cycle. The core may count a rare miss under fire (1 in 50
+    // cycles once, on 7.3 with single-threaded TCG; the cause was not pinned down: another
+    // probe's handler running on that CPU, or no free instance), so the misses are summed
+    // with the timed calls, which together cannot exceed the binds made.
+    let missed: Vec<i64> = krp
+        .iter()
+        .filter(|l| l.starts_with("Missed probing ") && l.ends_with(" instances of inet_release"))
+        .map(|l| number_after(l, "Missed probing ").unwrap_or_else(|| panic!("{l}")))
+        .collect();
+    assert_eq!(missed.len(), cycles, "{krp:#?}");
+    let missed: i64 = missed.iter().sum();
     let timed: Vec<i64> = krp
         .iter()
         .filter(|l| l.starts_with("inet_release: count "))
@@ -1152,8 +1159,8 @@ fn under_fire(p: &Prepared, cpus: u32) {
     assert_eq!(timed.len(), cycles, "{krp:#?}");
     let timed: i64 = timed.iter().sum();
     assert!(
-        timed > 0 && timed as u64 <= made,
-        "{timed} inet_release timed under fire, {made} binds made"
+        timed > 0 && (timed + missed) as u64 <= made,
+        "{timed} inet_release timed and {missed} missed under fire, {made} binds made"
     );
     // The clean bracket: the hits the module reports are exactly the binds made there.
     let binds = run.ops("bind");
