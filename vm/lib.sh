@@ -60,29 +60,32 @@ inside_insn() {
 }
 
 # Fault injection (debug kernels): failures are injected only through a task's fail-nth
-# (probability stays 0), into sleeping allocations and order-0 pages as well, and silently (no
-# stack dump per injected failure).
+# (probability stays 0), into sleeping allocations as well, and silently (no stack dump per
+# injected failure).
 failinit() {
   for f in failslab fail_page_alloc; do
     echo N > /sys/kernel/debug/$f/ignore-gfp-wait
     echo 0 > /sys/kernel/debug/$f/verbose
   done
-  echo 0 > /sys/kernel/debug/fail_page_alloc/min-order
 }
-# fail_each MODULE [PARAM...]: loads MODULE with the 1st, 2nd, ... failable call of the load
-# failed, until a load makes fewer calls than that (`FAILPOINTS MODULE <n>`). After each failed
-# load, nothing may be left (module, debugfs directory, kprobe); a load that went through
-# despite the failure binds port 41000 once and is removed. Each attempt is marked in the
-# kernel log (`RKFAIL MODULE n=<n>`).
+# fail_each slab|all MODULE [PARAM...]: loads MODULE with the 1st, 2nd, ... failable call of the
+# load failed, until a load makes fewer calls than that (`FAILPOINTS <mode> MODULE <n>`). `slab`
+# counts slab allocations only (every kmalloc is one call, whatever the slabs hold, so the
+# points do not drift from one attempt to the next), `all` page allocations of every order too.
+# After each failed load, nothing may be left (module, debugfs directory, kprobe); a load that
+# went through despite the failure binds port 41000 once and is removed. Each attempt is marked
+# in the kernel log (`RKFAIL <mode> MODULE n=<n>`).
 fail_each() {
-  m=$1; shift
+  mode=$1; m=$2; shift 2
+  if [ "$mode" = slab ]; then order=11; else order=0; fi
+  echo $order > /sys/kernel/debug/fail_page_alloc/min-order
   n=1
   while :; do
-    echo "RKFAIL $m n=$n" > /dev/kmsg
+    echo "RKFAIL $mode $m n=$n" > /dev/kmsg
     out=$(loadgen insmod-fail $n $M/$m.ko "$@")
     echo "$out"
     case "$out" in
-      *"injected=no ok") rmmod $m; echo "FAILPOINTS $m $((n - 1))"; return 0 ;;
+      *"injected=no ok") rmmod $m; echo "FAILPOINTS $mode $m $((n - 1))"; return 0 ;;
       *"injected=no "*) echo "UNEXPECTED $out"; return 1 ;;
       *" ok") loadgen bind 41000; rmmod $m ;;
       *)
