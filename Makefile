@@ -14,7 +14,7 @@ ARCH ?= $(patsubst aarch64,arm64,$(shell uname -m))
 KERNEL ?= 6.12
 export ARCH DEBUG ARCHES KERNEL KERNELS
 
-.PHONY: modules clean help setup demo check bench fmt kbuild-args modules_install dkms-add rust-analyzer
+.PHONY: modules clean help setup demo check bench fmt kbuild-args modules_install dkms-add rust-analyzer patches
 
 # Kbuild against KDIR. A distribution's headers lack the Rust metadata a Rust module builds
 # against (Debian's /usr/src/linux-headers-<release>): scripts/rust-headers.sh regenerates it
@@ -106,6 +106,8 @@ help:
 	@echo "make bench [ARCH=arm64] [KERNEL=7.3|debian]"
 	@echo "                         per-hit cost: Rust vs C vs kprobe_events vs eBPF vs no probe"
 	@echo "                         (build/bench/<flavor>/results.json)"
+	@echo "make patches             the layer and Rust twins of samples/kprobes/ as a patch series against"
+	@echo "                         Linux 7.3 (build/patches/; checked by make check)"
 	@echo "make clean               remove build outputs"
 
 SETUP_ARCHES = $(if $(ARCHES),$(ARCHES),x86_64 arm64)
@@ -123,6 +125,11 @@ check: setup
 bench:
 	@ARCHES="$(ARCH)" KERNELS="$(KERNEL)" ./scripts/setup.sh
 	@cargo xtask bench
+
+# The layer as an upstream series against 7.3: build/patches/*.patch (see upstream/).
+patches:
+	@ARCHES="$(ARCH)" KERNELS=7.3 ./scripts/setup.sh
+	@cargo xtask patches
 
 # The last line is `KDIR=<the cached kernel tree> LLVM=<its LLVM>` (the kernel is built first
 # if needed; progress goes to stderr).

@@ -4,17 +4,25 @@
 //!
 //! - [`Regs`]: which `pt_regs` slot holds which argument, read as the type the probed function
 //!   declares ([`FromReg`]; as aya's `args.rs` does for eBPF);
+// rk-out-of-tree-begin
 //! - [`this_cpu_offset`] and [`current_task`]: what `this_cpu_ptr()` and `current` read. They
 //!   are C macros and static inlines; a helpers.c shim for them costs a call and its register
 //!   spills on every hit, so the handlers' hot path reads them here, as the C macros do.
-
+// rk-out-of-tree-end
+// rk-in-tree: //! - whether the kprobe core emulates the probed instruction ([`emulated`]).
 //!
 //! C headers: [`arch/x86/include/asm/ptrace.h`](srctree/arch/x86/include/asm/ptrace.h),
+// rk-out-of-tree-begin
 //! [`arch/arm64/include/asm/ptrace.h`](srctree/arch/arm64/include/asm/ptrace.h),
 //! [`arch/x86/include/asm/current.h`](srctree/arch/x86/include/asm/current.h),
 //! [`arch/arm64/include/asm/current.h`](srctree/arch/arm64/include/asm/current.h)
+// rk-out-of-tree-end
+// rk-in-tree: //! [`arch/arm64/include/asm/ptrace.h`](srctree/arch/arm64/include/asm/ptrace.h)
 
+// rk-out-of-tree-begin
 use super::bindings::{pt_regs, task_struct};
+// rk-out-of-tree-end
+// rk-in-tree: use crate::bindings::pt_regs;
 
 /// A C type that an argument or return register holds: the integers and pointers.
 ///
@@ -109,6 +117,7 @@ impl<'a> Regs<'a> {
     }
 }
 
+// rk-out-of-tree-begin
 /// This CPU's per-CPU offset: `this_cpu_ptr(p)` is `p` plus this. Only meaningful while the
 /// caller cannot migrate (preemption off, as in every kprobe handler).
 #[inline(always)]
@@ -122,6 +131,7 @@ pub(crate) fn this_cpu_offset() -> usize {
 pub(crate) fn current_task() -> *mut task_struct {
     imp::current_task()
 }
+// rk-out-of-tree-end
 
 /// Whether the kprobe core emulates (x86) or simulates (arm64) the probed instruction of a
 /// breakpoint probe instead of executing it out of line, from the `ainsn` that
@@ -137,16 +147,22 @@ pub(crate) fn emulated(ainsn: &super::bindings::arch_specific_insn) -> bool {
 /// |-------|-------|-------|-------|-------|-------|--------|----|----|
 /// | `di`  | `si`  | `dx`  | `cx`  | `r8`  | `r9`  | `ax`   | `ip` | `sp` |
 ///
+// rk-out-of-tree-begin
 /// Per-CPU data is addressed through `%gs`; `this_cpu_off` holds the CPU's offset and
 /// `pcpu_hot.current_task` (Linux 6.2 to 6.14) or `current_task` (6.15 on) the running task,
 /// as `<asm/percpu.h>` and `<asm/current.h>` read them.
+// rk-out-of-tree-end
 #[cfg(CONFIG_X86_64)]
 mod imp {
+    // rk-out-of-tree-begin
     use super::{pt_regs, task_struct};
     use crate::kprobes::bindings;
     use core::arch::asm;
     #[cfg(rk_x86_pcpu_hot)]
     use core::mem::offset_of;
+    // rk-out-of-tree-end
+    // rk-in-tree: use super::pt_regs;
+    // rk-in-tree: use crate::bindings;
 
     #[inline(always)]
     pub(super) fn arg(r: &pt_regs, n: usize) -> Option<u64> {
@@ -184,6 +200,7 @@ mod imp {
         r.sp as u64
     }
 
+    // rk-out-of-tree-begin
     #[inline(always)]
     pub(super) fn this_cpu_offset() -> usize {
         let off: usize;
@@ -248,6 +265,7 @@ mod imp {
         "rust-kprobes: this kernel's <asm/current.h> has neither `pcpu_hot` nor a per-CPU \
          `current_task`; `kprobes/arch.rs` does not know how it reads `current`"
     );
+    // rk-out-of-tree-end
 }
 
 /// AArch64 procedure call standard (AAPCS64):
@@ -259,15 +277,21 @@ mod imp {
 /// `struct pt_regs` starts with a union of `struct user_pt_regs { regs[31], sp, pc, pstate }`
 /// and the same fields unnamed; this reads `user_pt_regs`.
 ///
+// rk-out-of-tree-begin
 /// `sp_el0` holds `current` while the kernel runs (`<asm/current.h>`). The per-CPU offset is in
 /// `tpidr_el1`, or in `tpidr_el2` when the kernel itself runs at EL2 (VHE): C patches the
 /// choice in at boot (`ALTERNATIVE(..., ARM64_HAS_VIRT_HOST_EXTN)`); Rust cannot, so it asks
 /// `CurrentEL`, the very test that sets that capability (`is_kernel_in_hyp_mode()`).
+// rk-out-of-tree-end
 #[cfg(CONFIG_ARM64)]
 mod imp {
+    // rk-out-of-tree-begin
     use super::{pt_regs, task_struct};
     use crate::kprobes::bindings::{self, user_pt_regs};
     use core::arch::asm;
+    // rk-out-of-tree-end
+    // rk-in-tree: use super::pt_regs;
+    // rk-in-tree: use crate::bindings::{self, user_pt_regs};
 
     fn user(r: &pt_regs) -> &user_pt_regs {
         // SAFETY: both members of the union are plain `u64` fields with the same layout, so
@@ -285,16 +309,23 @@ mod imp {
         user(r).regs[0]
     }
 
+    // rk-out-of-tree-begin
     /// `arch_prepare_kprobe()` leaves the out-of-line slot NULL for the instructions it
     /// simulates (`INSN_GOOD_NO_SLOT`: branches, PC-relative loads); the slot is `xol_insn`
     /// since Linux 6.15 (`rk_arm64_xol_insn`, from `<asm/probes.h>`), `api.insn` before.
+    // rk-out-of-tree-end
+    // rk-in-tree: /// `arch_prepare_kprobe()` leaves the out-of-line slot (`xol_insn`) NULL for the
+    // rk-in-tree: /// instructions it simulates (`INSN_GOOD_NO_SLOT`: branches, PC-relative loads).
     #[inline(always)]
     pub(super) fn emulated(ainsn: &bindings::arch_specific_insn) -> bool {
+        // rk-out-of-tree-begin
         #[cfg(rk_arm64_xol_insn)]
         let slot = ainsn.xol_insn;
         #[cfg(not(rk_arm64_xol_insn))]
         let slot = ainsn.api.insn;
         slot.is_null()
+        // rk-out-of-tree-end
+        // rk-in-tree: ainsn.xol_insn.is_null()
     }
 
     #[inline(always)]
@@ -307,6 +338,7 @@ mod imp {
         user(r).sp
     }
 
+    // rk-out-of-tree-begin
     /// `CurrentEL` of a kernel running at EL2.
     const CURRENT_EL_EL2: u64 = 2 << 2;
 
@@ -348,6 +380,7 @@ mod imp {
         };
         task
     }
+    // rk-out-of-tree-end
 }
 
 #[cfg(not(any(CONFIG_X86_64, CONFIG_ARM64)))]

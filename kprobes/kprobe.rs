@@ -7,7 +7,8 @@
 //! Reference: [`Documentation/trace/kprobes.rst`](srctree/Documentation/trace/kprobes.rst)
 
 use super::probe::{Probe, RawProbe};
-use super::{arch::Regs, bindings};
+use super::arch::Regs;
+use super::bindings;
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::prelude::*;
@@ -77,10 +78,15 @@ impl Hit<'_> {
 ///
 /// # Examples
 ///
+// rk-out-of-tree-begin
 /// A kprobe on `inet_bind` that counts binds to port 80; this is `kprobes/example_kprobe.rs`,
 /// which the modules compile (`rust_kprobe.rs` is a full one):
 ///
 #[doc = concat!("```ignore\n", include_str!("example_kprobe.rs"), "```")]
+// rk-out-of-tree-end
+// rk-in-tree: /// A kprobe on `usleep_range_state()` that checks the argument a sleep passed it:
+// rk-in-tree: ///
+// rk-in-tree-doctest: doctest_kprobe.rs
 pub(crate) trait KprobeHandler: Sync + Send + Sized {
     /// Whether [`KprobeHandler::post`] is wanted, asked once at registration (a post handler
     /// costs a second trap per hit and prevents jump optimization).

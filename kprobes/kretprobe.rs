@@ -9,7 +9,8 @@
 
 use super::kprobe::Hit;
 use super::probe::{Probe, RawProbe};
-use super::{arch::Regs, bindings};
+use super::arch::Regs;
+use super::bindings;
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicI32, Ordering};
 use kernel::prelude::*;
@@ -18,10 +19,15 @@ use kernel::prelude::*;
 ///
 /// # Examples
 ///
+// rk-out-of-tree-begin
 /// The return value and duration of each `inet_release` call; this is
 /// `kprobes/example_kretprobe.rs`, which the modules compile (`rust_kretprobe.rs` is a full one):
 ///
 #[doc = concat!("```ignore\n", include_str!("example_kretprobe.rs"), "```")]
+// rk-out-of-tree-end
+// rk-in-tree: /// A return probe on `usleep_range_state()` that times a sleep:
+// rk-in-tree: ///
+// rk-in-tree-doctest: doctest_kretprobe.rs
 pub(crate) trait KretprobeHandler: Sync + Send + Sized {
     /// Per-instance data, stored by the kernel between entry and return (`data_size` is its
     /// size).

@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 
+// rk-out-of-tree-begin
 //! Kprobes and kretprobes: the safe Rust layer under `rust_kprobe.rs` and `rust_kretprobe.rs`.
 //!
 //! No kernel release has a Rust kprobe abstraction; this is one, small enough to read:
+// rk-out-of-tree-end
+// rk-in-tree: //! Kprobes and kretprobes: dynamic probes on kernel functions, with handlers in Rust.
 //!
 //! - [`kprobe::Kprobe`] / [`kretprobe::Kretprobe`]: both a [`probe::Probe`], a registration
 //!   created pinned by a pin-initializer and unregistered exactly once (on drop, or by
 //!   [`probe::Probe::unregister`], which hands back the handler); a failed registration leaves
 //!   nothing behind.
-//! - [`kprobe::KprobeHandler`] / [`kretprobe::KretprobeHandler`]: what a module implements (pre/post/fault,
-//!   entry/return with typed per-instance data).
+//! - [`kprobe::KprobeHandler`] / [`kretprobe::KretprobeHandler`]: what a module implements
+//!   (pre/post/fault, entry/return with typed per-instance data).
+// rk-out-of-tree-begin
 //! - [`arch`]: all per-architecture code: [`arch::Regs`] (the probed function's arguments and
 //!   return value), the per-CPU offset and `current`.
 //! - [`percpu::PerCpu`], [`debugfs`], [`task`], [`params`]: what the handlers need in atomic
@@ -19,24 +23,39 @@
 //!   the host by `logic/` (`cargo test`).
 //!
 //! Both modules include this layer with `#[path]`; each uses a part of it.
+// rk-out-of-tree-end
+// rk-in-tree: //! - [`arch`]: all per-architecture code: [`arch::Regs`], the probed function's arguments
+// rk-in-tree: //!   and return value as their C types.
+// rk-in-tree: //!
+// rk-in-tree: //! Handlers run in atomic context: nothing in them may sleep, allocate or take a lock.
+// rk-in-tree: //! Samples: `samples/rust/rust_kprobe_example.rs`, `samples/rust/rust_kretprobe_example.rs`.
 //!
 //! C header: [`include/linux/kprobes.h`](srctree/include/linux/kprobes.h)
 
 pub(crate) mod arch;
+// rk-out-of-tree-begin
 pub(crate) mod bindings;
 pub(crate) mod compat;
 pub(crate) mod debugfs;
 /// The documentation's examples, compiled so that they stay correct; nothing calls them.
 mod example_kprobe;
 mod example_kretprobe;
+// rk-out-of-tree-end
 pub(crate) mod kprobe;
+#[cfg(CONFIG_KRETPROBES)]
 pub(crate) mod kretprobe;
+// rk-out-of-tree-begin
 pub(crate) mod layout;
 pub(crate) mod logic;
 pub(crate) mod params;
 pub(crate) mod percpu;
+// rk-out-of-tree-end
 pub(crate) mod probe;
+// rk-out-of-tree-begin
 pub(crate) mod task;
+// rk-out-of-tree-end
+
+// rk-in-tree: use crate::bindings;
 
 /// Reads `buf.len()` bytes of kernel memory at `src` without faulting (any context, NMI
 /// included); the error is `copy_from_kernel_nofault()`'s errno.
@@ -54,6 +73,7 @@ pub(crate) fn read_kernel(src: *const u8, buf: &mut [u8]) -> Result<(), i32> {
     }
 }
 
+// rk-out-of-tree-begin
 /// `symbol+offset` of a kernel text address, as `/sys/kernel/debug/kprobes/list` names it:
 /// what `sprint_symbol()` writes, without its `/size` and ` [module]`. For init-time lines:
 /// it is `KSYM_SYMBOL_LEN` bytes on the stack.
@@ -89,6 +109,8 @@ impl SymbolOffset {
     }
 }
 
+// rk-out-of-tree-end
+
 /// Nanoseconds of the monotonic clock, NMI-safe (`ktime_get_mono_fast_ns()`).
 ///
 /// Not `ktime_get()`: on x86_64 a kprobe hit is an int3, which the kernel handles as an NMI,
@@ -104,6 +126,7 @@ pub(crate) fn now_ns() -> u64 {
     unsafe { bindings::ktime_get_mono_fast_ns() }
 }
 
+// rk-out-of-tree-begin
 /// Why `register_k(ret)probe` refused, in words, for the one error line a module prints.
 pub(crate) fn why(e: kernel::error::Error) -> &'static str {
     match e.to_errno().unsigned_abs() {
@@ -118,3 +141,4 @@ pub(crate) fn why(e: kernel::error::Error) -> &'static str {
         _ => "refused by the kprobe core",
     }
 }
+// rk-out-of-tree-end

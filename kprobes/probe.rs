@@ -2,13 +2,15 @@
 
 //! What a kprobe and a kretprobe registration share: a pinned `{ kernel struct, handler }`,
 //! registered by its pin-initializer and unregistered exactly once, when it is dropped or
-//! [`Probe::unregister`]ed, with the handler's debugfs files removed before that.
+//! [`Probe::unregister`]ed.
 //!
 //! C header: [`include/linux/kprobes.h`](srctree/include/linux/kprobes.h)
 
 use super::bindings;
+// rk-out-of-tree-begin
 use super::compat;
 use super::debugfs::{Debugfs, ShowFn, Source};
+// rk-out-of-tree-end
 use core::mem::MaybeUninit;
 use core::ptr::{addr_of, addr_of_mut};
 use kernel::error::to_result;
@@ -68,20 +70,27 @@ pub(crate) unsafe trait RawProbe: Sized {
 ///   `#[repr(transparent)]`: the pointer the core passes to a handler, to `raw`, is a pointer to
 ///   `Self`.
 /// - `handler` is initialised before `raw` is registered, so a handler may run at once.
+// rk-out-of-tree-begin
 /// - `debugfs`, when `Some`, shows `self` and is removed before `raw` is unregistered.
+// rk-out-of-tree-end
 #[repr(C)]
 #[pin_data(PinnedDrop)]
 pub(crate) struct Probe<R: RawProbe, T: Send + Sync> {
     #[pin]
     raw: Opaque<R>,
     handler: T,
+// rk-out-of-tree-begin
     debugfs: Option<Debugfs<Probe<R, T>>>,
+// rk-out-of-tree-end
 }
 
 // SAFETY: Rust reads `raw` only through raw pointers, and only `addr` (written by the
 // registration before it returns, unchanged while registered) and `nmissed` (with an atomic
 // load); the pointers Rust put in it are to `'static` data (`with_raw`'s contract). The
-// handler is `Send + Sync`, and `Debugfs` may be dropped on any thread.
+// handler is `Send + Sync`.
+// rk-out-of-tree-begin
+// `Debugfs` may be dropped on any thread.
+// rk-out-of-tree-end
 unsafe impl<R: RawProbe, T: Send + Sync> Send for Probe<R, T> {}
 // SAFETY: as above; `&Probe` gives access to nothing in `raw` but those two reads.
 unsafe impl<R: RawProbe, T: Send + Sync> Sync for Probe<R, T> {}
@@ -97,6 +106,7 @@ pub(crate) struct Unregistered<T> {
     pub(crate) handler: T,
 }
 
+// rk-out-of-tree-begin
 impl<R: RawProbe, T: Send + Sync> Source for Probe<R, T> {
     type Handler = T;
     fn handler(&self) -> &T {
@@ -106,6 +116,7 @@ impl<R: RawProbe, T: Send + Sync> Source for Probe<R, T> {
         Probe::nmissed(self)
     }
 }
+// rk-out-of-tree-end
 
 impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
     /// A pin-initializer that checks the bindings' layouts (see `layout`), stores `handler`,
@@ -119,11 +130,16 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
     pub(super) unsafe fn with_raw(raw: R, handler: T) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             handler,
+// rk-out-of-tree-begin
             debugfs: None,
+// rk-out-of-tree-end
             // Last: once `raw` is registered, a handler may run, and every other field is
             // initialised by then.
+// rk-out-of-tree-begin
             raw <- compat::opaque_try_ffi_init(move |slot: *mut R| {
                 super::layout::check()?;
+// rk-out-of-tree-end
+            // rk-in-tree: raw <- Opaque::try_ffi_init(move |slot: *mut R| {
                 // SAFETY: `slot` is valid for writes: the uninitialised `raw` of `Self`.
                 unsafe { slot.write(raw) };
                 // INVARIANT: on success `raw` is registered; it stays at `slot` (`Self` is
@@ -183,6 +199,7 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
         &self.handler
     }
 
+// rk-out-of-tree-begin
     /// Shows the handler's state in `/sys/kernel/debug/<dir>/`, one file per `(name, show)`,
     /// until the probe is unregistered. Without debugfs this is an error the caller may ignore.
     pub(crate) fn publish(
@@ -199,15 +216,18 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
         this.debugfs = Some(unsafe { Debugfs::new(dir, files, src) }?);
         Ok(())
     }
+// rk-out-of-tree-end
 
     /// Unregisters the probe, waiting until no handler runs, and hands back what is left.
     pub(crate) fn unregister(this: Pin<KBox<Self>>) -> Unregistered<T> {
         // SAFETY: nothing is moved out of the allocation before `raw` is unregistered, and the
         // allocation is then freed in place: the pinning guarantee is kept.
         let p = KBox::into_raw(unsafe { Pin::into_inner_unchecked(this) });
+// rk-out-of-tree-begin
         // SAFETY: `p` is valid and owned here (from `KBox::into_raw`); `debugfs` is removed
         // before `raw` is unregistered (type invariant), and not used again.
         unsafe { core::ptr::drop_in_place(addr_of_mut!((*p).debugfs)) };
+// rk-out-of-tree-end
         // SAFETY: as above; `Opaque::get` only computes the address.
         let raw = unsafe { (*p).raw.get() };
         // SAFETY: `raw` is registered (type invariant); `Self`'s `PinnedDrop` does not run for
@@ -221,8 +241,8 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
         // without dropping anything.
         let handler = unsafe { addr_of!((*p).handler).read() };
         // SAFETY: `p` came from `KBox::into_raw`, and `MaybeUninit<Self>` has `Self`'s layout;
-        // dropping it frees the memory without dropping a field: `debugfs` was dropped,
-        // `handler` moved out, and `raw` needs no drop.
+        // dropping it frees the memory without dropping a field: the others were dropped or
+        // moved out above, and `raw` needs no drop.
         drop(unsafe { KBox::from_raw(p.cast::<MaybeUninit<Self>>()) });
         Unregistered {
             addr,
@@ -235,10 +255,13 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
 #[pinned_drop]
 impl<R: RawProbe, T: Send + Sync> PinnedDrop for Probe<R, T> {
     fn drop(self: Pin<&mut Self>) {
+// rk-out-of-tree-begin
         // SAFETY: `debugfs` is not structurally pinned, and nothing is moved out.
         let this = unsafe { self.get_unchecked_mut() };
         // Readers first, then the probe (type invariant).
         this.debugfs = None;
+// rk-out-of-tree-end
+        // rk-in-tree: let this = self;
         // SAFETY: `raw` is registered (type invariant), and this is its only unregistration:
         // `unregister` does not run `drop`.
         unsafe { R::unregister(this.raw.get()) };

@@ -5,5 +5,6 @@ pub mod debian;
 pub mod initramfs;
 pub mod kernel;
 pub mod modules;
+pub mod upstream;
 pub mod util;
 pub mod vm;

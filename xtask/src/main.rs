@@ -195,6 +195,12 @@ fn main() {
         Some("prepare") => {
             prepare(flavor);
         }
+        Some("patches") => {
+            let patches = xtask::upstream::generate().unwrap_or_else(|e| fail(&e));
+            for p in patches {
+                println!("{}", p.display());
+            }
+        }
         Some("demo") => demo(flavor),
         Some("check") => check(),
         Some("fmt-check") => rustfmt_check(),

@@ -1,0 +1,484 @@
+//! `make patches`: the layer (`kprobes/`) offered upstream, as a `git format-patch` series
+//! against the 7.3 tree the project builds, with Rust twins of `samples/kprobes/`.
+//!
+//! One source: the in-tree `rust/kernel/kprobes*` files are generated from `kprobes/` by a
+//! mechanical, line-based rewrite, so the two cannot drift:
+//!
+//! - lines between `// rk-out-of-tree-begin` and `// rk-out-of-tree-end` are dropped (what only
+//!   the out-of-tree modules need: debugfs, per-CPU state, the bindings' layout check, the
+//!   6.12 compatibility shims);
+//! - `// rk-in-tree: <line>` becomes `<line>`, and `// rk-in-tree-doctest: <file>` becomes a
+//!   doctest (`upstream/<file>`) that KUnit runs;
+//! - in code, `pub(crate)` becomes `pub`, `kernel::` becomes `crate::`, the layer's own bindings
+//!   become `crate::bindings` and its `rk_get_kretprobe` shim the in-tree helper;
+//! - then the kernel's `rustfmt`. Anything out-of-tree left over (an `rk_` name, a marker) is an
+//!   error: the rewrite does not guess.
+//!
+//! The samples, the C helper, the commit messages and the cover letter are in `upstream/`.
+
+use crate::util::{cache_dir, repo_root, Kver};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The layer's files that go in-tree, and where.
+pub const LAYER: [(&str, &str); 5] = [
+    ("kprobes/mod.rs", "rust/kernel/kprobes.rs"),
+    ("kprobes/arch.rs", "rust/kernel/kprobes/arch.rs"),
+    ("kprobes/kprobe.rs", "rust/kernel/kprobes/kprobe.rs"),
+    ("kprobes/kretprobe.rs", "rust/kernel/kprobes/kretprobe.rs"),
+    ("kprobes/probe.rs", "rust/kernel/kprobes/probe.rs"),
+];
+
+/// The series' output: `build/patches/`.
+pub fn out_dir() -> PathBuf {
+    repo_root().join("build/patches")
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write(path: &Path, s: &str) -> Result<(), String> {
+    if let Some(d) = path.parent() {
+        fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    fs::write(path, s).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Replaces `word` where it is not preceded by an identifier character.
+fn replace_word(line: &str, word: &str, with: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find(word) {
+        let before = rest[..i].chars().next_back();
+        let whole = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == ':'));
+        out += &rest[..i];
+        out += if whole { with } else { word };
+        rest = &rest[i + word.len()..];
+    }
+    out + rest
+}
+
+/// The in-tree text of one layer file (before rustfmt). `doctest` reads `upstream/<name>`.
+pub fn in_tree(
+    name: &str,
+    text: &str,
+    doctest: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<String, String> {
+    let mut out = String::new();
+    let mut skipping: Option<usize> = None;
+    for (n, line) in text.lines().enumerate() {
+        let at = || format!("{name}:{}", n + 1);
+        let t = line.trim_start();
+        let indent = &line[..line.len() - t.len()];
+        if t == "// rk-out-of-tree-begin" {
+            if let Some(b) = skipping {
+                return Err(format!("{}: nested out-of-tree block (open since line {})", at(), b + 1));
+            }
+            skipping = Some(n);
+            continue;
+        }
+        if t == "// rk-out-of-tree-end" {
+            if skipping.take().is_none() {
+                return Err(format!("{}: out-of-tree end without a begin", at()));
+            }
+            continue;
+        }
+        if skipping.is_some() {
+            continue;
+        }
+        if let Some(l) = t.strip_prefix("// rk-in-tree: ") {
+            out += &format!("{indent}{l}\n");
+        } else if let Some(f) = t.strip_prefix("// rk-in-tree-doctest: ") {
+            out += &format!("{indent}/// ```\n");
+            for l in doctest(f)?.lines() {
+                out += &if l.is_empty() {
+                    format!("{indent}///\n")
+                } else {
+                    format!("{indent}/// {l}\n")
+                };
+            }
+            out += &format!("{indent}/// ```\n");
+        } else if t.starts_with("//") {
+            out += line;
+            out += "\n";
+        } else {
+            let mut l = line.replace("pub(crate)", "pub");
+            l = replace_word(&l, "kernel::", "crate::");
+            l = l.replace("crate::kprobes::bindings", "crate::bindings");
+            l = replace_word(&l, "super::bindings", "crate::bindings");
+            l = l.replace("bindings::rk_get_kretprobe", "bindings::get_kretprobe");
+            out += &l;
+            out += "\n";
+        }
+    }
+    if let Some(b) = skipping {
+        return Err(format!("{name}:{}: out-of-tree block never ends", b + 1));
+    }
+    // Whatever is left of the out-of-tree build is a rewrite this function does not know.
+    for (n, l) in out.lines().enumerate() {
+        let code = l.trim_start();
+        let leftover = l.contains("rk-out-of-tree")
+            || l.contains("rk-in-tree")
+            || (!code.starts_with("//") && (l.contains("rk_") || l.contains("compat::")));
+        if leftover {
+            return Err(format!(
+                "{name}: in-tree line {} still names the out-of-tree build: `{}`; mark it \
+                 (`// rk-out-of-tree-begin`/`-end`, `// rk-in-tree:`) in {name}",
+                n + 1,
+                l.trim()
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The kernel's `rustfmt` on `files` (its `.rustfmt.toml`).
+fn rustfmt(src: &Path, files: &[PathBuf]) -> Result<(), String> {
+    let st = Command::new("rustfmt")
+        .args(["--edition", "2021", "--config-path"])
+        .arg(src.join(".rustfmt.toml"))
+        .args(files)
+        .status()
+        .map_err(|e| format!("rustfmt: {e}"))?;
+    st.success()
+        .then_some(())
+        .ok_or_else(|| "rustfmt failed on the in-tree files".into())
+}
+
+/// Inserts `block` before the first line of `text` for which `before(line)` holds, after
+/// `after_first` matched once (so the search starts inside a section); an error if none does.
+fn insert(
+    text: &str,
+    what: &str,
+    after_first: &dyn Fn(&str) -> bool,
+    before: &dyn Fn(&str) -> bool,
+    block: &str,
+) -> Result<String, String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| after_first(l))
+        .ok_or_else(|| format!("{what}: anchor not found"))?;
+    let at = lines[start..]
+        .iter()
+        .position(|l| before(l))
+        .map(|i| i + start)
+        .ok_or_else(|| format!("{what}: insertion point not found"))?;
+    let mut out: Vec<String> = lines[..at].iter().map(|s| s.to_string()).collect();
+    out.extend(block.lines().map(String::from));
+    out.extend(lines[at..].iter().map(|s| s.to_string()));
+    Ok(out.join("\n") + "\n")
+}
+
+/// `git -C dir args...` with the project's identity and a fixed date (the series is
+/// reproducible).
+fn git(dir: &Path, args: &[&str], ident: &(String, String, String)) -> Result<String, String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", &ident.0)
+        .env("GIT_AUTHOR_EMAIL", &ident.1)
+        .env("GIT_COMMITTER_NAME", &ident.0)
+        .env("GIT_COMMITTER_EMAIL", &ident.1)
+        .env("GIT_AUTHOR_DATE", &ident.2)
+        .env("GIT_COMMITTER_DATE", &ident.2)
+        .output()
+        .map_err(|e| format!("git: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Who signs the series, and when: the project's git identity and its last commit's date.
+fn identity() -> (String, String, String) {
+    let repo = repo_root();
+    let q = |args: &[&str], default: &str| {
+        Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| default.to_string())
+    };
+    (
+        q(&["config", "user.name"], "rust-kprobes"),
+        q(&["config", "user.email"], "rust-kprobes@localhost"),
+        q(&["log", "-1", "--format=%cI"], "2026-01-01T00:00:00Z"),
+    )
+}
+
+/// The files of the tree the series touches, with their pristine 7.3 content.
+pub const TOUCHED: [&str; 6] = [
+    "MAINTAINERS",
+    "rust/bindings/bindings_helper.h",
+    "rust/helpers/helpers.c",
+    "rust/kernel/lib.rs",
+    "samples/rust/Kconfig",
+    "samples/rust/Makefile",
+];
+
+/// A scratch repository holding the pristine versions of the touched files: the base the
+/// series is made on, and applied to by the tests (`git am`).
+pub fn base_repo(dir: &Path, src: &Path) -> Result<(), String> {
+    let ident = identity();
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    git(dir, &["init", "-q", "-b", "base"], &ident)?;
+    for f in TOUCHED {
+        write(&dir.join(f), &read(&src.join(f))?)?;
+    }
+    git(dir, &["add", "-A"], &ident)?;
+    let version = read(&cache_dir().join("src/7.3.version")).unwrap_or_default();
+    git(
+        dir,
+        &[
+            "commit",
+            "-q",
+            "-m",
+            &format!("Linux 7.3 (linux-source-7.3 {})", version.trim()),
+        ],
+        &ident,
+    )?;
+    Ok(())
+}
+
+/// Writes the series into `build/patches/` and returns the patch files, cover letter first.
+pub fn generate() -> Result<Vec<PathBuf>, String> {
+    let repo = repo_root();
+    let src = crate::kernel::source(Kver::V7_3)?;
+    let up = repo.join("upstream");
+    let out = out_dir();
+    let work = out.join("git");
+    base_repo(&work, &src)?;
+    let ident = identity();
+    let doctest = |f: &str| read(&up.join(f));
+
+    // Patch 1: the abstraction.
+    let mut generated = vec![];
+    for (from, to) in LAYER {
+        let text = in_tree(from, &read(&repo.join(from))?, &doctest)?;
+        let path = work.join(to);
+        write(&path, &text)?;
+        generated.push(path);
+    }
+    rustfmt(&src, &generated)?;
+    write(
+        &work.join("rust/helpers/kprobes.c"),
+        &read(&up.join("helpers_kprobes.c"))?,
+    )?;
+    let edit = |f: &str, e: &dyn Fn(&str) -> Result<String, String>| -> Result<(), String> {
+        let p = work.join(f);
+        let t = e(&read(&p)?)?;
+        write(&p, &t)
+    };
+    edit("rust/kernel/lib.rs", &|t| {
+        insert(
+            t,
+            "lib.rs",
+            &|l| l == "pub mod jump_label;",
+            &|l| l.starts_with("#[cfg(CONFIG_KUNIT)]") || l == "pub mod kunit;",
+            "#[cfg(CONFIG_KPROBES)]\npub mod kprobes;",
+        )
+    })?;
+    edit("rust/helpers/helpers.c", &|t| {
+        insert(
+            t,
+            "helpers.c",
+            &|l| l == "#include \"jump_label.c\"",
+            &|l| l == "#include \"kunit.c\"",
+            "#include \"kprobes.c\"",
+        )
+    })?;
+    edit("rust/bindings/bindings_helper.h", &|t| {
+        insert(
+            t,
+            "bindings_helper.h",
+            &|l| l == "#include <linux/jump_label.h>",
+            &|l| l.starts_with("#include <linux/") && l > "#include <linux/kprobes.h>",
+            "#include <linux/kprobes.h>",
+        )
+    })?;
+    let maintainers = read(&up.join("MAINTAINERS"))?.replace(
+        "@AUTHOR@",
+        &format!("{} <{}>", ident.0, ident.1),
+    );
+    let title = maintainers.lines().next().unwrap_or_default().to_string();
+    let layer_entry: String = maintainers
+        .lines()
+        .filter(|l| !l.contains("samples/"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    edit("MAINTAINERS", &|t| {
+        insert(
+            t,
+            "MAINTAINERS",
+            &|l| l.starts_with("RUST"),
+            &|l| l.starts_with("RUST") && l > title.as_str(),
+            &format!("{layer_entry}\n"),
+        )
+    })?;
+    commit(&work, &up.join("0001.msg"), &ident)?;
+
+    // Patch 2: the samples.
+    for s in ["rust_kprobe_example.rs", "rust_kretprobe_example.rs"] {
+        let text = read(&up.join(s))?.replace("@AUTHOR@", &ident.0);
+        write(&work.join("samples/rust").join(s), &text)?;
+    }
+    rustfmt(
+        &src,
+        &[
+            work.join("samples/rust/rust_kprobe_example.rs"),
+            work.join("samples/rust/rust_kretprobe_example.rs"),
+        ],
+    )?;
+    edit("samples/rust/Kconfig", &|t| {
+        insert(
+            t,
+            "samples/rust/Kconfig",
+            &|l| l.starts_with("config SAMPLE_RUST_"),
+            &|l| l == "config SAMPLE_RUST_MINIMAL",
+            &read(&up.join("Kconfig"))?,
+        )
+    })?;
+    edit("samples/rust/Makefile", &|t| {
+        insert(
+            t,
+            "samples/rust/Makefile",
+            &|l| l.starts_with("obj-$(CONFIG_SAMPLE_RUST_"),
+            &|l| l.starts_with("obj-$(CONFIG_SAMPLE_RUST_MINIMAL)"),
+            "obj-$(CONFIG_SAMPLE_RUST_KPROBE)\t\t+= rust_kprobe_example.o\n\
+             obj-$(CONFIG_SAMPLE_RUST_KRETPROBE)\t\t+= rust_kretprobe_example.o",
+        )
+    })?;
+    let sample_lines: Vec<&str> = maintainers
+        .lines()
+        .filter(|l| l.contains("samples/"))
+        .collect();
+    edit("MAINTAINERS", &|t| {
+        let mut v: Vec<String> = t.lines().map(String::from).collect();
+        let start = v
+            .iter()
+            .position(|l| *l == title)
+            .ok_or("MAINTAINERS: the entry of patch 1 is gone")?;
+        let end = v[start..]
+            .iter()
+            .position(|l| l.is_empty())
+            .map(|i| i + start)
+            .ok_or("MAINTAINERS: the entry does not end")?;
+        for s in sample_lines.iter().rev() {
+            v.insert(end, s.to_string());
+        }
+        Ok(v.join("\n") + "\n")
+    })?;
+    commit(&work, &up.join("0002.msg"), &ident)?;
+
+    // The series, cover letter first.
+    for e in fs::read_dir(&out).map_err(|e| format!("{}: {e}", out.display()))? {
+        let p = e.map_err(|e| e.to_string())?.path();
+        if p.extension().is_some_and(|x| x == "patch") {
+            fs::remove_file(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+    }
+    let listed = git(
+        &work,
+        &[
+            "format-patch",
+            "--cover-letter",
+            "--no-signature",
+            "-o",
+            out.to_str().ok_or("non-UTF-8 path")?,
+            "base~2..base",
+        ],
+        &ident,
+    )?;
+    let patches: Vec<PathBuf> = listed.lines().map(PathBuf::from).collect();
+    let cover = patches
+        .first()
+        .ok_or("git format-patch wrote nothing")?
+        .clone();
+    let letter = read(&up.join("cover-letter.txt"))?;
+    let (subject, blurb) = letter
+        .split_once("\n\n")
+        .ok_or("upstream/cover-letter.txt: a subject line, a blank line, then the text")?;
+    let c = read(&cover)?
+        .replace("*** SUBJECT HERE ***", subject.trim())
+        .replace("*** BLURB HERE ***", blurb.trim_end());
+    write(&cover, &c)?;
+    Ok(patches)
+}
+
+/// Commits everything in `dir` with the message in `msg` (its first line the subject) and a
+/// `Signed-off-by:` of the project's identity.
+fn commit(dir: &Path, msg: &Path, ident: &(String, String, String)) -> Result<(), String> {
+    git(dir, &["add", "-A"], ident)?;
+    let m = read(msg)?;
+    let m = format!(
+        "{}\n\nSigned-off-by: {} <{}>\n",
+        m.trim_end(),
+        ident.0,
+        ident.1
+    );
+    git(dir, &["commit", "-q", "-m", &m], ident)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_doctest(f: &str) -> Result<String, String> {
+        Err(format!("no doctest {f}"))
+    }
+
+    #[test]
+    fn blocks_and_lines() {
+        let t = "a\n// rk-out-of-tree-begin\nb\n// rk-out-of-tree-end\n    // rk-in-tree: c\npub(crate) fn f() -> kernel::ffi::c_int {}\n";
+        assert_eq!(
+            in_tree("t.rs", t, &no_doctest).unwrap(),
+            "a\n    c\npub fn f() -> crate::ffi::c_int {}\n"
+        );
+    }
+
+    #[test]
+    fn leftovers_are_errors() {
+        for t in [
+            "// rk-out-of-tree-begin\nx\n",
+            "// rk-out-of-tree-end\n",
+            "#[cfg(rk_x86_pcpu_hot)]\n",
+            "let x = compat::cstr_bytes(s);\n",
+        ] {
+            assert!(in_tree("t.rs", t, &no_doctest).is_err(), "{t}");
+        }
+    }
+
+    #[test]
+    fn doctest_is_inlined() {
+        let t = "    // rk-in-tree-doctest: d.rs\n";
+        let d = |_: &str| Ok::<_, String>("let a = 1;\n\nassert_eq!(a, 1);\n".to_string());
+        assert_eq!(
+            in_tree("t.rs", t, &d).unwrap(),
+            "    /// ```\n    /// let a = 1;\n    ///\n    /// assert_eq!(a, 1);\n    /// ```\n"
+        );
+    }
+
+    /// The layer as it is: every file translates.
+    #[test]
+    fn the_layer_translates() {
+        let up = repo_root().join("upstream");
+        for (from, _) in LAYER {
+            let text = read(&repo_root().join(from)).unwrap();
+            in_tree(from, &text, &|f| read(&up.join(f))).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
