@@ -13,6 +13,7 @@ use crate::kernel::Kernel;
 use crate::modules::sync;
 use crate::util::{fail, repo_root, run_logged, Arch, Flavor};
 use crate::vm::{self, Opts, Prepared};
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -434,13 +435,79 @@ fn ratios(m: &BTreeMap<String, f64>) -> [(&'static str, f64); 4] {
     ]
 }
 
-fn kind_json(m: &BTreeMap<String, f64>) -> String {
-    let ns: Vec<String> = m.iter().map(|(k, v)| format!("\"{k}\": {v:.1}")).collect();
-    let r: Vec<String> = ratios(m)
+/// One probe kind's figures: the medians per configuration and the ratios.
+fn kind_json(m: &BTreeMap<String, f64>) -> Value {
+    let mut v = Map::new();
+    let ns: Map<String, Value> = m
         .iter()
-        .map(|(k, v)| format!("\"{k}\": {v:.4}"))
+        .map(|(k, x)| (k.clone(), json!((x * 10.0).round() / 10.0)))
         .collect();
-    format!("{{\"ns_per_op\": {{{}}}, {}}}", ns.join(", "), r.join(", "))
+    v.insert("ns_per_op".into(), Value::Object(ns));
+    for (k, r) in ratios(m) {
+        v.insert(k.into(), json!((r * 10000.0).round() / 10000.0));
+    }
+    Value::Object(v)
+}
+
+/// The README's table of a flavor: configurations down, probe kind x vCPUs across.
+fn table(flavor: &Flavor, one: &Medians, two: &Medians, rounds: usize, n: u64) -> String {
+    let (mut cols, mut heads) = (vec![], vec![]);
+    for (label, m) in [("1 vCPU", one), ("2 vCPUs", two)] {
+        for kind in KINDS {
+            heads.push(format!("{kind}, {label}"));
+            cols.push(&m[kind]);
+        }
+    }
+    let mut t =
+        format!(
+        "`make bench{}{}`: instruction-ns (icount) per bind+close, median of {rounds} rounds of \
+         {n}; `+` = over no probe\n\n",
+        if flavor.arch == Arch::Arm64 { " ARCH=arm64" } else { "" },
+        match flavor.kernel.name() {
+            "6.12" => String::new(),
+            k => format!(" KERNEL={k}"),
+        }
+    );
+    let _ = writeln!(t, "| configuration | {} |", heads.join(" | "));
+    let _ = writeln!(t, "|---|{}", "---:|".repeat(heads.len()));
+    for cfg in DISPLAY {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|k| {
+                if cfg == "none" {
+                    format!("{:.0}", k["none"])
+                } else {
+                    format!("+{:.0}", k[cfg] - k["none"])
+                }
+            })
+            .collect();
+        let _ = writeln!(t, "| `{cfg}` | {} |", cells.join(" | "));
+    }
+    for (i, label) in [
+        (0, "rust / c, events"),
+        (1, "rust / c, aggregate"),
+        (3, "rust / ebpf, aggregate"),
+        (2, "rust aggregate / floor"),
+    ] {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|k| format!("{:.3}", ratios(k)[i].1))
+            .collect();
+        let _ = writeln!(t, "| {label} | {} |", cells.join(" | "));
+    }
+    t
+}
+
+/// Replaces the README's generated table of `flavor`, between `<!-- bench:<flavor> -->` and
+/// `<!-- /bench:<flavor> -->`; false if the README has no such block.
+pub fn refresh_readme(readme: &str, flavor: &str, table: &str) -> Option<String> {
+    let (open, close) = (
+        format!("<!-- bench:{flavor} -->\n"),
+        format!("<!-- /bench:{flavor} -->"),
+    );
+    let a = readme.find(&open)? + open.len();
+    let b = a + readme[a..].find(&close)?;
+    Some(format!("{}{}{}", &readme[..a], table, &readme[b..]))
 }
 
 pub fn run(p: &Prepared) {
@@ -454,63 +521,60 @@ pub fn run(p: &Prepared) {
         .unwrap_or(2000);
     let one = measure(p, 1, rounds, n);
     let two = measure(p, 2, rounds, n);
-    let mut json = String::from("{\n");
+    let mut results = Map::new();
     for kind in KINDS {
-        let _ = writeln!(json, "  \"{kind}\": {},", kind_json(&one[kind]));
+        results.insert(kind.into(), kind_json(&one[kind]));
     }
-    let two_json: Vec<String> = KINDS
+    let two_json: Map<String, Value> = KINDS
         .iter()
-        .map(|k| format!("\"{k}\": {}", kind_json(&two[*k])))
+        .map(|k| (k.to_string(), kind_json(&two[*k])))
         .collect();
-    let _ = writeln!(
-        json,
-        "  \"vcpus\": {{\"1\": \"the figures above\", \"2\": {{{}}}}},",
-        two_json.join(", ")
+    results.insert(
+        "vcpus".into(),
+        json!({"1": "the figures above", "2": two_json}),
     );
-    let _ = writeln!(json, "  \"method\": {{\"ops_per_run\": {n}, \"rounds\": {rounds}, \"qemu\": \"-icount shift=0,sleep=off\", \"unit\": \"instruction-ns per bind+close\"}}");
-    json.push_str("}\n");
+    results.insert(
+        "method".into(),
+        json!({
+            "ops_per_run": n,
+            "rounds": rounds,
+            "qemu": "-icount shift=0,sleep=off",
+            "unit": "instruction-ns per bind+close",
+        }),
+    );
     let dir = repo_root().join("build/bench").join(p.flavor.name());
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("results.json"), &json).unwrap();
+    let text = serde_json::to_string_pretty(&Value::Object(results)).unwrap() + "\n";
+    std::fs::write(dir.join("results.json"), text).unwrap();
 
-    // One markdown table (the README's): configurations down, probe kind x vCPUs across.
-    let (mut cols, mut heads) = (vec![], vec![]);
-    for (label, m) in [("1 vCPU", &one), ("2 vCPUs", &two)] {
-        for kind in KINDS {
-            heads.push(format!("{kind}, {label}"));
-            cols.push(&m[kind]);
+    let t = table(&p.flavor, &one, &two, rounds, n);
+    print!("{t}");
+    let readme_path = repo_root().join("README.md");
+    let readme = std::fs::read_to_string(&readme_path).unwrap();
+    match refresh_readme(&readme, &p.flavor.name(), &t) {
+        Some(new) => {
+            std::fs::write(&readme_path, new).unwrap();
+            println!("README.md: the {} table refreshed", p.flavor.name());
         }
-    }
-    println!(
-        "{}: instruction-ns (icount) per bind+close, median of {rounds} rounds of {n}; `+` = over no probe",
-        p.flavor.name()
-    );
-    println!("| configuration | {} |", heads.join(" | "));
-    println!("|---|{}", "---:|".repeat(heads.len()));
-    for cfg in DISPLAY {
-        let cells: Vec<String> = cols
-            .iter()
-            .map(|k| {
-                if cfg == "none" {
-                    format!("{:.0}", k["none"])
-                } else {
-                    format!("+{:.0}", k[cfg] - k["none"])
-                }
-            })
-            .collect();
-        println!("| `{cfg}` | {} |", cells.join(" | "));
-    }
-    for (i, label) in [
-        (0, "rust / c, events"),
-        (1, "rust / c, aggregate"),
-        (3, "rust / ebpf, aggregate"),
-        (2, "rust aggregate / floor"),
-    ] {
-        let cells: Vec<String> = cols
-            .iter()
-            .map(|k| format!("{:.3}", ratios(k)[i].1))
-            .collect();
-        println!("| {label} | {} |", cells.join(" | "));
+        None => println!(
+            "README.md has no `<!-- bench:{} -->` block: the table is not in it",
+            p.flavor.name()
+        ),
     }
     println!("written: {}", dir.join("results.json").display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refresh_readme;
+
+    #[test]
+    fn readme_block_is_replaced_and_only_it() {
+        let r = "a\n<!-- bench:x86_64 -->\nold\n<!-- /bench:x86_64 -->\n<!-- bench:arm64 -->\nkeep\n<!-- /bench:arm64 -->\n";
+        assert_eq!(
+            refresh_readme(r, "x86_64", "new\n").unwrap(),
+            "a\n<!-- bench:x86_64 -->\nnew\n<!-- /bench:x86_64 -->\n<!-- bench:arm64 -->\nkeep\n<!-- /bench:arm64 -->\n"
+        );
+        assert!(refresh_readme(r, "x86_64-7.3", "new\n").is_none());
+    }
 }

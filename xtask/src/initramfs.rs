@@ -64,6 +64,21 @@ fn gen_init_cpio(kernel: &Kernel, list: &str, out: &Path) -> Result<(), String> 
 /// The base archive: `build/<flavor>/initramfs.cpio`. `files` are more to ship, placed by name:
 /// modules (`*.ko`) in `/lib/modules`, BPF objects (`*.o`) in `/lib/bpf`, programs in `/bin`.
 pub fn build(kernel: &Kernel, flavor: &Flavor, files: &[PathBuf]) -> Result<PathBuf, String> {
+    build_at(
+        kernel,
+        flavor,
+        files,
+        &build_dir(flavor).join("initramfs.cpio"),
+    )
+}
+
+/// [`build`], written to `out`.
+pub fn build_at(
+    kernel: &Kernel,
+    flavor: &Flavor,
+    files: &[PathBuf],
+    out: &Path,
+) -> Result<PathBuf, String> {
     let repo = repo_root();
     let busybox = cache_dir()
         .join("busybox")
@@ -114,9 +129,8 @@ pub fn build(kernel: &Kernel, flavor: &Flavor, files: &[PathBuf]) -> Result<Path
         };
         list += &format!("file {dir}/{name} {} {mode} 0 0\n", m.display());
     }
-    let out = build_dir(flavor).join("initramfs.cpio");
-    gen_init_cpio(kernel, &list, &out)?;
-    Ok(out)
+    gen_init_cpio(kernel, &list, out)?;
+    Ok(out.to_path_buf())
 }
 
 /// The per-run archive holding `/scenario.sh` (the helpers of `vm/lib.sh` sourced first).

@@ -124,6 +124,15 @@ fn check() {
         prepare(*f);
     }
     let names: Vec<String> = fl.iter().map(|f| f.name()).collect();
+    // The upstream series is checked on 7.3 (`xtask/tests/upstream.rs`): booted on x86_64,
+    // compiled for arm64.
+    for f in fl.iter().filter(|f| f.kernel == Kver::V7_3 && !f.debug) {
+        eprintln!(
+            "upstream: the patch series (make patches) and the patched 7.3 kernel, {}",
+            f.arch.name()
+        );
+        xtask::upstream::prepare(f).unwrap_or_else(|e| fail(&e));
+    }
     eprintln!(
         "tests: host unit tests, then VM tests on {}",
         names.join(", ")
@@ -141,6 +150,8 @@ fn check() {
         "vm",
         "--test",
         "install",
+        "--test",
+        "upstream",
         "--",
         "--test-threads=2",
     ]
@@ -194,6 +205,11 @@ fn main() {
         }
         Some("prepare") => {
             prepare(flavor);
+        }
+        Some("upstream-kernel") => {
+            xtask::upstream::generate().unwrap_or_else(|e| fail(&e));
+            let k = xtask::upstream::kernel(&flavor).unwrap_or_else(|e| fail(&e));
+            println!("{}", k.dir.display())
         }
         Some("patches") => {
             let patches = xtask::upstream::generate().unwrap_or_else(|e| fail(&e));

@@ -16,7 +16,8 @@
 //!
 //! The samples, the C helper, the commit messages and the cover letter are in `upstream/`.
 
-use crate::util::{cache_dir, repo_root, Kver};
+use crate::kernel::Kernel;
+use crate::util::{cache_dir, repo_root, sha256_hex, try_run_logged, Arch, Flavor, Kver};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -74,7 +75,11 @@ pub fn in_tree(
         let indent = &line[..line.len() - t.len()];
         if t == "// rk-out-of-tree-begin" {
             if let Some(b) = skipping {
-                return Err(format!("{}: nested out-of-tree block (open since line {})", at(), b + 1));
+                return Err(format!(
+                    "{}: nested out-of-tree block (open since line {})",
+                    at(),
+                    b + 1
+                ));
             }
             skipping = Some(n);
             continue;
@@ -309,10 +314,8 @@ pub fn generate() -> Result<Vec<PathBuf>, String> {
             "#include <linux/kprobes.h>",
         )
     })?;
-    let maintainers = read(&up.join("MAINTAINERS"))?.replace(
-        "@AUTHOR@",
-        &format!("{} <{}>", ident.0, ident.1),
-    );
+    let maintainers =
+        read(&up.join("MAINTAINERS"))?.replace("@AUTHOR@", &format!("{} <{}>", ident.0, ident.1));
     let title = maintainers.lines().next().unwrap_or_default().to_string();
     let layer_entry: String = maintainers
         .lines()
@@ -431,6 +434,281 @@ fn commit(dir: &Path, msg: &Path, ident: &(String, String, String)) -> Result<()
     );
     git(dir, &["commit", "-q", "-m", &m], ident)?;
     Ok(())
+}
+
+/// What the patched kernel enables besides the 7.3 kernel's own configuration: the doctests
+/// as KUnit tests, and the samples as modules.
+pub const CONFIG: &str = "CONFIG_KUNIT=y
+CONFIG_RUST_KERNEL_DOCTESTS=y
+CONFIG_SAMPLES=y
+CONFIG_SAMPLES_RUST=y
+CONFIG_SAMPLE_RUST_KPROBE=m
+CONFIG_SAMPLE_RUST_KRETPROBE=m
+";
+
+/// What is compiled for architectures other than x86_64 (which builds and boots the whole
+/// kernel).
+pub const COMPILED: [&str; 3] = [
+    "rust/kernel.o",
+    "samples/rust/rust_kprobe_example.o",
+    "samples/rust/rust_kretprobe_example.o",
+];
+
+/// The series' patches (no cover letter), in order.
+pub fn patches() -> Result<Vec<PathBuf>, String> {
+    let mut v: Vec<PathBuf> = fs::read_dir(out_dir())
+        .map_err(|e| format!("{}: {e}: run `make patches`", out_dir().display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "patch")
+                && !p.to_string_lossy().ends_with("0000-cover-letter.patch")
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// The patched 7.3 kernel of `flavor`: its build tree (a copy of the 7.3 kernel's, rebuilt
+/// for what the series and [`CONFIG`] change) and source (hard links to the pristine tree, the
+/// touched files copied, the series applied with `git apply`), cached under the series'
+/// hash. The build logs are `build.log` (with `CLIPPY=1`), `rustdoc.log`, `rustfmtcheck.log`.
+///
+/// The build runs in a private mount namespace with the patched source and the new build tree
+/// mounted over the 7.3 kernel's own paths: Kbuild then sees the command lines it recorded and
+/// rebuilds only what the series and the configuration changed.
+pub fn kernel(flavor: &Flavor) -> Result<Kernel, String> {
+    let base = crate::kernel::ensure(&repo_root(), flavor)?;
+    let series = patches()?;
+    let mut key = format!("{}\n{CONFIG}", base.dir.display());
+    for p in &series {
+        key += &read(p)?;
+    }
+    let key = sha256_hex(&key)[..16].to_string();
+    let dir = cache_dir()
+        .join("kernel")
+        .join(format!("{}-upstream-{key}", flavor.name()));
+    let src = cache_dir()
+        .join("src")
+        .join(format!("linux-7.3-upstream-{key}"));
+    let k = Kernel {
+        image: dir.join(flavor.arch.image_path()),
+        dir: dir.clone(),
+        src: src.clone(),
+        in_debian: false,
+    };
+    if dir.join(".built").exists() {
+        return Ok(k);
+    }
+    // Older series' trees go: each is a kernel build.
+    for d in [cache_dir().join("kernel"), cache_dir().join("src")] {
+        for e in fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
+            let p = e.map_err(|e| e.to_string())?.path();
+            let n = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            let ours = n.starts_with(&format!("{}-upstream-", flavor.name()))
+                || n.starts_with("linux-7.3-upstream-");
+            if ours && !n.ends_with(&key) {
+                let _ = fs::remove_dir_all(&p);
+            }
+        }
+    }
+    let sh = |script: &str, args: &[&Path]| -> Result<(), String> {
+        let st = Command::new("sh")
+            .arg("-ec")
+            .arg(script)
+            .arg("sh")
+            .args(args)
+            .status()
+            .map_err(|e| format!("sh: {e}"))?;
+        st.success()
+            .then_some(())
+            .ok_or_else(|| format!("failed: {script}"))
+    };
+    if !src.join(".applied").exists() {
+        eprintln!("upstream: applying the series to a copy of the 7.3 tree");
+        sh("rm -rf \"$2\"; cp -al \"$1\" \"$2\"", &[&base.src, &src])?;
+        for f in TOUCHED {
+            let (from, to) = (base.src.join(f), src.join(f));
+            fs::remove_file(&to).map_err(|e| format!("{}: {e}", to.display()))?;
+            fs::copy(&from, &to).map_err(|e| format!("{}: {e}", to.display()))?;
+        }
+        for p in &series {
+            let out = Command::new("git")
+                .args(["apply", "--whitespace=error-all"])
+                .arg(p)
+                .current_dir(&src)
+                .output()
+                .map_err(|e| format!("git apply: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "{} does not apply to the 7.3 tree: {}",
+                    p.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        fs::write(src.join(".applied"), "").map_err(|e| e.to_string())?;
+    }
+    eprintln!(
+        "upstream: building the patched 7.3 kernel ({}) with CLIPPY=1 in {} (about 10 minutes \
+         the first time; log: build.log there)",
+        flavor.name(),
+        dir.display()
+    );
+    sh(
+        "rm -rf \"$2\"; cp -a \"$1\" \"$2\"; rm -f \"$2/.built\" \"$2/build.log\"",
+        &[&base.dir, &dir],
+    )?;
+    let frag = dir.join("upstream.fragment");
+    fs::write(&frag, CONFIG).map_err(|e| e.to_string())?;
+    let libclang = flavor.kernel.libclang_path()?;
+    let log = dir.join("build.log");
+    let ns = |args: Vec<String>, log: &Path, what: &str| -> Result<(), String> {
+        let mut a: Vec<String> = vec![
+            "-m".into(),
+            "--propagation".into(),
+            "private".into(),
+            "sh".into(),
+            "-ec".into(),
+            "mount --bind \"$1\" \"$2\"; mount --bind \"$3\" \"$4\"; shift 4; exec \"$@\"".into(),
+            "sh".into(),
+        ];
+        for p in [&src, &base.src, &dir, &base.dir] {
+            a.push(p.display().to_string());
+        }
+        a.extend(args);
+        try_run_logged("unshare", &a, log, what)
+    };
+    let mk = |extra: &[&str]| -> Vec<String> {
+        let mut a = vec![
+            "make".to_string(),
+            "-C".into(),
+            base.src.display().to_string(),
+            format!("O={}", base.dir.display()),
+        ];
+        a.extend(flavor.make_vars());
+        a.push(format!("LIBCLANG_PATH={}", libclang.display()));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    ns(
+        vec![
+            base.src
+                .join("scripts/kconfig/merge_config.sh")
+                .display()
+                .to_string(),
+            "-m".into(),
+            "-O".into(),
+            base.dir.display().to_string(),
+            base.dir.join(".config").display().to_string(),
+            base.dir.join("upstream.fragment").display().to_string(),
+        ],
+        &log,
+        "merge_config",
+    )?;
+    ns(mk(&["olddefconfig"]), &log, "olddefconfig")?;
+    let config = read(&dir.join(".config"))?;
+    let lost: Vec<&str> = CONFIG
+        .lines()
+        .filter(|l| !config.lines().any(|c| c == *l))
+        .collect();
+    if !lost.is_empty() {
+        return Err(format!(
+            "the patched kernel's config dropped {}",
+            lost.join(", ")
+        ));
+    }
+    let jobs = format!(
+        "-j{}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    );
+    if flavor.arch == Arch::X86_64 {
+        ns(
+            mk(&[&jobs, "CLIPPY=1", "all"]),
+            &log,
+            "patched kernel build",
+        )?;
+        // Their findings are the tests' to judge (`xtask/tests/upstream.rs`), from the logs.
+        let _ = ns(
+            mk(&["rustfmtcheck"]),
+            &dir.join("rustfmtcheck.log"),
+            "make rustfmtcheck",
+        );
+        let _ = ns(
+            mk(&[&jobs, "rustdoc"]),
+            &dir.join("rustdoc.log"),
+            "make rustdoc",
+        );
+    } else {
+        // Other architectures: the kernel crate and the samples compiled (with clippy), not
+        // the whole kernel: what differs per architecture is Rust code (`arch.rs`).
+        let mut t = vec![jobs.as_str(), "CLIPPY=1"];
+        t.extend(COMPILED);
+        ns(mk(&t), &log, "patched kernel crate and samples")?;
+    }
+    fs::write(dir.join(".built"), "").map_err(|e| e.to_string())?;
+    Ok(k)
+}
+
+/// The patched kernel's initramfs: the harness's, with the two samples as modules.
+pub fn initramfs_path(flavor: &Flavor) -> PathBuf {
+    crate::util::build_dir(flavor).join("upstream-initramfs.cpio")
+}
+
+/// Everything the upstream tests need, for `flavor` (x86_64 7.3): the series, the patched
+/// kernel (cached) and its initramfs.
+pub fn prepare(flavor: &Flavor) -> Result<Kernel, String> {
+    generate()?;
+    let k = kernel(flavor)?;
+    if flavor.arch != Arch::X86_64 {
+        return Ok(k);
+    }
+    let samples: Vec<PathBuf> = ["rust_kprobe_example.ko", "rust_kretprobe_example.ko"]
+        .iter()
+        .map(|m| k.dir.join("samples/rust").join(m))
+        .collect();
+    crate::initramfs::build_at(&k, flavor, &samples, &initramfs_path(flavor))?;
+    Ok(k)
+}
+
+/// The patched kernel's build tree as `prepare` left it, for the tests.
+pub fn built_dir(flavor: &Flavor) -> Result<PathBuf, String> {
+    fs::read_dir(cache_dir().join("kernel"))
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name().is_some_and(|n| {
+                n.to_string_lossy()
+                    .starts_with(&format!("{}-upstream-", flavor.name()))
+            }) && p.join(".built").exists()
+        })
+        .ok_or_else(|| {
+            format!(
+                "no patched {} kernel built: run `make check`",
+                flavor.name()
+            )
+        })
+}
+
+/// The patched kernel as `prepare` left it, for the VM tests (x86_64).
+pub fn prepared(flavor: Flavor) -> Result<crate::vm::Prepared, String> {
+    let dir = built_dir(&flavor)?;
+    let src = fs::canonicalize(dir.join("source")).unwrap_or_default();
+    Ok(crate::vm::Prepared {
+        kernel: Kernel {
+            image: dir.join(flavor.arch.image_path()),
+            dir,
+            src,
+            in_debian: false,
+        },
+        flavor,
+        initramfs: initramfs_path(&flavor),
+    })
 }
 
 #[cfg(test)]
