@@ -17,7 +17,9 @@ pub fn loadgen(flavor: &Flavor) -> Result<PathBuf, String> {
 /// musl binary.
 pub fn guest_program(flavor: &Flavor, package: &str) -> Result<PathBuf, String> {
     let target = flavor.arch.rust_target();
-    let log = build_dir(flavor).join(format!("{package}.log"));
+    let dir = build_dir(flavor);
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let log = dir.join(format!("{package}.log"));
     let _ = fs::remove_file(&log);
     let args: Vec<String> = [
         "build",
@@ -128,6 +130,9 @@ pub fn build_at(
             ("/bin", "755")
         };
         list += &format!("file {dir}/{name} {} {mode} 0 0\n", m.display());
+    }
+    if let Some(d) = out.parent() {
+        fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
     gen_init_cpio(kernel, &list, out)?;
     Ok(out.to_path_buf())

@@ -206,9 +206,8 @@ fn main() {
         Some("prepare") => {
             prepare(flavor);
         }
-        Some("upstream-kernel") => {
-            xtask::upstream::generate().unwrap_or_else(|e| fail(&e));
-            let k = xtask::upstream::kernel(&flavor).unwrap_or_else(|e| fail(&e));
+        Some("upstream-prepare") => {
+            let k = xtask::upstream::prepare(&flavor).unwrap_or_else(|e| fail(&e));
             println!("{}", k.dir.display())
         }
         Some("patches") => {

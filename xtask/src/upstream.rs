@@ -437,8 +437,13 @@ fn commit(dir: &Path, msg: &Path, ident: &(String, String, String)) -> Result<()
 }
 
 /// What the patched kernel enables besides the 7.3 kernel's own configuration: the doctests
-/// as KUnit tests, and the samples as modules.
-pub const CONFIG: &str = "CONFIG_KUNIT=y
+/// as KUnit tests, and the samples as modules. And `SCHEDSTATS`, as distributions have it:
+/// without it `struct sched_statistics` is an empty `____cacheline_aligned` struct that
+/// bindgen lays out without its alignment, so every `task_struct` field after it is 16 bytes
+/// off in `kernel::bindings` on x86_64, and 7.3's own `Task::pid()` returns garbage (the
+/// samples printed `pid:-2130312624`; the cover letter reports it).
+pub const CONFIG: &str = "CONFIG_SCHEDSTATS=y
+CONFIG_KUNIT=y
 CONFIG_RUST_KERNEL_DOCTESTS=y
 CONFIG_SAMPLES=y
 CONFIG_SAMPLES_RUST=y
@@ -479,17 +484,20 @@ pub fn patches() -> Result<Vec<PathBuf>, String> {
 pub fn kernel(flavor: &Flavor) -> Result<Kernel, String> {
     let base = crate::kernel::ensure(&repo_root(), flavor)?;
     let series = patches()?;
-    let mut key = format!("{}\n{CONFIG}", base.dir.display());
-    for p in &series {
-        key += &read(p)?;
-    }
-    let key = sha256_hex(&key)[..16].to_string();
-    let dir = cache_dir()
-        .join("kernel")
-        .join(format!("{}-upstream-{key}", flavor.name()));
+    // The series' content, not its mail headers (dates, commit ids): the tree it produces. The
+    // source depends on it alone (one for every architecture), a build on the base too.
+    let tree = git(
+        &out_dir().join("git"),
+        &["rev-parse", "HEAD^{tree}"],
+        &identity(),
+    )?;
+    let src_key = sha256_hex(&tree)[..16].to_string();
+    let key = sha256_hex(&format!("{}\n{CONFIG}{tree}", base.dir.display()))[..16].to_string();
+    let prefix = format!("{}-upstream-", flavor.name());
+    let dir = cache_dir().join("kernel").join(format!("{prefix}{key}"));
     let src = cache_dir()
         .join("src")
-        .join(format!("linux-7.3-upstream-{key}"));
+        .join(format!("linux-7.3-upstream-{src_key}"));
     let k = Kernel {
         image: dir.join(flavor.arch.image_path()),
         dir: dir.clone(),
@@ -499,20 +507,35 @@ pub fn kernel(flavor: &Flavor) -> Result<Kernel, String> {
     if dir.join(".built").exists() {
         return Ok(k);
     }
-    // Older series' trees go: each is a kernel build.
-    for d in [cache_dir().join("kernel"), cache_dir().join("src")] {
-        for e in fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
-            let p = e.map_err(|e| e.to_string())?.path();
-            let n = p
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .to_string();
-            let ours = n.starts_with(&format!("{}-upstream-", flavor.name()))
-                || n.starts_with("linux-7.3-upstream-");
-            if ours && !n.ends_with(&key) {
+    // A previous series' build on the same base is where this one starts (only what the change
+    // touched is rebuilt); the 7.3 kernel's own build otherwise.
+    let mut previous = None;
+    for e in fs::read_dir(cache_dir().join("kernel")).map_err(|e| e.to_string())? {
+        let p = e.map_err(|e| e.to_string())?.path();
+        let n = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        if n.starts_with(&prefix) && p != dir {
+            let same_base =
+                read(&p.join(".base")).is_ok_and(|b| b == base.dir.display().to_string());
+            if same_base && p.join(".built").exists() && previous.is_none() {
+                previous = Some(p);
+            } else {
                 let _ = fs::remove_dir_all(&p);
             }
+        }
+    }
+    for e in fs::read_dir(cache_dir().join("src")).map_err(|e| e.to_string())? {
+        let p = e.map_err(|e| e.to_string())?.path();
+        let n = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        if n.starts_with("linux-7.3-upstream-") && p != src {
+            let _ = fs::remove_dir_all(&p);
         }
     }
     let sh = |script: &str, args: &[&Path]| -> Result<(), String> {
@@ -558,10 +581,15 @@ pub fn kernel(flavor: &Flavor) -> Result<Kernel, String> {
         flavor.name(),
         dir.display()
     );
+    let from = previous.as_deref().unwrap_or(&base.dir);
     sh(
-        "rm -rf \"$2\"; cp -a \"$1\" \"$2\"; rm -f \"$2/.built\" \"$2/build.log\"",
-        &[&base.dir, &dir],
+        "rm -rf \"$2\"; cp -a \"$1\" \"$2\"; rm -f \"$2\"/.built \"$2\"/*.log",
+        &[from, &dir],
     )?;
+    if let Some(p) = &previous {
+        let _ = fs::remove_dir_all(p);
+    }
+    fs::write(dir.join(".base"), base.dir.display().to_string()).map_err(|e| e.to_string())?;
     let frag = dir.join("upstream.fragment");
     fs::write(&frag, CONFIG).map_err(|e| e.to_string())?;
     let libclang = flavor.kernel.libclang_path()?;

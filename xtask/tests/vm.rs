@@ -690,7 +690,7 @@ fn kprobe_agrees_with_tracefs(p: &Prepared) {
     };
     assert_eq!(addrs("KPROBES-BOTH "), [base, base], "{:?}", run.guest);
     assert_eq!(addrs("KPROBES-EVENT "), [base], "{:?}", run.guest);
-    assert_eq!(addrs("KPROBES-END "), [], "{:?}", run.guest);
+    assert_eq!(addrs("KPROBES-END "), Vec::<u64>::new(), "{:?}", run.guest);
 }
 
 /// `rust_kretprobe func=inet_bind` and an `r:` event with `$retval` on the same calls: the
