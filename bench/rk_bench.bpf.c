@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * eBPF twin of the Rust modules' aggregate mode, for `make bench` (configuration
- * `ebpf_aggregate`); loaded and attached by `bpfload` (the workspace crate, on aya).
+ * eBPF twin of the Rust modules' aggregate mode, for `make bench` (configurations
+ * `ebpf_aggregate` and, on Debian's kernel, `ebpf_fentry`); loaded and attached by `bpfload`
+ * (the workspace crate, on aya).
  *
  *   bind          kprobe on inet_bind: per-CPU hits, a nofault copy of the sockaddr bounded by
  *                 addr_len, the port decode of rust_kprobe (kept in `last_port`), reported.
@@ -10,10 +11,17 @@
  *                 kretprobe: count/sum/min/max, the log2 histogram and the return-value tally
  *                 of rust_kretprobe hist=1, in the same per-CPU layout.
  *
- * Self-contained (no libbpf headers, no vmlinux.h, no BTF: the kernels have none): the few
- * helper ids and map types are those of include/uapi/linux/bpf.h; the arguments are read from
- * the probe's register set at each arch's offsets (built with -D__TARGET_ARCH_x86 or _arm64).
- * Maps are legacy `maps` definitions, which aya reads without BTF.
+ *   bind_fentry, release_fentry, release_fexit: the same work (the same bodies, the same maps)
+ *                 from fentry/fexit programs, i.e. the BPF trampoline that ftrace's call site
+ *                 jumps to, the eBPF peer at its best. They need the kernel's BTF (bpfload
+ *                 loads them against /sys/kernel/btf/vmlinux): Debian's kernel only.
+ *
+ * Self-contained (no libbpf headers, no vmlinux.h, no BTF in the object: the project's own
+ * kernels have none): the few helper ids and map types are those of include/uapi/linux/bpf.h;
+ * a kprobe's arguments are read from the probe's register set at each arch's offsets (built
+ * with -D__TARGET_ARCH_x86 or _arm64), an fentry/fexit program's from its u64 argument array
+ * (the return value after the arguments). Maps are legacy `maps` definitions, which aya reads
+ * without BTF.
  */
 typedef unsigned char u8;
 typedef unsigned short u16;
@@ -77,12 +85,12 @@ INLINE u16 be16(const u8 *p)
 	return (u16)p[0] << 8 | p[1];
 }
 
-SEC("kprobe/inet_bind") int bind(void *ctx)
+/* What both inet_bind programs do with (uaddr, addr_len sign-extended). */
+INLINE int bind_work(const void *uaddr, s64 len)
 {
 	u32 zero = 0;
 	struct bind_stats *s = bpf_map_lookup_elem(&bind_stats, &zero);
 	u8 buf[SOCKADDR_MAX] = {};
-	s64 len = (s32)REG(ctx, ARG2);
 	s32 port = -1;
 	u16 family;
 
@@ -93,7 +101,7 @@ SEC("kprobe/inet_bind") int bind(void *ctx)
 		len = 0;
 	if (len > SOCKADDR_MAX)
 		len = SOCKADDR_MAX;
-	if (bpf_probe_read_kernel(buf, len, (void *)REG(ctx, ARG1))) {
+	if (bpf_probe_read_kernel(buf, len, uaddr)) {
 		s->c[FAULTS]++;
 		return 0;
 	}
@@ -107,6 +115,17 @@ SEC("kprobe/inet_bind") int bind(void *ctx)
 	s->c[LAST_PORT] = (u64)(s64)port;
 	s->c[REPORTED]++;
 	return 0;
+}
+
+/* inet_bind(struct socket *sock, struct sockaddr_unsized *uaddr, int addr_len) */
+SEC("kprobe/inet_bind") int bind(void *ctx)
+{
+	return bind_work((const void *)REG(ctx, ARG1), (s32)REG(ctx, ARG2));
+}
+
+SEC("fentry/inet_bind") int bind_fentry(u64 *ctx)
+{
+	return bind_work((const void *)ctx[1], (s32)ctx[2]);
 }
 
 /* rust_kretprobe's per-CPU layout: totals, 65 log2 buckets, 135 return-value slots. */
@@ -131,7 +150,8 @@ SEC("maps") struct map_def start = {
 	.max_entries = 10240,
 };
 
-SEC("kprobe/inet_release") int release_entry(void *ctx)
+/* What both inet_release entry programs do. */
+INLINE int release_entry_work(void)
 {
 	u32 zero = 0;
 	struct release_stats *s = bpf_map_lookup_elem(&release_stats, &zero);
@@ -159,14 +179,14 @@ INLINE u32 fls64(u64 v)
 	return r + (u32)v;
 }
 
-SEC("kretprobe/inet_release") int release_ret(void *ctx)
+/* What both inet_release return programs do with the return value. */
+INLINE int release_ret_work(s32 ret)
 {
 	u32 zero = 0, b, slot;
 	struct release_stats *s = bpf_map_lookup_elem(&release_stats, &zero);
 	u64 id = bpf_get_current_pid_tgid();
 	u64 *tsp, ns;
 	s64 d;
-	s32 ret = (s32)REG(ctx, RET);
 
 	if (!s)
 		return 0;
@@ -191,6 +211,28 @@ SEC("kretprobe/inet_release") int release_ret(void *ctx)
 	if (slot < TALLY_SLOTS)
 		s->c[HIST + BUCKETS + slot]++;
 	return 0;
+}
+
+/* int inet_release(struct socket *sock) */
+SEC("kprobe/inet_release") int release_entry(void *ctx)
+{
+	return release_entry_work();
+}
+
+SEC("kretprobe/inet_release") int release_ret(void *ctx)
+{
+	return release_ret_work((s32)REG(ctx, RET));
+}
+
+SEC("fentry/inet_release") int release_fentry(u64 *ctx)
+{
+	return release_entry_work();
+}
+
+/* fexit: ctx[0] is sock, ctx[1] the return value. */
+SEC("fexit/inet_release") int release_fexit(u64 *ctx)
+{
+	return release_ret_work((s32)ctx[1]);
 }
 
 char _license[] SEC("license") = "GPL";

@@ -6,9 +6,9 @@
 //!
 //! Reference: [`Documentation/trace/kprobes.rst`](srctree/Documentation/trace/kprobes.rst)
 
-use super::probe::{Probe, RawProbe};
 use super::arch::Regs;
 use super::bindings;
+use super::probe::{Probe, RawProbe};
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::prelude::*;

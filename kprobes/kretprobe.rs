@@ -7,10 +7,10 @@
 //!
 //! Reference: [`Documentation/trace/kprobes.rst`](srctree/Documentation/trace/kprobes.rst)
 
-use super::kprobe::Hit;
-use super::probe::{Probe, RawProbe};
 use super::arch::Regs;
 use super::bindings;
+use super::kprobe::Hit;
+use super::probe::{Probe, RawProbe};
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicI32, Ordering};
 use kernel::prelude::*;

@@ -79,9 +79,9 @@ pub(crate) struct Probe<R: RawProbe, T: Send + Sync> {
     #[pin]
     raw: Opaque<R>,
     handler: T,
-// rk-out-of-tree-begin
+    // rk-out-of-tree-begin
     debugfs: Option<Debugfs<Probe<R, T>>>,
-// rk-out-of-tree-end
+    // rk-out-of-tree-end
 }
 
 // SAFETY: Rust reads `raw` only through raw pointers, and only `addr` (written by the
@@ -130,15 +130,15 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
     pub(super) unsafe fn with_raw(raw: R, handler: T) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             handler,
-// rk-out-of-tree-begin
+            // rk-out-of-tree-begin
             debugfs: None,
-// rk-out-of-tree-end
+            // rk-out-of-tree-end
             // Last: once `raw` is registered, a handler may run, and every other field is
             // initialised by then.
-// rk-out-of-tree-begin
+            // rk-out-of-tree-begin
             raw <- compat::opaque_try_ffi_init(move |slot: *mut R| {
                 super::layout::check()?;
-// rk-out-of-tree-end
+                // rk-out-of-tree-end
             // rk-in-tree: raw <- Opaque::try_ffi_init(move |slot: *mut R| {
                 // SAFETY: `slot` is valid for writes: the uninitialised `raw` of `Self`.
                 unsafe { slot.write(raw) };
@@ -199,7 +199,7 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
         &self.handler
     }
 
-// rk-out-of-tree-begin
+    // rk-out-of-tree-begin
     /// Shows the handler's state in `/sys/kernel/debug/<dir>/`, one file per `(name, show)`,
     /// until the probe is unregistered. Without debugfs this is an error the caller may ignore.
     pub(crate) fn publish(
@@ -216,18 +216,18 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
         this.debugfs = Some(unsafe { Debugfs::new(dir, files, src) }?);
         Ok(())
     }
-// rk-out-of-tree-end
+    // rk-out-of-tree-end
 
     /// Unregisters the probe, waiting until no handler runs, and hands back what is left.
     pub(crate) fn unregister(this: Pin<KBox<Self>>) -> Unregistered<T> {
         // SAFETY: nothing is moved out of the allocation before `raw` is unregistered, and the
         // allocation is then freed in place: the pinning guarantee is kept.
         let p = KBox::into_raw(unsafe { Pin::into_inner_unchecked(this) });
-// rk-out-of-tree-begin
+        // rk-out-of-tree-begin
         // SAFETY: `p` is valid and owned here (from `KBox::into_raw`); `debugfs` is removed
         // before `raw` is unregistered (type invariant), and not used again.
         unsafe { core::ptr::drop_in_place(addr_of_mut!((*p).debugfs)) };
-// rk-out-of-tree-end
+        // rk-out-of-tree-end
         // SAFETY: as above; `Opaque::get` only computes the address.
         let raw = unsafe { (*p).raw.get() };
         // SAFETY: `raw` is registered (type invariant); `Self`'s `PinnedDrop` does not run for
@@ -255,12 +255,12 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
 #[pinned_drop]
 impl<R: RawProbe, T: Send + Sync> PinnedDrop for Probe<R, T> {
     fn drop(self: Pin<&mut Self>) {
-// rk-out-of-tree-begin
+        // rk-out-of-tree-begin
         // SAFETY: `debugfs` is not structurally pinned, and nothing is moved out.
         let this = unsafe { self.get_unchecked_mut() };
         // Readers first, then the probe (type invariant).
         this.debugfs = None;
-// rk-out-of-tree-end
+        // rk-out-of-tree-end
         // rk-in-tree: let this = self;
         // SAFETY: `raw` is registered (type invariant), and this is its only unregistration:
         // `unregister` does not run `drop`.

@@ -1,13 +1,17 @@
 //! bpfload: `make bench`'s eBPF loader (a static musl binary in the guest).
 //!
 //! ```text
-//! bpfload OBJ bind -- CMD...      bench/rk_bench.bpf.c's `bind` on inet_bind
-//! bpfload OBJ release -- CMD...   its `release_entry` / `release_ret` on inet_release
+//! bpfload OBJ bind -- CMD...             bench/rk_bench.bpf.c's `bind` on inet_bind
+//! bpfload OBJ release -- CMD...          its `release_entry` / `release_ret` on inet_release
+//! bpfload OBJ bind-fentry -- CMD...      its `bind_fentry` (fentry) on inet_bind
+//! bpfload OBJ release-fentry -- CMD...   its `release_fentry` / `release_fexit` (fentry, fexit)
 //! ```
 //!
-//! Loads the object with aya, attaches the programs (kprobe PMU perf events, as bpftrace and
-//! BCC do), checks they are JIT-compiled, waits a second (the kprobe optimizer's delay, as the
-//! bench waits after an insmod), runs CMD, then prints the programs' per-CPU counters summed:
+//! Loads the object with aya, attaches the programs (kprobes as PMU perf events, as bpftrace
+//! and BCC do; fentry/fexit programs as BPF trampolines, loaded against the running kernel's
+//! BTF, /sys/kernel/btf/vmlinux), checks they are JIT-compiled, waits a second (the kprobe
+//! optimizer's delay, as the bench waits after an insmod), runs CMD, then prints the programs'
+//! per-CPU counters summed (an fentry mode prints its kprobe mode's line: the same maps):
 //!
 //! ```text
 //! RKBPF bind hits=2000 reported=2000 faults=0 port=0 jited=412
@@ -17,8 +21,8 @@
 //! and exits with CMD's status. The programs are detached when it exits (aya drops the links).
 
 use aya::maps::PerCpuArray;
-use aya::programs::KProbe;
-use aya::Ebpf;
+use aya::programs::{FEntry, FExit, KProbe, ProgramError};
+use aya::{Btf, Ebpf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -34,22 +38,58 @@ fn die(msg: &str) -> ! {
 }
 
 fn usage() -> ! {
-    die("usage: bpfload OBJ bind|release -- CMD...")
+    die("usage: bpfload OBJ bind|release|bind-fentry|release-fentry -- CMD...")
 }
 
-/// Loads and attaches program `name` to `func`; returns its JIT-compiled size.
-fn attach(bpf: &mut Ebpf, name: &str, func: &str) -> u32 {
-    let prog: &mut KProbe = bpf
-        .program_mut(name)
+/// How a program is attached.
+#[derive(Clone, Copy)]
+enum Hook {
+    /// A kprobe or kretprobe (as its section says) on a function.
+    KProbe,
+    /// An fentry or fexit program on a function of the kernel's BTF.
+    FEntry,
+    FExit,
+}
+
+/// Program `name` of the object as a `T`.
+fn program<'a, T>(bpf: &'a mut Ebpf, name: &str) -> &'a mut T
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    bpf.program_mut(name)
         .unwrap_or_else(|| die(&format!("no program {name} in the object")))
         .try_into()
-        .unwrap_or_else(|e| die(&format!("{name}: {e}")));
-    prog.load()
-        .unwrap_or_else(|e| die(&format!("loading {name}: {e}")));
-    prog.attach(func, 0)
-        .unwrap_or_else(|e| die(&format!("attaching {name} to {func}: {e}")));
-    let jited = prog
-        .info()
+        .unwrap_or_else(|e| die(&format!("{name}: {e}")))
+}
+
+/// Loads and attaches program `name` to `func` (`btf`: the kernel's, for fentry/fexit);
+/// returns its JIT-compiled size.
+fn attach(bpf: &mut Ebpf, name: &str, func: &str, hook: Hook, btf: Option<&Btf>) -> u32 {
+    let btf = || btf.unwrap_or_else(|| die("no kernel BTF"));
+    let loading = |e: ProgramError| format!("loading {name}: {e}");
+    let attaching = |e: ProgramError| format!("attaching {name} to {func}: {e}");
+    let (done, info) = match hook {
+        Hook::KProbe => {
+            let prog: &mut KProbe = program(bpf, name);
+            let r = prog.load().map_err(loading);
+            let r = r.and_then(|()| prog.attach(func, 0).map(drop).map_err(attaching));
+            (r, prog.info())
+        }
+        Hook::FEntry => {
+            let prog: &mut FEntry = program(bpf, name);
+            let r = prog.load(func, btf()).map_err(loading);
+            let r = r.and_then(|()| prog.attach().map(drop).map_err(attaching));
+            (r, prog.info())
+        }
+        Hook::FExit => {
+            let prog: &mut FExit = program(bpf, name);
+            let r = prog.load(func, btf()).map_err(loading);
+            let r = r.and_then(|()| prog.attach().map(drop).map_err(attaching));
+            (r, prog.info())
+        }
+    };
+    done.unwrap_or_else(|e| die(&e));
+    let jited = info
         .unwrap_or_else(|e| die(&format!("{name}: {e}")))
         .size_jitted();
     if jited == 0 {
@@ -83,22 +123,36 @@ fn main() {
     }
     let (obj, which, cmd) = (&args[0], args[1].as_str(), &args[3..]);
     let mut bpf = Ebpf::load_file(obj).unwrap_or_else(|e| die(&format!("{obj}: {e}")));
-    let jited = match which {
-        "bind" => attach(&mut bpf, "bind", "inet_bind").to_string(),
-        "release" => {
-            let entry = attach(&mut bpf, "release_entry", "inet_release");
-            let ret = attach(&mut bpf, "release_ret", "inet_release");
-            format!("{entry}+{ret}")
-        }
+    let btf = which.ends_with("-fentry").then(|| {
+        Btf::from_sys_fs().unwrap_or_else(|e| die(&format!("/sys/kernel/btf/vmlinux: {e}")))
+    });
+    let btf = btf.as_ref();
+    // (program, function, how) of each mode.
+    let progs: &[(&str, &str, Hook)] = match which {
+        "bind" => &[("bind", "inet_bind", Hook::KProbe)],
+        "release" => &[
+            ("release_entry", "inet_release", Hook::KProbe),
+            ("release_ret", "inet_release", Hook::KProbe),
+        ],
+        "bind-fentry" => &[("bind_fentry", "inet_bind", Hook::FEntry)],
+        "release-fentry" => &[
+            ("release_fentry", "inet_release", Hook::FEntry),
+            ("release_fexit", "inet_release", Hook::FExit),
+        ],
         _ => usage(),
     };
+    let jited: Vec<String> = progs
+        .iter()
+        .map(|&(name, func, hook)| attach(&mut bpf, name, func, hook, btf).to_string())
+        .collect();
+    let jited = jited.join("+");
     std::thread::sleep(Duration::from_secs(1));
     let status = Command::new(&cmd[0])
         .args(&cmd[1..])
         .status()
         .unwrap_or_else(|e| die(&format!("{}: {e}", cmd[0])));
     match which {
-        "bind" => {
+        "bind" | "bind-fentry" => {
             let c = per_cpu::<BIND_N>(&bpf, "bind_stats");
             // The decoded port of the busiest CPU's last hit (-1: none).
             let port = c.iter().max_by_key(|c| c[0]).map_or(0, |c| c[5] as i64);

@@ -4,14 +4,16 @@
 //! instructions, so runs repeat to ~0.1%). The load program does N bind+close per run; runs of
 //! every configuration are interleaved, round after round: no probe, the C reference modules,
 //! the Rust modules, the kernel's own dynamic event (`kprobe_events`) and an eBPF program doing
-//! the aggregate mode's work. Every probe that can say what it saw (the Rust modules' debugfs
-//! counters, the dynamic event's hits and ring buffer, the eBPF program's per-CPU counters) is
-//! checked against the N operations made. The medians go to
+//! the aggregate mode's work. On Debian's kernel (BTF, the function tracer) also the same eBPF
+//! work from fentry/fexit programs (the BPF trampoline: eBPF at its best) and the kernel's
+//! fprobe events (`f:` in `dynamic_events`). Every probe that can say what it saw (the Rust
+//! modules' debugfs counters, the dynamic event's hits and ring buffer, the eBPF program's
+//! per-CPU counters) is checked against the N operations made. The medians go to
 //! `build/bench/<flavor>/results.json`.
 
 use crate::kernel::Kernel;
 use crate::modules::sync;
-use crate::util::{fail, repo_root, run_logged, Arch, Flavor};
+use crate::util::{fail, repo_root, run_logged, Arch, Flavor, Kver};
 use crate::vm::{self, Opts, Prepared};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -88,16 +90,30 @@ enum Probe {
     None,
     /// `insmod` of a module with these parameters.
     Module(&'static str),
-    /// The kernel's own dynamic event (`kprobe_events`), recording to the ring buffer.
-    Ftrace,
-    /// `bench/rk_bench.bpf.c` attached by `bpfload`.
-    Ebpf,
+    /// The kernel's own dynamic event, recording to the ring buffer: a kprobe event
+    /// (`kprobe_events`) or, with `fprobe`, an fprobe event (`f:` in `dynamic_events`).
+    Ftrace {
+        fprobe: bool,
+    },
+    /// `bench/rk_bench.bpf.c` attached by `bpfload`: its kprobe programs or, with `fentry`, its
+    /// fentry/fexit programs.
+    Ebpf {
+        fentry: bool,
+    },
+}
+
+/// Whether the kernel of `flavor` has what fentry/fexit programs and fprobe events need: its
+/// BTF (`/sys/kernel/btf/vmlinux`, CONFIG_DEBUG_INFO_BTF) and the function tracer (ftrace's
+/// call sites, CONFIG_FPROBE_EVENTS, the BPF trampoline). Debian's does; the project's own
+/// kernels have neither.
+fn has_fentry(flavor: &Flavor) -> bool {
+    flavor.kernel == Kver::Debian
 }
 
 /// (configuration, how) per probe kind, in the order of a round.
-fn configs(kind: &str) -> Vec<(&'static str, Probe)> {
+fn configs(flavor: &Flavor, kind: &str) -> Vec<(&'static str, Probe)> {
     use Probe::*;
-    match kind {
+    let mut v = match kind {
         "kprobe" => vec![
             ("none", None),
             ("c_empty", Module("c_kprobe_empty")),
@@ -105,8 +121,8 @@ fn configs(kind: &str) -> Vec<(&'static str, Probe)> {
             ("c_aggregate", Module("c_kprobe events=0")),
             ("rust_events", Module("rust_kprobe")),
             ("rust_aggregate", Module("rust_kprobe events=0")),
-            ("ftrace_event", Ftrace),
-            ("ebpf_aggregate", Ebpf),
+            ("ftrace_event", Ftrace { fprobe: false }),
+            ("ebpf_aggregate", Ebpf { fentry: false }),
         ],
         _ => vec![
             ("none", None),
@@ -115,41 +131,71 @@ fn configs(kind: &str) -> Vec<(&'static str, Probe)> {
             ("c_aggregate", Module("c_kretprobe events=0 hist=1")),
             ("rust_events", Module("rust_kretprobe")),
             ("rust_aggregate", Module("rust_kretprobe events=0 hist=1")),
-            ("ftrace_event", Ftrace),
-            ("ebpf_aggregate", Ebpf),
+            ("ftrace_event", Ftrace { fprobe: false }),
+            ("ebpf_aggregate", Ebpf { fentry: false }),
         ],
+    };
+    if has_fentry(flavor) {
+        let at = |v: &Vec<(&str, Probe)>, cfg| v.iter().position(|c| c.0 == cfg).unwrap() + 1;
+        let i = at(&v, "ftrace_event");
+        v.insert(i, ("fprobe_event", Ftrace { fprobe: true }));
+        let i = at(&v, "ebpf_aggregate");
+        v.insert(i, ("ebpf_fentry", Ebpf { fentry: true }));
     }
+    v
 }
 
 const KINDS: [&str; 2] = ["kprobe", "kretprobe"];
 
-/// The table's order: the floor, per event, aggregate.
-const DISPLAY: [&str; 8] = [
+/// The table's order: the floor, per event, aggregate (the configurations a flavor has).
+const DISPLAY: [&str; 10] = [
     "none",
     "c_empty",
     "c_events",
     "rust_events",
     "ftrace_event",
+    "fprobe_event",
     "c_aggregate",
     "rust_aggregate",
     "ebpf_aggregate",
+    "ebpf_fentry",
 ];
 
 /// The dynamic event of `kind`: (name, definition). The same fields as the modules: the port
 /// (a big-endian u16 at offset 2 of inet_bind's 2nd argument, read here as a little-endian u16,
-/// hence byte-swapped) and inet_release's return value as an int. `$argN` needs no BTF.
-fn event(kind: &str) -> (&'static str, &'static str) {
-    match kind {
-        "kprobe" => ("bind", "p:rkbench/bind inet_bind port=+2($arg2):u16"),
-        _ => ("release", "r:rkbench/release inet_release ret=$retval:s32"),
+/// hence byte-swapped) and inet_release's return value as an int. `$argN` needs no BTF. With
+/// `fprobe`, the same fields from an fprobe event (Documentation/trace/fprobetrace.rst): on
+/// ftrace's call site of the function, its exit through the function graph tracer's return
+/// hook.
+fn event(kind: &str, fprobe: bool) -> (&'static str, &'static str) {
+    match (kind, fprobe) {
+        ("kprobe", false) => ("bind", "p:rkbench/bind inet_bind port=+2($arg2):u16"),
+        (_, false) => ("release", "r:rkbench/release inet_release ret=$retval:s32"),
+        ("kprobe", true) => ("fbind", "f:rkbench/fbind inet_bind port=+2($arg2):u16"),
+        (_, true) => (
+            "frelease",
+            "f:rkbench/frelease inet_release%return ret=$retval:s32",
+        ),
+    }
+}
+
+/// The bench script's shell helpers for the event (`ft_*` for a kprobe event, `fp_*` for an
+/// fprobe event).
+fn helpers(fprobe: bool) -> &'static str {
+    if fprobe {
+        "fp"
+    } else {
+        "ft"
     }
 }
 
 /// Which eBPF programs (`bpfload` mode) for `kind`.
-fn ebpf_mode(kind: &str) -> &'static str {
-    match kind {
-        "kprobe" => "bind",
-        _ => "release",
+fn ebpf_mode(kind: &str, fentry: bool) -> &'static str {
+    match (kind, fentry) {
+        ("kprobe", false) => "bind",
+        (_, false) => "release",
+        ("kprobe", true) => "bind-fentry",
+        (_, true) => "release-fentry",
     }
 }
 
@@ -169,27 +215,50 @@ ft_off() { echo 0 > $T/events/rkbench/$1/enable; echo "-:rkbench/$1" >> $T/kprob
 stats() { echo "CHECK $(awk '{printf "%s=%s ", $1, $2}' /sys/kernel/debug/$1/stats)"; }
 "#;
 
-fn script(rounds: usize, n: u64) -> String {
+/// The same for fprobe events (`dynamic_events`), where the kernel has them. kprobe_profile has
+/// no line for an fprobe event: `fp_check` prints what the ring buffer holds only.
+const FPROBE_PREAMBLE: &str = r#"[ -w $T/dynamic_events ] || { echo "no $T/dynamic_events (CONFIG_DYNAMIC_EVENTS)"; exit 1; }
+fp_on() { echo "$1" >> $T/dynamic_events; echo > $T/trace; echo 1 > $T/events/rkbench/$2/enable; }
+fp_check() {
+  echo "CHECK $(cat $T/per_cpu/cpu*/stats | awk '$1=="entries:"{e+=$2} $1=="overrun:"{o+=$2} END{print "recorded=" e " overrun=" o}')"
+}
+fp_off() { echo 0 > $T/events/rkbench/$1/enable; echo "-:rkbench/$1" >> $T/dynamic_events; }
+"#;
+
+fn script(flavor: &Flavor, rounds: usize, n: u64) -> String {
     let bpf = format!("/lib/bpf/{BPF_OBJ}");
     let mut s = String::from(PREAMBLE);
+    if has_fentry(flavor) {
+        s.push_str(FPROBE_PREAMBLE);
+    }
     let _ = writeln!(s, "loadgen bench {n} > /dev/null");
     // Does each new configuration fetch the right fields? One bind of port 8080 (and its close).
     for kind in KINDS {
-        let (ev, def) = event(kind);
-        let _ = writeln!(
-            s,
-            "ft_on '{def}' {ev}; loadgen bind 8080 > /dev/null\n\
-             echo \"SAMPLE {kind} ftrace_event $(grep -m1 ' {ev}: ' $T/trace)\"; ft_off {ev}"
-        );
-        let _ = writeln!(
-            s,
-            "echo SAMPLE {kind} ebpf_aggregate; bpfload {bpf} {} -- loadgen bind 8080",
-            ebpf_mode(kind)
-        );
+        for (cfg, probe) in configs(flavor, kind) {
+            match probe {
+                Probe::Ftrace { fprobe } => {
+                    let (ev, def) = event(kind, fprobe);
+                    let f = helpers(fprobe);
+                    let _ = writeln!(
+                        s,
+                        "{f}_on '{def}' {ev}; loadgen bind 8080 > /dev/null\n\
+                         echo \"SAMPLE {kind} {cfg} $(grep -m1 ' {ev}: ' $T/trace)\"; {f}_off {ev}"
+                    );
+                }
+                Probe::Ebpf { fentry } => {
+                    let _ = writeln!(
+                        s,
+                        "echo SAMPLE {kind} {cfg}; bpfload {bpf} {} -- loadgen bind 8080",
+                        ebpf_mode(kind, fentry)
+                    );
+                }
+                _ => {}
+            }
+        }
     }
     for r in 0..rounds {
         for kind in KINDS {
-            for (cfg, probe) in configs(kind) {
+            for (cfg, probe) in configs(flavor, kind) {
                 let bench = format!("echo BENCH {kind} {cfg} {r}; loadgen bench {n}");
                 match probe {
                     Probe::Module(load) => {
@@ -210,18 +279,19 @@ fn script(rounds: usize, n: u64) -> String {
                         // vCPU's instructions too: let it settle, as the loads above do.
                         let _ = writeln!(s, "sleep 1; {bench}");
                     }
-                    Probe::Ftrace => {
-                        let (ev, def) = event(kind);
-                        let _ = writeln!(s, "ft_on '{def}' {ev}; sleep 1");
+                    Probe::Ftrace { fprobe } => {
+                        let (ev, def) = event(kind, fprobe);
+                        let f = helpers(fprobe);
+                        let _ = writeln!(s, "{f}_on '{def}' {ev}; sleep 1");
                         let _ = writeln!(s, "{bench}");
-                        let _ = writeln!(s, "ft_check {ev}; ft_off {ev}");
+                        let _ = writeln!(s, "{f}_check {ev}; {f}_off {ev}");
                     }
-                    Probe::Ebpf => {
+                    Probe::Ebpf { fentry } => {
                         // bpfload attaches, waits a second, runs the load, prints its counters.
                         let _ = writeln!(
                             s,
                             "echo BENCH {kind} {cfg} {r}; bpfload {bpf} {} -- loadgen bench {n}",
-                            ebpf_mode(kind)
+                            ebpf_mode(kind, fentry)
                         );
                     }
                 }
@@ -256,8 +326,12 @@ fn fields(l: &str) -> BTreeMap<String, String> {
 fn check(kind: &str, cfg: &str, f: &BTreeMap<String, String>, n: u64) -> Result<(), String> {
     let want: Vec<(&str, u64)> = match (kind, cfg) {
         (_, "ftrace_event") => vec![("hits", n), ("missed", 0), ("recorded", n), ("overrun", 0)],
-        ("kprobe", "ebpf_aggregate") => vec![("hits", n), ("reported", n), ("faults", 0)],
-        (_, "ebpf_aggregate") => vec![
+        // No hit counter of the kernel's for an fprobe event: every op must be in the ring buffer.
+        (_, "fprobe_event") => vec![("recorded", n), ("overrun", 0)],
+        ("kprobe", "ebpf_aggregate" | "ebpf_fentry") => {
+            vec![("hits", n), ("reported", n), ("faults", 0)]
+        }
+        (_, "ebpf_aggregate" | "ebpf_fentry") => vec![
             ("hits", n),
             ("count", n),
             ("missed", 0),
@@ -286,14 +360,14 @@ fn check_sample(kind: &str, cfg: &str, f: &BTreeMap<String, String>) -> Result<(
     };
     match (kind, cfg) {
         // The event reads the port's two bytes as a host-order u16: swapped on both arches.
-        ("kprobe", "ftrace_event") => {
+        ("kprobe", "ftrace_event" | "fprobe_event") => {
             let raw = get("port")? as u16;
             (raw.swap_bytes() == 8080).then_some(()).ok_or(format!(
                 "port={raw} is {} byte-swapped, want 8080",
                 raw.swap_bytes()
             ))
         }
-        ("kretprobe", "ftrace_event") => (get("ret")? == 0)
+        ("kretprobe", "ftrace_event" | "fprobe_event") => (get("ret")? == 0)
             .then_some(())
             .ok_or("ret is not 0".to_string()),
         ("kprobe", _) => (get("hits")? == 1 && get("port")? == 8080)
@@ -309,7 +383,7 @@ fn measure(p: &Prepared, cpus: u32, rounds: usize, n: u64) -> Medians {
     eprintln!(
         "bench: {} {cpus} vCPU(s), {rounds} rounds x {} configurations x {n} bind+close",
         p.flavor.name(),
-        2 * configs("kprobe").len()
+        2 * configs(&p.flavor, "kprobe").len()
     );
     let opts = Opts {
         cpus,
@@ -319,8 +393,13 @@ fn measure(p: &Prepared, cpus: u32, rounds: usize, n: u64) -> Medians {
         el2: false,
     };
     let t = std::time::Instant::now();
-    let run = vm::run(p, &format!("bench-{cpus}cpu"), &script(rounds, n), &opts)
-        .unwrap_or_else(|e| fail(&e));
+    let run = vm::run(
+        p,
+        &format!("bench-{cpus}cpu"),
+        &script(&p.flavor, rounds, n),
+        &opts,
+    )
+    .unwrap_or_else(|e| fail(&e));
     if run.exit != 0 || !run.splats().is_empty() {
         for l in run.guest.iter().rev().take(8).rev() {
             eprintln!("  | {l}");
@@ -360,10 +439,10 @@ fn measure(p: &Prepared, cpus: u32, rounds: usize, n: u64) -> Medians {
     }
     let mut errors = vec![];
     for kind in KINDS {
-        for (cfg, probe) in configs(kind) {
-            let checked = matches!(probe, Probe::Ftrace | Probe::Ebpf)
-                || matches!(probe, Probe::Module(m) if m.starts_with("rust_"));
-            if matches!(probe, Probe::Ftrace | Probe::Ebpf) {
+        for (cfg, probe) in configs(&p.flavor, kind) {
+            let traced = matches!(probe, Probe::Ftrace { .. } | Probe::Ebpf { .. });
+            let checked = traced || matches!(probe, Probe::Module(m) if m.starts_with("rust_"));
+            if traced {
                 let key = (kind.to_string(), cfg.to_string(), "sample".to_string());
                 let f = reports.get(&key).cloned().unwrap_or_default();
                 if let Err(e) = check_sample(kind, cfg, &f) {
@@ -393,7 +472,7 @@ fn measure(p: &Prepared, cpus: u32, rounds: usize, n: u64) -> Medians {
     }
     let mut out = Medians::new();
     for kind in KINDS {
-        for (cfg, _) in configs(kind) {
+        for (cfg, _) in configs(&p.flavor, kind) {
             let mut v = samples
                 .remove(&(kind.to_string(), cfg.to_string()))
                 .unwrap_or_default();
@@ -416,23 +495,40 @@ fn measure(p: &Prepared, cpus: u32, rounds: usize, n: u64) -> Medians {
     out
 }
 
-fn ratios(m: &BTreeMap<String, f64>) -> [(&'static str, f64); 4] {
+/// (results.json key, table label, value) of the ratios of one probe kind's medians, in the
+/// table's order; those of a configuration only where the flavor has it.
+fn ratios(m: &BTreeMap<String, f64>) -> Vec<(&'static str, &'static str, f64)> {
     let over = |k: &str| m[k] - m["none"];
-    [
-        ("ratio_rust_vs_c", over("rust_events") / over("c_events")),
+    let mut v = vec![
+        (
+            "ratio_rust_vs_c",
+            "rust / c, events",
+            over("rust_events") / over("c_events"),
+        ),
         (
             "ratio_aggregate_vs_c",
+            "rust / c, aggregate",
             over("rust_aggregate") / over("c_aggregate"),
         ),
         (
-            "ratio_aggregate_vs_floor",
-            over("rust_aggregate") / over("c_empty"),
-        ),
-        (
             "ratio_aggregate_vs_ebpf",
+            "rust / ebpf, aggregate",
             over("rust_aggregate") / over("ebpf_aggregate"),
         ),
-    ]
+    ];
+    if m.contains_key("ebpf_fentry") {
+        v.push((
+            "ratio_aggregate_vs_ebpf_fentry",
+            "rust / ebpf fentry, aggregate",
+            over("rust_aggregate") / over("ebpf_fentry"),
+        ));
+    }
+    v.push((
+        "ratio_aggregate_vs_floor",
+        "rust aggregate / floor",
+        over("rust_aggregate") / over("c_empty"),
+    ));
+    v
 }
 
 /// One probe kind's figures: the medians per configuration and the ratios.
@@ -443,7 +539,7 @@ fn kind_json(m: &BTreeMap<String, f64>) -> Value {
         .map(|(k, x)| (k.clone(), json!((x * 10.0).round() / 10.0)))
         .collect();
     v.insert("ns_per_op".into(), Value::Object(ns));
-    for (k, r) in ratios(m) {
+    for (k, _, r) in ratios(m) {
         v.insert(k.into(), json!((r * 10000.0).round() / 10000.0));
     }
     Value::Object(v)
@@ -470,28 +566,23 @@ fn table(flavor: &Flavor, one: &Medians, two: &Medians, rounds: usize, n: u64) -
     );
     let _ = writeln!(t, "| configuration | {} |", heads.join(" | "));
     let _ = writeln!(t, "|---|{}", "---:|".repeat(heads.len()));
-    for cfg in DISPLAY {
+    for cfg in DISPLAY.iter().filter(|c| cols[0].contains_key(**c)) {
         let cells: Vec<String> = cols
             .iter()
             .map(|k| {
-                if cfg == "none" {
+                if *cfg == "none" {
                     format!("{:.0}", k["none"])
                 } else {
-                    format!("+{:.0}", k[cfg] - k["none"])
+                    format!("+{:.0}", k[*cfg] - k["none"])
                 }
             })
             .collect();
         let _ = writeln!(t, "| `{cfg}` | {} |", cells.join(" | "));
     }
-    for (i, label) in [
-        (0, "rust / c, events"),
-        (1, "rust / c, aggregate"),
-        (3, "rust / ebpf, aggregate"),
-        (2, "rust aggregate / floor"),
-    ] {
+    for (i, (_, label, _)) in ratios(cols[0]).into_iter().enumerate() {
         let cells: Vec<String> = cols
             .iter()
-            .map(|k| format!("{:.3}", ratios(k)[i].1))
+            .map(|k| format!("{:.3}", ratios(k)[i].2))
             .collect();
         let _ = writeln!(t, "| {label} | {} |", cells.join(" | "));
     }
@@ -566,7 +657,124 @@ pub fn run(p: &Prepared) {
 
 #[cfg(test)]
 mod tests {
-    use super::refresh_readme;
+    use super::{check, configs, refresh_readme, script, table, Medians};
+    use crate::util::Flavor;
+
+    fn names(flavor: &str, kind: &str) -> Vec<&'static str> {
+        configs(&Flavor::parse(flavor).unwrap(), kind)
+            .into_iter()
+            .map(|c| c.0)
+            .collect()
+    }
+
+    #[test]
+    fn fentry_and_fprobe_only_on_debian() {
+        let base = [
+            "none",
+            "c_empty",
+            "c_events",
+            "c_aggregate",
+            "rust_events",
+            "rust_aggregate",
+            "ftrace_event",
+            "ebpf_aggregate",
+        ];
+        for f in ["x86_64", "arm64", "x86_64-7.3", "arm64-7.3"] {
+            for kind in super::KINDS {
+                assert_eq!(names(f, kind), base, "{f} {kind}");
+            }
+            let s = script(&Flavor::parse(f).unwrap(), 1, 10);
+            assert!(
+                !s.contains("dynamic_events") && !s.contains("-fentry"),
+                "{f}"
+            );
+        }
+        for kind in super::KINDS {
+            let mut want = base.to_vec();
+            want.insert(7, "fprobe_event");
+            want.push("ebpf_fentry");
+            assert_eq!(names("x86_64-debian", kind), want, "{kind}");
+        }
+        let s = script(&Flavor::parse("x86_64-debian").unwrap(), 1, 10);
+        for l in [
+            "fp_on 'f:rkbench/fbind inet_bind port=+2($arg2):u16' fbind; sleep 1",
+            "fp_on 'f:rkbench/frelease inet_release%return ret=$retval:s32' frelease; sleep 1",
+            "echo BENCH kprobe ebpf_fentry 0; bpfload /lib/bpf/rk_bench.bpf.o bind-fentry -- loadgen bench 10",
+            "echo BENCH kretprobe ebpf_fentry 0; bpfload /lib/bpf/rk_bench.bpf.o release-fentry -- loadgen bench 10",
+        ] {
+            assert!(s.lines().any(|x| x == l), "no line {l}");
+        }
+    }
+
+    #[test]
+    fn new_configurations_are_checked() {
+        let f = |l: &str| super::fields(l);
+        let ok = f("CHECK recorded=10 overrun=0");
+        assert!(check("kprobe", "fprobe_event", &ok, 10).is_ok());
+        assert!(check(
+            "kprobe",
+            "fprobe_event",
+            &f("CHECK recorded=9 overrun=0"),
+            10
+        )
+        .is_err());
+        assert!(check(
+            "kretprobe",
+            "fprobe_event",
+            &f("CHECK recorded=10 overrun=1"),
+            10
+        )
+        .is_err());
+        assert!(check("kprobe", "fprobe_event", &f("CHECK overrun=0"), 10).is_err());
+        let bind = "RKBPF bind hits=10 reported=10 faults=0 port=0 jited=1";
+        assert!(check("kprobe", "ebpf_fentry", &f(bind), 10).is_ok());
+        assert!(check("kprobe", "ebpf_fentry", &f(bind), 11).is_err());
+        let rel = "RKBPF release hits=10 count=10 missed=0 ret0=10 hist=10 jited=1+1";
+        assert!(check("kretprobe", "ebpf_fentry", &f(rel), 10).is_ok());
+        let rel = "RKBPF release hits=10 count=9 missed=1 ret0=9 hist=9 jited=1+1";
+        assert!(check("kretprobe", "ebpf_fentry", &f(rel), 10).is_err());
+        let sample = |l: &str| super::check_sample("kprobe", "fprobe_event", &f(l));
+        assert!(
+            sample("SAMPLE kprobe fprobe_event x fbind: (inet_bind+0x4/0x20) port=36895").is_ok()
+        );
+        assert!(sample("SAMPLE kprobe fprobe_event").is_err());
+        let sample = |l: &str| super::check_sample("kretprobe", "fprobe_event", &f(l));
+        assert!(sample("frelease: (__sock_release+0x3d/0xb0 <- inet_release) ret=0").is_ok());
+        assert!(sample("frelease: (__sock_release+0x3d/0xb0 <- inet_release) ret=-22").is_err());
+    }
+
+    #[test]
+    fn table_rows_only_for_what_was_measured() {
+        let medians = |cfgs: &[&'static str]| -> Medians {
+            super::KINDS
+                .iter()
+                .map(|k| {
+                    let m = cfgs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (c.to_string(), 100.0 + 10.0 * i as f64))
+                        .collect();
+                    (k.to_string(), m)
+                })
+                .collect()
+        };
+        let f = Flavor::parse("x86_64").unwrap();
+        let m = medians(&names("x86_64", "kprobe"));
+        let t = table(&f, &m, &m, 1, 10);
+        assert_eq!(t.lines().count(), 2 + 2 + 8 + 4, "{t}");
+        assert!(!t.contains("fentry") && !t.contains("fprobe"), "{t}");
+        let json = super::kind_json(&m["kprobe"]);
+        assert!(json.get("ratio_aggregate_vs_ebpf_fentry").is_none());
+        let f = Flavor::parse("x86_64-debian").unwrap();
+        let m = medians(&names("x86_64-debian", "kprobe"));
+        let t = table(&f, &m, &m, 1, 10);
+        assert_eq!(t.lines().count(), 2 + 2 + 10 + 5, "{t}");
+        assert!(t.contains("| `fprobe_event` |") && t.contains("| `ebpf_fentry` |"));
+        assert!(t.contains("| rust / ebpf fentry, aggregate |"));
+        let json = super::kind_json(&m["kretprobe"]);
+        assert!(json["ratio_aggregate_vs_ebpf_fentry"].is_number());
+        assert!(json["ns_per_op"]["fprobe_event"].is_number());
+    }
 
     #[test]
     fn readme_block_is_replaced_and_only_it() {

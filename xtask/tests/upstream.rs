@@ -84,7 +84,9 @@ fn findings(dir: &Path, log: &str) -> (String, Vec<String>) {
         .filter(|l| {
             // rustc's and clippy's diagnostics start the line; objtool's and others' name the
             // object first: those count when they are about the series' code.
-            l.starts_with("warning") || l.starts_with("error") || l.contains("Diff in")
+            l.starts_with("warning")
+                || l.starts_with("error")
+                || l.contains("Diff in")
                 || ((l.contains("warning") || l.contains("error:"))
                     && (l.contains("kprobes") || l.contains("_example")))
         })
@@ -143,7 +145,8 @@ fn rustfmtcheck_and_rustdoc_are_clean() {
     assert!(found.is_empty(), "make rustfmtcheck:\n{}", found.join("\n"));
     let (log, found) = findings(&p.kernel.dir, "rustdoc.log");
     assert!(
-        log.lines().any(|l| l.contains("RUSTDOC") && l.ends_with("/rust/kernel/lib.rs")),
+        log.lines()
+            .any(|l| l.contains("RUSTDOC") && l.ends_with("/rust/kernel/lib.rs")),
         "rustdoc did not document the kernel crate:\n{log}"
     );
     assert!(found.is_empty(), "make rustdoc:\n{}", found.join("\n"));
