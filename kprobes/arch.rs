@@ -3,13 +3,17 @@
 //! Everything that differs per architecture, in one place:
 //!
 //! - [`Regs`]: which `pt_regs` slot holds which argument, read as the type the probed function
+// rk-out-of-tree-begin
 //!   declares ([`FromReg`]; as aya's `args.rs` does for eBPF);
+// rk-out-of-tree-end
+// rk-in-tree: //!   declares ([`FromReg`]);
 // rk-out-of-tree-begin
 //! - [`this_cpu_offset`] and [`current_task`]: what `this_cpu_ptr()` and `current` read. They
 //!   are C macros and static inlines; a helpers.c shim for them costs a call and its register
 //!   spills on every hit, so the handlers' hot path reads them here, as the C macros do.
 // rk-out-of-tree-end
-// rk-in-tree: //! - whether the kprobe core emulates the probed instruction ([`emulated`]).
+// rk-in-tree: //! - whether the kprobe core emulates the probed instruction (`emulated`, for the
+// rk-in-tree: //!   post handler's [`Step`](super::kprobe::Step)).
 //!
 //! C headers: [`arch/x86/include/asm/ptrace.h`](srctree/arch/x86/include/asm/ptrace.h),
 // rk-out-of-tree-begin
@@ -84,10 +88,12 @@ impl<T> FromReg for *mut T {
 pub(crate) struct Regs<'a>(&'a pt_regs);
 
 impl<'a> Regs<'a> {
+    /// The registers of the hit being handled.
+    ///
     /// # Safety
     ///
     /// `regs` must be the valid `pt_regs` the kprobe core passed to the running handler.
-    pub(crate) unsafe fn from_raw(regs: *const pt_regs) -> Self {
+    pub(in crate::kprobes) unsafe fn from_raw(regs: *const pt_regs) -> Self {
         // SAFETY: valid for the handler's duration, per this function's contract.
         Self(unsafe { &*regs })
     }
@@ -137,7 +143,7 @@ pub(crate) fn current_task() -> *mut task_struct {
 /// breakpoint probe instead of executing it out of line, from the `ainsn` that
 /// `arch_prepare_kprobe()` filled in (meaningless for a probe that was not prepared).
 #[inline(always)]
-pub(crate) fn emulated(ainsn: &super::bindings::arch_specific_insn) -> bool {
+pub(in crate::kprobes) fn emulated(ainsn: &super::bindings::arch_specific_insn) -> bool {
     imp::emulated(ainsn)
 }
 
@@ -384,4 +390,7 @@ mod imp {
 }
 
 #[cfg(not(any(CONFIG_X86_64, CONFIG_ARM64)))]
+// rk-out-of-tree-begin
 compile_error!("rust-kprobes: `kprobes/arch.rs` is implemented for x86_64 and arm64 only");
+// rk-out-of-tree-end
+// rk-in-tree: compile_error!("`kernel::kprobes` is implemented for x86_64 and arm64 only");

@@ -87,7 +87,7 @@ impl Hit<'_> {
 // rk-in-tree: /// A kprobe on `usleep_range_state()` that checks the argument a sleep passed it:
 // rk-in-tree: ///
 // rk-in-tree-doctest: doctest_kprobe.rs
-pub(crate) trait KprobeHandler: Sync + Send + Sized {
+pub(crate) trait KprobeHandler: Sync + Send + Sized + 'static {
     /// Whether [`KprobeHandler::post`] is wanted, asked once at registration (a post handler
     /// costs a second trap per hit and prevents jump optimization).
     fn has_post(&self) -> bool {
@@ -148,6 +148,7 @@ impl<T: KprobeHandler> Kprobe<T> {
         self.flags() & bindings::KPROBE_FLAG_ON_FUNC_ENTRY != 0
     }
 
+    // rk-out-of-tree-begin
     /// What `/sys/kernel/debug/kprobes/list` appends for the probe's path: `[FTRACE]` for an
     /// ftrace-based one, `[OPTIMIZED]` once the optimizer turned it into a jump, else nothing
     /// (a breakpoint).
@@ -161,6 +162,7 @@ impl<T: KprobeHandler> Kprobe<T> {
             ""
         }
     }
+    // rk-out-of-tree-end
 
     /// A pin-initializer of a kprobe at `symbol` + `offset` running `handler`. On error nothing
     /// stays registered, and `handler` is dropped.
@@ -205,9 +207,9 @@ unsafe fn hit<'a, T: KprobeHandler>(
     (probe, hit)
 }
 
-/// The `pre_handler` of a `Kprobe<T>`. In `.kprobes.text`, so that the kprobe core refuses to
-/// probe it while the module is loaded (`NOKPROBE_SYMBOL()` in C): a probe on a handler would
-/// recurse into it.
+/// The `pre_handler` of a `Kprobe<T>`. In `.kprobes.text` (as C's `__kprobes` places a
+/// function), so that the kprobe core refuses to probe it while it is loaded: a probe on a
+/// handler would recurse into it.
 ///
 /// # Safety
 ///

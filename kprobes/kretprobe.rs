@@ -28,7 +28,7 @@ use kernel::prelude::*;
 // rk-in-tree: /// A return probe on `usleep_range_state()` that times a sleep:
 // rk-in-tree: ///
 // rk-in-tree-doctest: doctest_kretprobe.rs
-pub(crate) trait KretprobeHandler: Sync + Send + Sized {
+pub(crate) trait KretprobeHandler: Sync + Send + Sized + 'static {
     /// Per-instance data, stored by the kernel between entry and return (`data_size` is its
     /// size).
     type Data: Copy;
@@ -100,15 +100,19 @@ impl<T: KretprobeHandler> Kretprobe<T> {
     }
 }
 
+// rk-out-of-tree-begin
 /// `get_kretprobe(ri)`: with rethook (x86_64; arm64 has none on 6.12 or 7.3) the field read
 /// inline, as the static inline does, since it is on every call's path; otherwise the
 /// helpers.c shim, which returns NULL once the kretprobe is being unregistered.
+// rk-out-of-tree-end
+// rk-in-tree: /// `get_kretprobe(ri)`, which returns NULL once the kretprobe is being unregistered.
 ///
 /// # Safety
 ///
 /// `ri` must be a live instance of a registered kretprobe.
 #[inline(always)]
 unsafe fn kretprobe_of(ri: *mut bindings::kretprobe_instance) -> Option<*mut bindings::kretprobe> {
+    // rk-out-of-tree-begin
     #[cfg(CONFIG_KRETPROBE_ON_RETHOOK)]
     // SAFETY: a live instance's `node.rethook` points to its kretprobe's rethook, whose `data`
     // is set to the kretprobe at registration and never changed ("rethook::data is non-changed
@@ -118,6 +122,9 @@ unsafe fn kretprobe_of(ri: *mut bindings::kretprobe_instance) -> Option<*mut bin
     #[cfg(not(CONFIG_KRETPROBE_ON_RETHOOK))]
     // SAFETY: `ri` is live, per this function's contract.
     return Some(unsafe { bindings::rk_get_kretprobe(ri) }).filter(|rp| !rp.is_null());
+    // rk-out-of-tree-end
+    // rk-in-tree: // SAFETY: `ri` is live, per this function's contract.
+    // rk-in-tree: Some(unsafe { bindings::get_kretprobe(ri) }).filter(|rp| !rp.is_null())
 }
 
 /// The probe, the hit and the instance's data a trampoline was called for; `None` if the
@@ -153,9 +160,9 @@ unsafe fn instance<'a, T: KretprobeHandler>(
     Some((probe, hit, data))
 }
 
-/// The `entry_handler` of a `Kretprobe<T>`. In `.kprobes.text`, so that the kprobe core refuses
-/// to probe it while the module is loaded (`NOKPROBE_SYMBOL()` in C, as the kernel's
-/// `samples/kprobes/kretprobe_example.c` marks its handlers).
+/// The `entry_handler` of a `Kretprobe<T>`. In `.kprobes.text` (as C's `__kprobes` places a
+/// function), so that the kprobe core refuses to probe it while it is loaded: a probe on a
+/// handler would recurse into it.
 ///
 /// # Safety
 ///

@@ -115,7 +115,7 @@ impl SymbolOffset {
 ///
 /// Not `ktime_get()`: on x86_64 a kprobe hit is an int3, which the kernel handles as an NMI,
 /// and `ktime_get()` there can spin forever on the timekeeper's seqcount if the hit interrupted
-/// its writer (lockdep reports "inconsistent {INITIAL USE} -> {IN-NMI} usage"; seen here).
+/// its writer (lockdep reports "inconsistent {INITIAL USE} -> {IN-NMI} usage").
 ///
 /// Monotonic on one CPU except that, if the read interrupted a timekeeping update, it can step
 /// back by a few nanoseconds (see `ktime_get_mono_fast_ns()` in `kernel/time/timekeeping.c`):

@@ -60,7 +60,8 @@ pub(crate) unsafe trait RawProbe: Sized {
 /// A probe of kind `R`, registered with the kprobe core, that runs the handler `T`.
 ///
 /// Created pinned, by the pin-initializer of its kind (`Kprobe::new`, `Kretprobe::new`), e.g.
-/// with `KBox::pin_init`; see the examples there.
+/// with `KBox::pin_init`; see the examples there. Registering and unregistering sleep (the kprobe
+/// core's mutex, an RCU grace period): create and drop probes in process context only.
 ///
 /// # Invariants
 ///
@@ -119,8 +120,12 @@ impl<R: RawProbe, T: Send + Sync> Source for Probe<R, T> {
 // rk-out-of-tree-end
 
 impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
+    // rk-out-of-tree-begin
     /// A pin-initializer that checks the bindings' layouts (see `layout`), stores `handler`,
     /// then registers `raw`. On error nothing stays registered, and the handler is dropped.
+    // rk-out-of-tree-end
+    // rk-in-tree: /// A pin-initializer that stores `handler`, then registers `raw`. On error nothing stays
+    // rk-in-tree: /// registered, and the handler is dropped.
     ///
     /// # Safety
     ///
@@ -179,7 +184,7 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
     /// The core's `KPROBE_FLAG_*` of the probe. Read atomically: the core sets `OPTIMIZED`
     /// and `GONE` while the probe is registered.
     #[inline(always)]
-    pub(crate) fn flags(&self) -> u32 {
+    pub(in crate::kprobes) fn flags(&self) -> u32 {
         // SAFETY: `self.raw` is a valid `R` (registered, type invariant).
         let kp = unsafe { R::kprobe(self.raw.get()) };
         // SAFETY: `kp` is valid, so its `u32 flags` is an aligned, live word that the core

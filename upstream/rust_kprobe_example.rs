@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Rust kprobe sample, the twin of `samples/kprobes/kprobe_example.c`.
+//! Rust kprobe sample, the counterpart of `samples/kprobes/kprobe_example.c`.
 //!
 //! Plants a kprobe on `inet_bind()` and logs each bind: the task and the port it asked for,
-//! `inet_bind name:<comm> pid:<pid> socket bind port=<port>`.
+//! `inet_bind name:<comm> pid:<pid> socket bind port=<port>`. The task's name is copied with
+//! a nofault read, as `comm` may change under it (`set_task_comm()`).
 
 use core::mem::offset_of;
 use kernel::bindings;
 use kernel::kprobes::kprobe::{Fault, Hit, Kprobe, KprobeHandler};
+use kernel::kprobes::probe::Probe;
 use kernel::prelude::*;
 
 module! {
@@ -66,7 +68,7 @@ impl KprobeHandler for BindLogger {
 }
 
 struct RustKprobeExample {
-    probe: Pin<KBox<Kprobe<BindLogger>>>,
+    probe: Option<Pin<KBox<Kprobe<BindLogger>>>>,
 }
 
 impl kernel::Module for RustKprobeExample {
@@ -74,12 +76,15 @@ impl kernel::Module for RustKprobeExample {
         let probe = KBox::pin_init(Kprobe::new(c"inet_bind", 0, BindLogger), GFP_KERNEL)
             .inspect_err(|e| pr_err!("register_kprobe failed, returned {}\n", e.to_errno()))?;
         pr_info!("Planted kprobe at {:#x}\n", probe.addr());
-        Ok(Self { probe })
+        Ok(Self { probe: Some(probe) })
     }
 }
 
 impl Drop for RustKprobeExample {
     fn drop(&mut self) {
-        pr_info!("kprobe at {:#x} unregistered\n", self.probe.addr());
+        if let Some(probe) = self.probe.take() {
+            let done = Probe::unregister(probe);
+            pr_info!("kprobe at {:#x} unregistered\n", done.addr);
+        }
     }
 }

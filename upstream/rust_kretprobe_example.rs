@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Rust kretprobe sample, the twin of `samples/kprobes/kretprobe_example.c`.
+//! Rust kretprobe sample, the counterpart of `samples/kprobes/kretprobe_example.c`.
 //!
 //! Plants a return probe on `inet_release()` and logs, for each call made by a user task, its
 //! return value and duration: `inet_release returned <ret> and took <ns> ns to execute`. At

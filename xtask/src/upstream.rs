@@ -293,7 +293,7 @@ pub fn generate() -> Result<Vec<PathBuf>, String> {
             "lib.rs",
             &|l| l == "pub mod jump_label;",
             &|l| l.starts_with("#[cfg(CONFIG_KUNIT)]") || l == "pub mod kunit;",
-            "#[cfg(CONFIG_KPROBES)]\npub mod kprobes;",
+            "#[cfg(all(CONFIG_KPROBES, any(CONFIG_X86_64, CONFIG_ARM64)))]\npub mod kprobes;",
         )
     })?;
     edit("rust/helpers/helpers.c", &|t| {
@@ -326,8 +326,8 @@ pub fn generate() -> Result<Vec<PathBuf>, String> {
         insert(
             t,
             "MAINTAINERS",
-            &|l| l.starts_with("RUST"),
-            &|l| l.starts_with("RUST") && l > title.as_str(),
+            &|l| l == "KPROBES",
+            &|l| !l.is_empty() && !l.contains(":\t") && l > title.as_str(),
             &format!("{layer_entry}\n"),
         )
     })?;
