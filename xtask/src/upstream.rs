@@ -287,33 +287,32 @@ pub fn generate() -> Result<Vec<PathBuf>, String> {
         let t = e(&read(&p)?)?;
         write(&p, &t)
     };
-    edit("rust/kernel/lib.rs", &|t| {
-        insert(
-            t,
-            "lib.rs",
+    // Each addition where the file's sorted order puts it: (file, a line inside the sorted
+    // run, the first line that sorts after the addition, the addition).
+    type Pred = dyn Fn(&str) -> bool;
+    let sorted: [(&str, &Pred, &Pred, &str); 3] = [
+        (
+            "rust/kernel/lib.rs",
             &|l| l == "pub mod jump_label;",
             &|l| l.starts_with("#[cfg(CONFIG_KUNIT)]") || l == "pub mod kunit;",
             "#[cfg(all(CONFIG_KPROBES, any(CONFIG_X86_64, CONFIG_ARM64)))]\npub mod kprobes;",
-        )
-    })?;
-    edit("rust/helpers/helpers.c", &|t| {
-        insert(
-            t,
-            "helpers.c",
+        ),
+        (
+            "rust/helpers/helpers.c",
             &|l| l == "#include \"jump_label.c\"",
             &|l| l == "#include \"kunit.c\"",
             "#include \"kprobes.c\"",
-        )
-    })?;
-    edit("rust/bindings/bindings_helper.h", &|t| {
-        insert(
-            t,
-            "bindings_helper.h",
+        ),
+        (
+            "rust/bindings/bindings_helper.h",
             &|l| l == "#include <linux/jump_label.h>",
             &|l| l.starts_with("#include <linux/") && l > "#include <linux/kprobes.h>",
             "#include <linux/kprobes.h>",
-        )
-    })?;
+        ),
+    ];
+    for (file, inside, after, block) in sorted {
+        edit(file, &|t| insert(t, file, inside, after, block))?;
+    }
     let maintainers =
         read(&up.join("MAINTAINERS"))?.replace("@AUTHOR@", &format!("{} <{}>", ident.0, ident.1));
     let title = maintainers.lines().next().unwrap_or_default().to_string();
@@ -473,6 +472,20 @@ pub fn patches() -> Result<Vec<PathBuf>, String> {
     Ok(v)
 }
 
+/// The entries of `dir` whose name starts with `prefix`.
+fn named(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, String> {
+    let mut v = vec![];
+    for e in fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let p = e.map_err(|e| e.to_string())?.path();
+        if p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        {
+            v.push(p);
+        }
+    }
+    Ok(v)
+}
+
 /// The patched 7.3 kernel of `flavor`: its build tree (a copy of the 7.3 kernel's, rebuilt
 /// for what the series and [`CONFIG`] change) and source (hard links to the pristine tree, the
 /// touched files copied, the series applied with `git apply`), cached under the series'
@@ -510,31 +523,18 @@ pub fn kernel(flavor: &Flavor) -> Result<Kernel, String> {
     // A previous series' build on the same base is where this one starts (only what the change
     // touched is rebuilt); the 7.3 kernel's own build otherwise.
     let mut previous = None;
-    for e in fs::read_dir(cache_dir().join("kernel")).map_err(|e| e.to_string())? {
-        let p = e.map_err(|e| e.to_string())?.path();
-        let n = p
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        if n.starts_with(&prefix) && p != dir {
-            let same_base =
-                read(&p.join(".base")).is_ok_and(|b| b == base.dir.display().to_string());
-            if same_base && p.join(".built").exists() && previous.is_none() {
-                previous = Some(p);
-            } else {
-                let _ = fs::remove_dir_all(&p);
-            }
+    for p in named(&cache_dir().join("kernel"), &prefix)? {
+        let same_base = read(&p.join(".base")).is_ok_and(|b| b == base.dir.display().to_string());
+        if p == dir {
+            continue;
+        } else if same_base && p.join(".built").exists() && previous.is_none() {
+            previous = Some(p);
+        } else {
+            let _ = fs::remove_dir_all(&p);
         }
     }
-    for e in fs::read_dir(cache_dir().join("src")).map_err(|e| e.to_string())? {
-        let p = e.map_err(|e| e.to_string())?.path();
-        let n = p
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        if n.starts_with("linux-7.3-upstream-") && p != src {
+    for p in named(&cache_dir().join("src"), "linux-7.3-upstream-")? {
+        if p != src {
             let _ = fs::remove_dir_all(&p);
         }
     }
@@ -706,21 +706,18 @@ pub fn prepare(flavor: &Flavor) -> Result<Kernel, String> {
 
 /// The patched kernel's build tree as `prepare` left it, for the tests.
 pub fn built_dir(flavor: &Flavor) -> Result<PathBuf, String> {
-    fs::read_dir(cache_dir().join("kernel"))
-        .map_err(|e| e.to_string())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name().is_some_and(|n| {
-                n.to_string_lossy()
-                    .starts_with(&format!("{}-upstream-", flavor.name()))
-            }) && p.join(".built").exists()
-        })
-        .ok_or_else(|| {
-            format!(
-                "no patched {} kernel built: run `make check`",
-                flavor.name()
-            )
-        })
+    named(
+        &cache_dir().join("kernel"),
+        &format!("{}-upstream-", flavor.name()),
+    )?
+    .into_iter()
+    .find(|p| p.join(".built").exists())
+    .ok_or_else(|| {
+        format!(
+            "no patched {} kernel built: run `make check`",
+            flavor.name()
+        )
+    })
 }
 
 /// The patched kernel as `prepare` left it, for the VM tests (x86_64).
