@@ -206,9 +206,10 @@ const PREAMBLE: &str = r#"T=/sys/kernel/tracing
 [ -w $T/kprobe_events ] || { echo "no $T/kprobe_events (CONFIG_KPROBE_EVENTS, tracefs)"; exit 1; }
 echo 1 > $T/tracing_on
 ft_on() { echo "$1" >> $T/kprobe_events; echo > $T/trace; echo 1 > $T/events/rkbench/$2/enable; }
+# What the ring buffer holds, over all CPUs.
+rb() { cat $T/per_cpu/cpu*/stats | awk '$1=="entries:"{e+=$2} $1=="overrun:"{o+=$2} END{print "recorded=" e " overrun=" o}'; }
 ft_check() {
-  echo "CHECK $(awk -v e=$1 '$1==e {print "hits=" $2 " missed=" $3}' $T/kprobe_profile)" \
-    "$(cat $T/per_cpu/cpu*/stats | awk '$1=="entries:"{e+=$2} $1=="overrun:"{o+=$2} END{print "recorded=" e " overrun=" o}')"
+  echo "CHECK $(awk -v e=$1 '$1==e {print "hits=" $2 " missed=" $3}' $T/kprobe_profile) $(rb)"
 }
 ft_off() { echo 0 > $T/events/rkbench/$1/enable; echo "-:rkbench/$1" >> $T/kprobe_events; }
 # A module's debugfs counters as key=value.
@@ -219,9 +220,7 @@ stats() { echo "CHECK $(awk '{printf "%s=%s ", $1, $2}' /sys/kernel/debug/$1/sta
 /// no line for an fprobe event: `fp_check` prints what the ring buffer holds only.
 const FPROBE_PREAMBLE: &str = r#"[ -w $T/dynamic_events ] || { echo "no $T/dynamic_events (CONFIG_DYNAMIC_EVENTS)"; exit 1; }
 fp_on() { echo "$1" >> $T/dynamic_events; echo > $T/trace; echo 1 > $T/events/rkbench/$2/enable; }
-fp_check() {
-  echo "CHECK $(cat $T/per_cpu/cpu*/stats | awk '$1=="entries:"{e+=$2} $1=="overrun:"{o+=$2} END{print "recorded=" e " overrun=" o}')"
-}
+fp_check() { echo "CHECK $(rb)"; }
 fp_off() { echo 0 > $T/events/rkbench/$1/enable; echo "-:rkbench/$1" >> $T/dynamic_events; }
 "#;
 

@@ -3,7 +3,7 @@
 //! run's `/scenario.sh` (the kernel unpacks concatenated archives in order).
 
 use crate::kernel::Kernel;
-use crate::util::{build_dir, cache_dir, repo_root, try_run_logged, Flavor};
+use crate::util::{build_dir, cache_dir, repo_root, try_run_logged, write, Flavor};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,11 +39,6 @@ pub fn guest_program(flavor: &Flavor, package: &str) -> Result<PathBuf, String> 
         .join(target)
         .join("release")
         .join(package))
-}
-
-/// `fs::write`, with an error naming the path.
-fn write(path: &Path, data: impl AsRef<[u8]>) -> Result<(), String> {
-    fs::write(path, data).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn gen_init_cpio(kernel: &Kernel, list: &str, out: &Path) -> Result<(), String> {

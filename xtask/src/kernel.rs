@@ -1,6 +1,6 @@
 //! Step 2 of the harness: a Rust-enabled kernel, built once per (source, config, toolchain).
 
-use crate::util::{cache_dir, capture, sha256_hex, try_run_logged, Flavor, Kver};
+use crate::util::{cache_dir, capture, read, sha256_hex, try_run_logged, Flavor, Kver};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -77,11 +77,6 @@ fn cache_key(repo: &Path, flavor: &Flavor, src: &Path) -> Result<String, String>
         s += &capture(tool[0], &tool[1..]).unwrap_or_default();
     }
     Ok(sha256_hex(&s)[..16].to_string())
-}
-
-/// `fs::read_to_string`, with an error naming the path.
-fn read(path: &Path) -> Result<String, String> {
-    fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `fs::canonicalize`, with an error naming the path.

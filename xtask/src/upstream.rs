@@ -17,7 +17,9 @@
 //! The samples, the C helper, the commit messages and the cover letter are in `upstream/`.
 
 use crate::kernel::Kernel;
-use crate::util::{cache_dir, repo_root, sha256_hex, try_run_logged, Arch, Flavor, Kver};
+use crate::util::{
+    cache_dir, read, repo_root, sha256_hex, try_run_logged, write, Arch, Flavor, Kver,
+};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,17 +36,6 @@ pub const LAYER: [(&str, &str); 5] = [
 /// The series' output: `build/patches/`.
 pub fn out_dir() -> PathBuf {
     repo_root().join("build/patches")
-}
-
-fn read(path: &Path) -> Result<String, String> {
-    fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn write(path: &Path, s: &str) -> Result<(), String> {
-    if let Some(d) = path.parent() {
-        fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
-    }
-    fs::write(path, s).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Replaces `word` where it is not preceded by an identifier character.

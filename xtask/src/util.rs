@@ -198,6 +198,19 @@ impl Flavor {
     }
 }
 
+/// `fs::read_to_string`, with an error naming the path.
+pub fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `fs::write`, creating the parent directories first; an error names the path.
+pub fn write(path: &Path, data: impl AsRef<[u8]>) -> Result<(), String> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    std::fs::write(path, data).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Prints `error: <msg>` and exits with status 1: for the binary, not for library code.
 pub fn fail(msg: &str) -> ! {
     eprintln!("error: {msg}");

@@ -22,6 +22,12 @@ fn boot(p: &Prepared, script: &str) -> Run {
 
 fn boot_with(p: &Prepared, script: &str, opts: Opts) -> Run {
     let run = vm::run(p, &vm::test_name(), script, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_clean(p, &run, run.splats());
+    run
+}
+
+/// The run ended cleanly: exit 0, on a debug kernel a kmemleak scan, and none of `splats`.
+fn assert_clean(p: &Prepared, run: &Run, splats: Vec<&str>) {
     assert_eq!(
         run.exit,
         0,
@@ -34,13 +40,11 @@ fn boot_with(p: &Prepared, script: &str, opts: Opts) -> Run {
             "no kmemleak scan ran"
         );
     }
-    let splats = run.splats();
     assert!(
         splats.is_empty(),
         "kernel complained: {splats:#?}\nserial log: {}",
         run.log_path.display()
     );
-    run
 }
 
 fn count(lines: &[&str], needle: &str) -> usize {
@@ -843,17 +847,7 @@ fn load_fails_cleanly_at_every_allocation(p: &Prepared) {
         &opts,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(run.exit, 0, "scenario failed: {:?}", run.guest);
-    assert!(
-        run.guest.iter().any(|l| l == "RK-KMEMLEAK scanned"),
-        "no kmemleak scan ran"
-    );
-    let splats = run.splats_beyond_allocation_failures();
-    assert!(
-        splats.is_empty(),
-        "kernel complained: {splats:#?}\nserial log: {}",
-        run.log_path.display()
-    );
+    assert_clean(p, &run, run.splats_beyond_allocation_failures());
     for bad in ["LEFT", "LEFT-DEBUGFS", "STILL-LOADED", "UNEXPECTED"] {
         assert!(
             run.guest_with(&format!("{bad} ")).is_empty(),
