@@ -60,7 +60,6 @@ struct rk_layout {
 extern const struct rk_layout rk_layout;
 
 /* Static inline of <linux/kprobes.h>: the kretprobe an instance belongs to. */
-struct kretprobe *rk_get_kretprobe(struct kretprobe_instance *ri);
 
 /* __alloc_percpu() is a macro (alloc_hooks) on 6.12. */
 void __percpu *rk_alloc_percpu(size_t size, size_t align);

@@ -82,11 +82,6 @@ const struct rk_layout rk_layout = {
 	.sockaddr_in6 = sizeof(struct sockaddr_in6),
 };
 
-struct kretprobe *rk_get_kretprobe(struct kretprobe_instance *ri)
-{
-	return get_kretprobe(ri);
-}
-
 void __percpu *rk_alloc_percpu(size_t size, size_t align)
 {
 	return __alloc_percpu(size, align);

@@ -4,6 +4,8 @@
  * comm filters, a nofault copy of the sockaddr bounded by addr_len, the same decode, port
  * filter, rate-limit check, and with events=1 the same two lines).
  */
+/* The module-name prefix Rust's pr_info!() always writes ("rust_kprobe: "): the same line. */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 #include <linux/module.h>
 #include <linux/kprobes.h>
 #include <linux/percpu.h>

@@ -4,6 +4,8 @@
  * comm filters, two ktime_get_mono_fast_ns (NMI-safe, as in Rust), per-CPU count/sum/min/max, log2 histogram, return-value tally,
  * and with events=1 the same line).
  */
+/* The module-name prefix Rust's pr_info!() always writes ("rust_kretprobe: "): the same line. */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 #include <linux/module.h>
 #include <linux/kprobes.h>
 #include <linux/percpu.h>

@@ -12,6 +12,10 @@ use super::bindings;
 use super::kprobe::Hit;
 use super::probe::{Probe, RawProbe};
 use core::ptr::addr_of_mut;
+// rk-out-of-tree-begin
+#[cfg(not(CONFIG_KRETPROBE_ON_RETHOOK))]
+use core::ptr::addr_of;
+// rk-out-of-tree-end
 use core::sync::atomic::{AtomicI32, Ordering};
 use kernel::prelude::*;
 
@@ -101,9 +105,10 @@ impl<T: KretprobeHandler> Kretprobe<T> {
 }
 
 // rk-out-of-tree-begin
-/// `get_kretprobe(ri)`: with rethook (x86_64; arm64 has none on 6.12 or 7.3) the field read
-/// inline, as the static inline does, since it is on every call's path; otherwise the
-/// helpers.c shim, which returns NULL once the kretprobe is being unregistered.
+/// `get_kretprobe(ri)`, read inline as the static inline does (it is on every call's path; a
+/// helpers.c shim cost a call and its spills per entry and return on arm64): with rethook
+/// (x86_64) the rethook's `data`, without (arm64) the holder's `rp`, which is NULL once the
+/// kretprobe is being unregistered.
 // rk-out-of-tree-end
 // rk-in-tree: /// `get_kretprobe(ri)`, which returns NULL once the kretprobe is being unregistered.
 ///
@@ -120,11 +125,33 @@ unsafe fn kretprobe_of(ri: *mut bindings::kretprobe_instance) -> Option<*mut bin
     // handler with it NULL (`kretprobe_rethook_handler` warns and returns).
     return Some(unsafe { (*(*ri).node.rethook).data.cast() });
     #[cfg(not(CONFIG_KRETPROBE_ON_RETHOOK))]
-    // SAFETY: `ri` is live, per this function's contract.
-    return Some(unsafe { bindings::rk_get_kretprobe(ri) }).filter(|rp| !rp.is_null());
+    // SAFETY: a live instance's `rph` points to its kretprobe's holder, which is freed only
+    // after the last instance (`objpool_fini()` once all are back). `unregister_kretprobe()`
+    // sets the holder's `rp` to NULL while handlers may run on other CPUs, hence a volatile
+    // load (`rcu_dereference_check()` is `READ_ONCE()`), a NULL test, and no reference to the
+    // field. (`kretprobe_holder` may come from `kernel::bindings`, with its own `kretprobe`
+    // type: the same C struct, hence the cast.)
+    return Some(unsafe { core::ptr::read_volatile(addr_of!((*(*ri).rph).rp)) }.cast())
+        .filter(|rp: &*mut bindings::kretprobe| !rp.is_null());
     // rk-out-of-tree-end
     // rk-in-tree: // SAFETY: `ri` is live, per this function's contract.
     // rk-in-tree: Some(unsafe { bindings::get_kretprobe(ri) }).filter(|rp| !rp.is_null())
+}
+
+/// Instance data is aligned for `D`: the core allocates instances from an `objpool`, whose
+/// objects are `unsigned long`-aligned (`objpool_init()` rounds their size up to it, and the
+/// pool's memory is page- or `kmalloc`-aligned), and `data[]` follows pointer-sized fields.
+/// A `T::Data` with a larger alignment is a build error, not a misaligned access.
+struct DataFits<D>(core::marker::PhantomData<D>);
+
+impl<D> DataFits<D> {
+    const ALIGNED: () = assert!(
+        core::mem::align_of::<D>() <= core::mem::align_of::<core::ffi::c_ulong>()
+            && core::mem::offset_of!(bindings::kretprobe_instance, data)
+                % core::mem::align_of::<D>()
+                == 0,
+        "KretprobeHandler::Data must not need more than `unsigned long` alignment"
+    );
 }
 
 /// The probe, the hit and the instance's data a trampoline was called for; `None` if the
@@ -145,8 +172,10 @@ unsafe fn instance<'a, T: KretprobeHandler>(
     let rp = unsafe { kretprobe_of(ri) }?;
     // SAFETY: `rp` is the `raw` field of a live `Kretprobe<T>` (this function's contract).
     let probe = unsafe { Kretprobe::<T>::from_raw(rp) };
+    let () = DataFits::<T::Data>::ALIGNED;
     // SAFETY: `ri` is live; its `data` flexible array has `data_size == size_of::<T::Data>()`
-    // bytes (set by `Kretprobe::new`). Only the address is computed.
+    // bytes (set by `Kretprobe::new`), aligned for `T::Data` (`DataFits`). Only the address is
+    // computed.
     let data = unsafe { addr_of_mut!((*ri).data) }.cast::<T::Data>();
     // SAFETY: `regs` is valid for `'a` (this function's contract).
     let regs = unsafe { Regs::from_raw(regs) };
@@ -180,9 +209,10 @@ unsafe extern "C" fn entry_trampoline<T: KretprobeHandler>(
     };
     match probe.handler().entry(&hit) {
         Some(d) => {
-            // SAFETY: `data` points to `size_of::<T::Data>()` bytes owned by this instance;
-            // their alignment is not promised, hence the unaligned write.
-            unsafe { data.write_unaligned(d) };
+            // SAFETY: `data` points to `size_of::<T::Data>()` bytes owned by this instance,
+            // aligned for `T::Data` (`DataFits`; an unaligned write is eight byte stores under
+            // arm64's `+strict-align`).
+            unsafe { data.write(d) };
             0
         }
         // Non-zero: the core recycles the instance and no return handler runs.
@@ -204,8 +234,8 @@ unsafe extern "C" fn ret_trampoline<T: KretprobeHandler>(
     // SAFETY: as in `entry_trampoline`, for this return.
     if let Some((probe, hit, data)) = unsafe { instance::<T>(ri, regs, false) } {
         // SAFETY: the return handler only runs for instances whose entry handler returned 0,
-        // i.e. after `entry_trampoline` wrote a `T::Data` there.
-        let d = unsafe { data.read_unaligned() };
+        // i.e. after `entry_trampoline` wrote a `T::Data` there (aligned: `DataFits`).
+        let d = unsafe { data.read() };
         probe.handler().ret(&hit, &d);
     }
     0

@@ -10,7 +10,7 @@
 //! - `// rk-in-tree: <line>` becomes `<line>`, and `// rk-in-tree-doctest: <file>` becomes a
 //!   doctest (`upstream/<file>`) that KUnit runs;
 //! - in code, `pub(crate)` becomes `pub`, `kernel::` becomes `crate::`, the layer's own bindings
-//!   become `crate::bindings` and its `rk_get_kretprobe` shim the in-tree helper;
+//!   become `crate::bindings`;
 //! - then the kernel's `rustfmt`. Anything out-of-tree left over (an `rk_` name, a marker) is an
 //!   error: the rewrite does not guess.
 //!
@@ -104,7 +104,6 @@ pub fn in_tree(
             l = replace_word(&l, "kernel::", "crate::");
             l = l.replace("crate::kprobes::bindings", "crate::bindings");
             l = replace_word(&l, "super::bindings", "crate::bindings");
-            l = l.replace("bindings::rk_get_kretprobe", "bindings::get_kretprobe");
             out += &l;
             out += "\n";
         }
