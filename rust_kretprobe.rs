@@ -48,7 +48,7 @@ struct Stats {
     not_min_ns: Counter,
     /// Log2 histogram of the times (`logic::bucket`).
     hist: [Counter; BUCKETS],
-    /// Return values (`logic::tally_slot`).
+    /// Return values (`RetType::tally_slot`).
     tally: [Counter; TALLY_SLOTS],
 }
 
@@ -58,6 +58,8 @@ struct Timing {
     rettype: RetType,
     pid: i32,
     comm: kprobes::params::ParamStr,
+    /// `pid=` or `comm=` is set: one test on the common path, which has neither.
+    filtering: bool,
     events: bool,
     stats: PerCpu<Stats>,
 }
@@ -80,12 +82,7 @@ impl KretprobeHandler for Timing {
             stats.kthreads.add(1);
             return None;
         }
-        let filter = Filter {
-            pid: self.pid,
-            comm: self.comm.bytes(),
-            port: 0,
-        };
-        if !filter.task(task.pid, |want| task.comm_is(want)) {
+        if self.filtering && !self.passes() {
             stats.filtered.add(1);
             return None;
         }
@@ -109,7 +106,7 @@ impl KretprobeHandler for Timing {
         stats.max_ns.raise_to(ns);
         stats.not_min_ns.raise_to(!ns);
         stats.hist[logic::bucket(ns)].add(1);
-        stats.tally[logic::tally_slot(self.rettype.signed(raw))].add(1);
+        stats.tally[self.rettype.tally_slot(raw)].add(1);
     }
 }
 
@@ -155,6 +152,7 @@ impl kernel::Module for RustKretprobe {
             rettype,
             pid: p.pid,
             comm: p.comm,
+            filtering: p.pid != 0 || !p.comm.bytes().is_empty(),
             events: p.events,
             stats: PerCpu::new().inspect_err(|_| no_memory("per-CPU counters"))?,
         };
@@ -199,6 +197,20 @@ impl kernel::Module for RustKretprobe {
 }
 
 impl Timing {
+    /// Whether the task passes `pid=` and `comm=`. Out of line: with neither set, entry keeps
+    /// its registers (inlined, the filters' loads and a counter offset were set up on every
+    /// call).
+    #[inline(never)]
+    fn passes(&self) -> bool {
+        let task = task::current();
+        let filter = Filter {
+            pid: self.pid,
+            comm: self.comm.bytes(),
+            port: 0,
+        };
+        filter.task(task.pid, |want| task.comm_is(want))
+    }
+
     /// The line of a call. Cold and out of line: inlined, its arguments kept an 80-byte frame
     /// and a spill on the `events=0` path, which prints nothing.
     #[cold]

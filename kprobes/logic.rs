@@ -215,9 +215,17 @@ pub(crate) fn tally_slot(ret: i64) -> usize {
     }
 }
 
-/// A probed function's return type (`rettype=`): how to read the return register.
+/// [`tally_slot`] of a value that is not 0: out of line and cold, as errors are (inlined, the
+/// clamp cost every call seven instructions and three `cmov`s).
+#[cold]
+#[inline(never)]
+fn tally_slot_nonzero(ret: i64) -> usize {
+    tally_slot(ret)
+}
+
+/// The C types `rettype=` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RetType {
+enum RetKind {
     /// C `int`: only the low 32 bits of the register are defined.
     Int,
     Long,
@@ -225,14 +233,36 @@ pub(crate) enum RetType {
     Ptr,
 }
 
+/// A probed function's return type (`rettype=`): how to read the return register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RetType {
+    kind: RetKind,
+    /// The register's bits the type defines, kept so that the return handler's common path
+    /// (0) is one `test` (computed there from `kind`, it was eight instructions).
+    defined: u64,
+}
+
 impl RetType {
+    pub(crate) const INT: RetType = RetType::of(RetKind::Int);
+    pub(crate) const LONG: RetType = RetType::of(RetKind::Long);
+    pub(crate) const ULONG: RetType = RetType::of(RetKind::ULong);
+    pub(crate) const PTR: RetType = RetType::of(RetKind::Ptr);
+
+    const fn of(kind: RetKind) -> RetType {
+        let defined = match kind {
+            RetKind::Int => u32::MAX as u64,
+            _ => u64::MAX,
+        };
+        RetType { kind, defined }
+    }
+
     /// Parses `int`, `long`, `ulong`, `ptr`.
     pub(crate) fn parse(s: &[u8]) -> Option<RetType> {
         match s {
-            b"int" => Some(RetType::Int),
-            b"long" => Some(RetType::Long),
-            b"ulong" => Some(RetType::ULong),
-            b"ptr" => Some(RetType::Ptr),
+            b"int" => Some(RetType::INT),
+            b"long" => Some(RetType::LONG),
+            b"ulong" => Some(RetType::ULONG),
+            b"ptr" => Some(RetType::PTR),
             _ => None,
         }
     }
@@ -241,21 +271,32 @@ impl RetType {
     /// 32 bits, the others as they are. No [`RetVal`] on the path that prints nothing.
     #[inline]
     pub(crate) fn signed(self, raw: u64) -> i64 {
-        if self == RetType::Int {
+        if self.kind == RetKind::Int {
             i64::from(raw as u32 as i32)
         } else {
             raw as i64
         }
     }
 
+    /// [`tally_slot`] of the register: one test of the bits this type defines on the common
+    /// path (0), the rest out of line.
+    #[inline(always)]
+    pub(crate) fn tally_slot(self, raw: u64) -> usize {
+        if raw & self.defined == 0 {
+            0
+        } else {
+            tally_slot_nonzero(self.signed(raw))
+        }
+    }
+
     /// The register's value as this type.
     #[inline]
     pub(crate) fn value(self, raw: u64) -> RetVal {
-        match self {
-            RetType::Int => RetVal::Signed(i64::from(raw as u32 as i32)),
-            RetType::Long => RetVal::Signed(raw as i64),
-            RetType::ULong => RetVal::Unsigned(raw),
-            RetType::Ptr => RetVal::Ptr(raw),
+        match self.kind {
+            RetKind::Int => RetVal::Signed(i64::from(raw as u32 as i32)),
+            RetKind::Long => RetVal::Signed(raw as i64),
+            RetKind::ULong => RetVal::Unsigned(raw),
+            RetKind::Ptr => RetVal::Ptr(raw),
         }
     }
 }

@@ -209,26 +209,38 @@ mod tests {
     }
 
     #[test]
+    fn tally_slot_of_a_register_tests_the_type_s_bits() {
+        // The upper half of an int function's register is not its value.
+        assert_eq!(RetType::INT.tally_slot(0xdead_0000_0000_0000), 0);
+        assert_eq!(RetType::LONG.tally_slot(0xdead_0000_0000_0000), TALLY_SLOTS - 1);
+        assert_eq!(RetType::INT.tally_slot(0x0000_0000_ffff_ff9e), 98);
+        assert_eq!(RetType::LONG.tally_slot(0x0000_0000_ffff_ff9e), TALLY_SLOTS - 1);
+        assert_eq!(RetType::LONG.tally_slot(-98i64 as u64), 98);
+        assert_eq!(RetType::PTR.tally_slot(0), 0);
+        assert_eq!(RetType::ULONG.tally_slot(1), TALLY_SLOTS - 1);
+    }
+
+    #[test]
     fn int_return_values_use_the_low_32_bits() {
         // inet_bind's -98 in rax: the upper half is not defined for an int function.
         let raw = 0x0000_0000_ffff_ff9eu64;
-        assert_eq!(RetType::Int.value(raw).to_string(), "-98");
-        assert_eq!(RetType::Long.value(raw).to_string(), "4294967198");
-        assert_eq!(RetType::Long.value(-98i64 as u64).to_string(), "-98");
+        assert_eq!(RetType::INT.value(raw).to_string(), "-98");
+        assert_eq!(RetType::LONG.value(raw).to_string(), "4294967198");
+        assert_eq!(RetType::LONG.value(-98i64 as u64).to_string(), "-98");
         assert_eq!(
-            RetType::ULong.value(u64::MAX).to_string(),
+            RetType::ULONG.value(u64::MAX).to_string(),
             "18446744073709551615"
         );
         assert_eq!(
-            RetType::Ptr.value(0xffff_8880_0000_1000).to_string(),
+            RetType::PTR.value(0xffff_8880_0000_1000).to_string(),
             "0xffff888000001000"
         );
         // The tally's signed view agrees with what is printed.
-        assert_eq!(RetType::Int.signed(raw), -98);
-        assert_eq!(RetType::Int.signed(0xdead_0000_0000_0000), 0);
-        assert_eq!(RetType::Long.signed(raw), 4294967198);
-        assert_eq!(RetType::ULong.signed(u64::MAX), -1);
-        assert_eq!(RetType::parse(b"int"), Some(RetType::Int));
+        assert_eq!(RetType::INT.signed(raw), -98);
+        assert_eq!(RetType::INT.signed(0xdead_0000_0000_0000), 0);
+        assert_eq!(RetType::LONG.signed(raw), 4294967198);
+        assert_eq!(RetType::ULONG.signed(u64::MAX), -1);
+        assert_eq!(RetType::parse(b"int"), Some(RetType::INT));
         assert_eq!(RetType::parse(b"char"), None);
     }
 }
