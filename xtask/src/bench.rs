@@ -224,7 +224,42 @@ fp_check() { echo "CHECK $(rb)"; }
 fp_off() { echo 0 > $T/events/rkbench/$1/enable; echo "-:rkbench/$1" >> $T/dynamic_events; }
 "#;
 
-fn script(flavor: &Flavor, rounds: usize, n: u64) -> String {
+/// `RK_BENCH_ONLY`: configurations to run (besides `none`), each `<cfg>` or `<kind>:<cfg>`;
+/// unset, all. For a quick comparison: the README and `results.json` are then left alone.
+#[derive(Default)]
+pub struct Only(Option<Vec<(Option<String>, String)>>);
+
+impl Only {
+    fn parse(s: &str) -> Only {
+        Only(Some(
+            s.split(',')
+                .filter(|c| !c.is_empty())
+                .map(|c| match c.split_once(':') {
+                    Some((k, c)) => (Some(k.to_string()), c.to_string()),
+                    None => (None, c.to_string()),
+                })
+                .collect(),
+        ))
+    }
+
+    fn wants(&self, kind: &str, cfg: &str) -> bool {
+        cfg == "none"
+            || self.0.as_ref().is_none_or(|v| {
+                v.iter()
+                    .any(|(k, c)| c == cfg && k.as_deref().is_none_or(|k| k == kind))
+            })
+    }
+}
+
+/// The configurations of `kind` that run.
+fn selected(flavor: &Flavor, kind: &str, only: &Only) -> Vec<(&'static str, Probe)> {
+    configs(flavor, kind)
+        .into_iter()
+        .filter(|(c, _)| only.wants(kind, c))
+        .collect()
+}
+
+fn script(flavor: &Flavor, rounds: usize, n: u64, only: &Only) -> String {
     let bpf = format!("/lib/bpf/{BPF_OBJ}");
     let mut s = String::from(PREAMBLE);
     if has_fentry(flavor) {
@@ -233,7 +268,7 @@ fn script(flavor: &Flavor, rounds: usize, n: u64) -> String {
     let _ = writeln!(s, "loadgen bench {n} > /dev/null");
     // Does each new configuration fetch the right fields? One bind of port 8080 (and its close).
     for kind in KINDS {
-        for (cfg, probe) in configs(flavor, kind) {
+        for (cfg, probe) in selected(flavor, kind, only) {
             match probe {
                 Probe::Ftrace { fprobe } => {
                     let (ev, def) = event(kind, fprobe);
@@ -257,7 +292,7 @@ fn script(flavor: &Flavor, rounds: usize, n: u64) -> String {
     }
     for r in 0..rounds {
         for kind in KINDS {
-            for (cfg, probe) in configs(flavor, kind) {
+            for (cfg, probe) in selected(flavor, kind, only) {
                 let bench = format!("echo BENCH {kind} {cfg} {r}; loadgen bench {n}");
                 match probe {
                     Probe::Module(load) => {
@@ -378,11 +413,18 @@ fn check_sample(kind: &str, cfg: &str, f: &BTreeMap<String, String>) -> Result<(
     }
 }
 
-fn measure(p: &Prepared, cpus: u32, rounds: usize, n: u64) -> Medians {
+/// Per probe kind and configuration, the run of each round (instruction-ns per op).
+type Rounds = BTreeMap<String, BTreeMap<String, Vec<f64>>>;
+
+fn measure(p: &Prepared, cpus: u32, boot: usize, rounds: usize, n: u64, only: &Only) -> Rounds {
     eprintln!(
-        "bench: {} {cpus} vCPU(s), {rounds} rounds x {} configurations x {n} bind+close",
+        "bench: {} {cpus} vCPU(s), boot {}, {rounds} rounds x {} configurations x {n} bind+close",
         p.flavor.name(),
-        2 * configs(&p.flavor, "kprobe").len()
+        boot + 1,
+        KINDS
+            .iter()
+            .map(|k| selected(&p.flavor, k, only).len())
+            .sum::<usize>()
     );
     let opts = Opts {
         cpus,
@@ -394,8 +436,8 @@ fn measure(p: &Prepared, cpus: u32, rounds: usize, n: u64) -> Medians {
     let t = std::time::Instant::now();
     let run = vm::run(
         p,
-        &format!("bench-{cpus}cpu"),
-        &script(&p.flavor, rounds, n),
+        &format!("bench-{cpus}cpu-{}", boot + 1),
+        &script(&p.flavor, rounds, n, only),
         &opts,
     )
     .unwrap_or_else(|e| fail(&e));
@@ -438,7 +480,7 @@ fn measure(p: &Prepared, cpus: u32, rounds: usize, n: u64) -> Medians {
     }
     let mut errors = vec![];
     for kind in KINDS {
-        for (cfg, probe) in configs(&p.flavor, kind) {
+        for (cfg, probe) in selected(&p.flavor, kind, only) {
             let traced = matches!(probe, Probe::Ftrace { .. } | Probe::Ebpf { .. });
             let checked = traced || matches!(probe, Probe::Module(m) if m.starts_with("rust_"));
             if traced {
@@ -469,10 +511,10 @@ fn measure(p: &Prepared, cpus: u32, rounds: usize, n: u64) -> Medians {
             run.log_path.display()
         ));
     }
-    let mut out = Medians::new();
+    let mut out = Rounds::new();
     for kind in KINDS {
-        for (cfg, _) in configs(&p.flavor, kind) {
-            let mut v = samples
+        for (cfg, _) in selected(&p.flavor, kind, only) {
+            let v = samples
                 .remove(&(kind.to_string(), cfg.to_string()))
                 .unwrap_or_default();
             if v.len() != rounds {
@@ -484,13 +526,51 @@ fn measure(p: &Prepared, cpus: u32, rounds: usize, n: u64) -> Medians {
             }
             out.entry(kind.to_string())
                 .or_default()
-                .insert(cfg.to_string(), median(&mut v));
+                .insert(cfg.to_string(), v);
         }
     }
     eprintln!(
         "bench: {cpus} vCPU(s) done in {:.0}s, every probe's own count checked",
         t.elapsed().as_secs_f64()
     );
+    out
+}
+
+/// The figures of some rounds: the no-probe median, and for each configuration that median
+/// plus the median of its runs' differences to the no-probe run of the same round (a run is
+/// compared with its own round's baseline, which follows the guest's slow drift, and the
+/// median keeps a run that a burst of background work hit from moving the figure).
+fn estimate(r: &Rounds) -> Medians {
+    r.iter()
+        .map(|(kind, cfgs)| {
+            let none = &cfgs["none"];
+            let base = median(&mut none.clone());
+            let m = cfgs
+                .iter()
+                .map(|(cfg, v)| {
+                    let mut d: Vec<f64> = v.iter().zip(none).map(|(x, b)| x - b).collect();
+                    (cfg.clone(), base + median(&mut d))
+                })
+                .collect();
+            (kind.clone(), m)
+        })
+        .collect()
+}
+
+/// Rounds of several boots, one after the other.
+fn pool(boots: &[Rounds]) -> Rounds {
+    let mut out = Rounds::new();
+    for b in boots {
+        for (kind, cfgs) in b {
+            for (cfg, v) in cfgs {
+                out.entry(kind.clone())
+                    .or_default()
+                    .entry(cfg.clone())
+                    .or_default()
+                    .extend(v);
+            }
+        }
+    }
     out
 }
 
@@ -545,7 +625,14 @@ fn kind_json(m: &BTreeMap<String, f64>) -> Value {
 }
 
 /// The README's table of a flavor: configurations down, probe kind x vCPUs across.
-fn table(flavor: &Flavor, one: &Medians, two: &Medians, rounds: usize, n: u64) -> String {
+fn table(
+    flavor: &Flavor,
+    one: &Medians,
+    two: &Medians,
+    boots: usize,
+    rounds: usize,
+    n: u64,
+) -> String {
     let (mut cols, mut heads) = (vec![], vec![]);
     for (label, m) in [("1 vCPU", one), ("2 vCPUs", two)] {
         for kind in KINDS {
@@ -553,11 +640,14 @@ fn table(flavor: &Flavor, one: &Medians, two: &Medians, rounds: usize, n: u64) -
             cols.push(&m[kind]);
         }
     }
-    let mut t =
-        format!(
-        "`make bench{}{}`: instruction-ns (icount) per bind+close, median of {rounds} rounds of \
-         {n}; `+` = over no probe\n\n",
-        if flavor.arch == Arch::Arm64 { " ARCH=arm64" } else { "" },
+    let mut t = format!(
+        "`make bench{}{}`: instruction-ns (icount) per bind+close; {boots} boots x {rounds} \
+         rounds of {n}, each run less its round's no-probe run, median; `+` = over no probe\n\n",
+        if flavor.arch == Arch::Arm64 {
+            " ARCH=arm64"
+        } else {
+            ""
+        },
         match flavor.kernel.name() {
             "6.12" => String::new(),
             k => format!(" KERNEL={k}"),
@@ -600,17 +690,103 @@ pub fn refresh_readme(readme: &str, flavor: &str, table: &str) -> Option<String>
     Some(format!("{}{}{}", &readme[..a], table, &readme[b..]))
 }
 
+fn env_or<T: std::str::FromStr>(var: &str, default: T) -> T {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The cheapest of the configurations whose name starts with `prefix` (`rust_events` aside):
+/// (its name, its cost over no probe).
+fn cheapest(m: &BTreeMap<String, f64>, prefix: &str) -> Option<(String, f64)> {
+    m.iter()
+        .filter(|(c, _)| c.starts_with(prefix) && c.as_str() != "rust_events")
+        .map(|(c, x)| (c.clone(), x - m["none"]))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// The issue's goals for one probe kind at one vCPU count: (goal, value, met).
+fn goals(m: &BTreeMap<String, f64>) -> Vec<(String, f64, bool)> {
+    let over = |k: &str| m[k] - m["none"];
+    let mut v = vec![];
+    for (goal, r) in [
+        (
+            "rust / c, events <= 1",
+            over("rust_events") / over("c_events"),
+        ),
+        (
+            "rust / c, aggregate <= 1",
+            over("rust_aggregate") / over("c_aggregate"),
+        ),
+    ] {
+        v.push((goal.to_string(), r, r <= 1.0));
+    }
+    if let (Some((rust, r)), Some((ebpf, e))) = (cheapest(m, "rust_"), cheapest(m, "ebpf_")) {
+        let ratio = r / e;
+        v.push((
+            format!("{rust} / {ebpf} (the cheapest of each) <= 1"),
+            ratio,
+            ratio <= 1.0,
+        ));
+    }
+    v
+}
+
+/// How far apart two boots' figures are: |a - b| over their mean.
+fn spread(a: f64, b: f64) -> f64 {
+    (a - b).abs() / ((a + b) / 2.0)
+}
+
 pub fn run(p: &Prepared) {
-    let rounds: usize = std::env::var("RK_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let n: u64 = std::env::var("RK_BENCH_N")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2000);
-    let one = measure(p, 1, rounds, n);
-    let two = measure(p, 2, rounds, n);
+    let rounds: usize = env_or("RK_BENCH_ROUNDS", 5);
+    let n: u64 = env_or("RK_BENCH_N", 2000);
+    let boots: usize = env_or("RK_BENCH_BOOTS", 2).max(1);
+    let only = std::env::var("RK_BENCH_ONLY")
+        .map(|s| Only::parse(&s))
+        .unwrap_or_default();
+    // Per vCPU count, each boot's rounds.
+    let per_boot: Vec<(u32, Vec<Rounds>)> = [1, 2]
+        .into_iter()
+        .map(|cpus| {
+            let b = (0..boots)
+                .map(|boot| measure(p, cpus, boot, rounds, n, &only))
+                .collect();
+            (cpus, b)
+        })
+        .collect();
+    if only.0.is_some() {
+        // A quick comparison: costs over no probe, per boot and pooled.
+        for (cpus, b) in &per_boot {
+            for (i, m) in b
+                .iter()
+                .map(estimate)
+                .chain([estimate(&pool(b))])
+                .enumerate()
+            {
+                let which = if i < b.len() {
+                    format!("boot {}", i + 1)
+                } else {
+                    "pooled".into()
+                };
+                for (kind, cfgs) in &m {
+                    let cells: Vec<String> = cfgs
+                        .iter()
+                        .filter(|(c, _)| c.as_str() != "none")
+                        .map(|(c, x)| format!("{c} +{:.1}", x - cfgs["none"]))
+                        .collect();
+                    println!("{cpus} vCPU {which} {kind}: {}", cells.join(", "));
+                }
+            }
+        }
+        return;
+    }
+    let pooled: BTreeMap<u32, Medians> = per_boot
+        .iter()
+        .map(|(cpus, b)| (*cpus, estimate(&pool(b))))
+        .collect();
+    let (one, two) = (&pooled[&1], &pooled[&2]);
+
     let mut results = Map::new();
     for kind in KINDS {
         results.insert(kind.into(), kind_json(&one[kind]));
@@ -623,11 +799,65 @@ pub fn run(p: &Prepared) {
         "vcpus".into(),
         json!({"1": "the figures above", "2": two_json}),
     );
+    // The goals, on the pooled figures.
+    let mut goal_rows = vec![];
+    let mut missed = vec![];
+    for (cpus, m) in &pooled {
+        for kind in KINDS {
+            for (goal, value, met) in goals(&m[kind]) {
+                if !met {
+                    missed.push(format!("{kind}, {cpus} vCPU: {goal} ({value:.3})"));
+                }
+                goal_rows.push(json!({
+                    "vcpus": cpus, "kind": kind, "goal": goal,
+                    "value": (value * 10000.0).round() / 10000.0, "met": met,
+                }));
+            }
+        }
+    }
+    // Repeatability: each ratio from each boot alone, and how far apart the boots are.
+    let mut repeat = Map::new();
+    let mut worst: Vec<(f64, String)> = vec![];
+    for (cpus, b) in &per_boot {
+        if b.len() < 2 {
+            break;
+        }
+        let each: Vec<Medians> = b.iter().map(estimate).collect();
+        let mut kinds = Map::new();
+        for kind in KINDS {
+            let mut rs = Map::new();
+            for (i, (key, _, _)) in ratios(&each[0][kind]).into_iter().enumerate() {
+                let vals: Vec<f64> = each.iter().map(|m| ratios(&m[kind])[i].2).collect();
+                let d = spread(vals[0], vals[1]);
+                worst.push((d, format!("{kind} {key}, {cpus} vCPU")));
+                rs.insert(
+                    key.into(),
+                    json!({
+                        "boots": vals.iter().map(|x| (x * 10000.0).round() / 10000.0).collect::<Vec<_>>(),
+                        "spread": (d * 10000.0).round() / 10000.0,
+                    }),
+                );
+            }
+            kinds.insert(kind.into(), Value::Object(rs));
+        }
+        repeat.insert(cpus.to_string(), Value::Object(kinds));
+    }
+    let repeats = worst.iter().filter(|(d, _)| *d > 0.01).count();
+    results.insert(
+        "goals".into(),
+        json!({"checks": goal_rows, "missed": missed}),
+    );
+    results.insert(
+        "repeat".into(),
+        json!({"boots": boots, "by_ratio": repeat, "over_1_percent": repeats}),
+    );
     results.insert(
         "method".into(),
         json!({
             "ops_per_run": n,
-            "rounds": rounds,
+            "rounds_per_boot": rounds,
+            "boots_per_vcpu_count": boots,
+            "estimate": "no-probe median + median over rounds of (run - its round's no-probe run), rounds of all boots pooled",
             "qemu": "-icount shift=0,sleep=off",
             "unit": "instruction-ns per bind+close",
         }),
@@ -637,8 +867,27 @@ pub fn run(p: &Prepared) {
     let text = serde_json::to_string_pretty(&Value::Object(results)).unwrap() + "\n";
     std::fs::write(dir.join("results.json"), text).unwrap();
 
-    let t = table(&p.flavor, &one, &two, rounds, n);
+    let t = table(&p.flavor, one, two, boots, rounds, n);
     print!("{t}");
+    if missed.is_empty() {
+        println!("goals: all met");
+    } else {
+        println!("goals missed ({}):", missed.len());
+        for m in &missed {
+            println!("  {m}");
+        }
+    }
+    if boots > 1 {
+        worst.sort_by(|a, b| b.0.total_cmp(&a.0));
+        println!(
+            "repeatability: {repeats} of {} ratios differ by more than 1% between boots{}",
+            worst.len(),
+            worst
+                .first()
+                .map(|(d, w)| format!(" (widest: {w}, {:.1}%)", d * 100.0))
+                .unwrap_or_default()
+        );
+    }
     let readme_path = repo_root().join("README.md");
     let readme = std::fs::read_to_string(&readme_path).unwrap();
     match refresh_readme(&readme, &p.flavor.name(), &t) {
@@ -682,7 +931,7 @@ mod tests {
             for kind in super::KINDS {
                 assert_eq!(names(f, kind), base, "{f} {kind}");
             }
-            let s = script(&Flavor::parse(f).unwrap(), 1, 10);
+            let s = script(&Flavor::parse(f).unwrap(), 1, 10, &super::Only::default());
             assert!(
                 !s.contains("dynamic_events") && !s.contains("-fentry"),
                 "{f}"
@@ -694,7 +943,12 @@ mod tests {
             want.push("ebpf_fentry");
             assert_eq!(names("x86_64-debian", kind), want, "{kind}");
         }
-        let s = script(&Flavor::parse("x86_64-debian").unwrap(), 1, 10);
+        let s = script(
+            &Flavor::parse("x86_64-debian").unwrap(),
+            1,
+            10,
+            &super::Only::default(),
+        );
         for l in [
             "fp_on 'f:rkbench/fbind inet_bind port=+2($arg2):u16' fbind; sleep 1",
             "fp_on 'f:rkbench/frelease inet_release%return ret=$retval:s32' frelease; sleep 1",
@@ -759,14 +1013,14 @@ mod tests {
         };
         let f = Flavor::parse("x86_64").unwrap();
         let m = medians(&names("x86_64", "kprobe"));
-        let t = table(&f, &m, &m, 1, 10);
+        let t = table(&f, &m, &m, 1, 1, 10);
         assert_eq!(t.lines().count(), 2 + 2 + 8 + 4, "{t}");
         assert!(!t.contains("fentry") && !t.contains("fprobe"), "{t}");
         let json = super::kind_json(&m["kprobe"]);
         assert!(json.get("ratio_aggregate_vs_ebpf_fentry").is_none());
         let f = Flavor::parse("x86_64-debian").unwrap();
         let m = medians(&names("x86_64-debian", "kprobe"));
-        let t = table(&f, &m, &m, 1, 10);
+        let t = table(&f, &m, &m, 1, 1, 10);
         assert_eq!(t.lines().count(), 2 + 2 + 10 + 5, "{t}");
         assert!(t.contains("| `fprobe_event` |") && t.contains("| `ebpf_fentry` |"));
         assert!(t.contains("| rust / ebpf fentry, aggregate |"));
