@@ -59,7 +59,18 @@ struct rk_layout {
 };
 extern const struct rk_layout rk_layout;
 
-/* Static inline of <linux/kprobes.h>: the kretprobe an instance belongs to. */
+/*
+ * The offsets of the task_struct fields handlers read on every hit, as compile-time constants
+ * for Rust (an immediate in the load, not a load of rk_layout first): libclang evaluates them
+ * as C lays the struct out, which bindgen's Rust layout of task_struct does not always follow
+ * (kprobes/layout.rs). rk_layout has them from the kernel's own compiler; the modules check
+ * the two agree before registering a probe.
+ */
+enum {
+	rk_off_task_mm = offsetof(struct task_struct, mm),
+	rk_off_task_pid = offsetof(struct task_struct, pid),
+	rk_off_task_comm = offsetof(struct task_struct, comm),
+};
 
 /* __alloc_percpu() is a macro (alloc_hooks) on 6.12. */
 void __percpu *rk_alloc_percpu(size_t size, size_t align);

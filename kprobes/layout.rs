@@ -21,11 +21,30 @@ pub(crate) fn c() -> &'static rk_layout {
     unsafe { &bindings::rk_layout }
 }
 
-/// Checks that the bindings size the structs the kprobe core and the handlers share as C does;
-/// one error line and `ENOEXEC` if not (the module was built against other headers, or
-/// bindgen laid a struct out wrongly).
+/// `current`'s fields at C's offsets, as constants (libclang's, through bindgen: see
+/// `bindings_helper.h`), so that a handler's load has the offset as an immediate. [`check`]
+/// compares them with the kernel compiler's.
+pub(crate) const TASK_MM: usize = bindings::rk_off_task_mm as usize;
+pub(crate) const TASK_PID: usize = bindings::rk_off_task_pid as usize;
+pub(crate) const TASK_COMM: usize = bindings::rk_off_task_comm as usize;
+
+/// Checks that the bindings size the structs the kprobe core and the handlers share as C does,
+/// and that the task offsets above are the kernel compiler's; one error line and `ENOEXEC` if
+/// not (the module was built against other headers, or bindgen laid a struct out wrongly).
 pub(crate) fn check() -> Result {
     let c = c();
+    for (name, rust, c) in [
+        ("task_struct.mm", TASK_MM, c.task_mm),
+        ("task_struct.pid", TASK_PID, c.task_pid),
+        ("task_struct.comm", TASK_COMM, c.task_comm),
+    ] {
+        if rust != c {
+            pr_err!(
+                "libclang disagrees with the compiler: {name} is at {rust} in Rust, {c} in C\n"
+            );
+            return Err(ENOEXEC);
+        }
+    }
     for (name, rust, c) in [
         ("struct kprobe", size_of::<kprobe>(), c.kprobe),
         ("struct kretprobe", size_of::<kretprobe>(), c.kretprobe),

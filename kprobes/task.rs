@@ -19,14 +19,13 @@ pub(crate) struct Current {
 #[inline]
 pub(crate) fn current() -> Current {
     let task = arch::current_task().cast::<u8>();
-    let at = layout::c();
     // SAFETY: `current` is a live task for the whole handler; the offsets are C's own (see
     // `layout`), of an `int` and a pointer. Neither changes under the running task: `pid` is
     // set at fork, `mm` only by the task itself (exec, `kthread_use_mm()`).
     let (pid, mm) = unsafe {
         (
-            task.add(at.task_pid).cast::<i32>().read(),
-            task.add(at.task_mm).cast::<*const u8>().read(),
+            task.add(layout::TASK_PID).cast::<i32>().read(),
+            task.add(layout::TASK_MM).cast::<*const u8>().read(),
         )
     };
     Current {
@@ -60,7 +59,7 @@ fn current_comm() -> Comm {
     // (`prctl(PR_SET_NAME)`), hence a volatile read, as tracing copies it without `task_lock()`
     // in atomic context: a torn name is possible, an unterminated one is not.
     let mut comm =
-        unsafe { core::ptr::read_volatile(task.add(layout::c().task_comm).cast::<[u8; 16]>()) };
+        unsafe { core::ptr::read_volatile(task.add(layout::TASK_COMM).cast::<[u8; 16]>()) };
     comm[15] = 0;
     Comm(comm)
 }
