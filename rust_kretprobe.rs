@@ -48,7 +48,7 @@ struct Stats {
     not_min_ns: Counter,
     /// Log2 histogram of the times (`logic::bucket`).
     hist: [Counter; BUCKETS],
-    /// Return values (`RetType::tally_slot`).
+    /// Return values (`RetType::tally`).
     tally: [Counter; TALLY_SLOTS],
 }
 
@@ -106,7 +106,7 @@ impl KretprobeHandler for Timing {
         stats.max_ns.raise_to(ns);
         stats.not_min_ns.raise_to(!ns);
         stats.hist[logic::bucket(ns)].add(1);
-        stats.tally[self.rettype.tally_slot(raw)].add(1);
+        self.rettype.tally(raw, |slot| stats.tally[slot].add(1));
     }
 }
 

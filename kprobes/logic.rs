@@ -223,6 +223,13 @@ fn tally_slot_nonzero(ret: i64) -> usize {
     tally_slot(ret)
 }
 
+/// [`RetType::tally`] of a value that is not 0, out of line and cold.
+#[cold]
+#[inline(never)]
+fn tally_nonzero(ret: i64, count: impl FnOnce(usize)) {
+    count(tally_slot(ret))
+}
+
 /// The C types `rettype=` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RetKind {
@@ -286,6 +293,18 @@ impl RetType {
             0
         } else {
             tally_slot_nonzero(self.signed(raw))
+        }
+    }
+
+    /// Calls `count` with the register's [`tally_slot`]: on the common path (0) with a constant,
+    /// so that the counter's address is one (computed, it cost arm64 two instructions a call);
+    /// any other value out of line.
+    #[inline(always)]
+    pub(crate) fn tally(self, raw: u64, count: impl FnOnce(usize)) {
+        if raw & self.defined == 0 {
+            count(0)
+        } else {
+            tally_nonzero(self.signed(raw), count)
         }
     }
 
