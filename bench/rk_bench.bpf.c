@@ -16,6 +16,16 @@
  *                 jumps to, the eBPF peer at its best. They need the kernel's BTF (bpfload
  *                 loads them against /sys/kernel/btf/vmlinux): Debian's kernel only.
  *
+ *   release_session the same inet_release work from one kprobe.session program (a kprobe_multi
+ *                 link with BPF_TRACE_KPROBE_SESSION: fprobe, run at entry and at return), the
+ *                 entry time kept in the session's cookie instead of the hash map, as a latency
+ *                 tool would do it on kernels that have it (7.3's kfuncs take the program's
+ *                 context). It calls two kfuncs (BTF ids patched in by bpfload) and needs its
+ *                 own load (expected_attach_type) and link: aya 0.14 has neither, and
+ *                 its object parser rejects a `kprobe.session/...` section for the whole object,
+ *                 so the program sits in a `.text.` section, which aya takes as a plain function
+ *                 and never loads; bpfload loads and attaches it itself. Debian's kernel only.
+ *
  * Self-contained (no libbpf headers, no vmlinux.h, no BTF in the object: the project's own
  * kernels have none): the few helper ids and map types are those of include/uapi/linux/bpf.h;
  * a kprobe's arguments are read from the probe's register set at each arch's offsets (built
@@ -43,6 +53,11 @@ static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)3;
 static u64 (*bpf_ktime_get_ns)(void) = (void *)5;
 static u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
 static long (*bpf_probe_read_kernel)(void *dst, u32 size, const void *src) = (void *)113;
+/* kernel/trace/bpf_trace.c's kfuncs of kprobe.session programs (libbpf's `__ksym` externs):
+ * calls to undefined symbols, which bpfload turns into kfunc calls by the BTF ids. */
+#define __ksym __attribute__((section(".ksyms")))
+extern _Bool bpf_session_is_return(void *ctx) __ksym;
+extern u64 *bpf_session_cookie(void *ctx) __ksym;
 
 /* The probe's registers (struct pt_regs on x86_64, user_pt_regs on arm64): byte offsets. */
 #if defined(__TARGET_ARCH_x86)
@@ -179,25 +194,12 @@ INLINE u32 fls64(u64 v)
 	return r + (u32)v;
 }
 
-/* What both inet_release return programs do with the return value. */
-INLINE int release_ret_work(s32 ret)
+/* What every inet_release return program does with a call's duration d and return value. */
+INLINE void release_account(struct release_stats *s, s64 d, s32 ret)
 {
-	u32 zero = 0, b, slot;
-	struct release_stats *s = bpf_map_lookup_elem(&release_stats, &zero);
-	u64 id = bpf_get_current_pid_tgid();
-	u64 *tsp, ns;
-	s64 d;
+	u64 ns = d > 0 ? d : 0;
+	u32 b, slot;
 
-	if (!s)
-		return 0;
-	tsp = bpf_map_lookup_elem(&start, &id);
-	if (!tsp) {
-		s->c[MISSED]++;
-		return 0;
-	}
-	d = (s64)(bpf_ktime_get_ns() - *tsp);
-	bpf_map_delete_elem(&start, &id);
-	ns = d > 0 ? d : 0;
 	s->c[COUNT]++;
 	s->c[SUM_NS] += ns;
 	if (ns > s->c[MAX_NS])
@@ -210,6 +212,27 @@ INLINE int release_ret_work(s32 ret)
 	slot = ret == 0 ? 0 : (ret < 0 && ret >= -133 ? (u32)-ret : TALLY_SLOTS - 1);
 	if (slot < TALLY_SLOTS)
 		s->c[HIST + BUCKETS + slot]++;
+}
+
+/* What both inet_release return programs with the `start` map do with the return value. */
+INLINE int release_ret_work(s32 ret)
+{
+	u32 zero = 0;
+	struct release_stats *s = bpf_map_lookup_elem(&release_stats, &zero);
+	u64 id = bpf_get_current_pid_tgid();
+	u64 *tsp;
+	s64 d;
+
+	if (!s)
+		return 0;
+	tsp = bpf_map_lookup_elem(&start, &id);
+	if (!tsp) {
+		s->c[MISSED]++;
+		return 0;
+	}
+	d = (s64)(bpf_ktime_get_ns() - *tsp);
+	bpf_map_delete_elem(&start, &id);
+	release_account(s, d, ret);
 	return 0;
 }
 
@@ -233,6 +256,30 @@ SEC("fentry/inet_release") int release_fentry(u64 *ctx)
 SEC("fexit/inet_release") int release_fexit(u64 *ctx)
 {
 	return release_ret_work((s32)ctx[1]);
+}
+
+/* kprobe.session on inet_release: at entry the time goes to the session's cookie (a u64 the
+ * kernel keeps for this call) and 0 asks for the return run, which accounts the call as
+ * release_ret does. A return with a zero cookie (no entry time) counts as missed. */
+SEC(".text.kprobe.session") int release_session(void *ctx)
+{
+	u32 zero = 0;
+	struct release_stats *s = bpf_map_lookup_elem(&release_stats, &zero);
+	u64 *cookie = bpf_session_cookie(ctx);
+
+	if (!s)
+		return 0;
+	if (!bpf_session_is_return(ctx)) {
+		s->c[R_HITS]++;
+		*cookie = bpf_ktime_get_ns();
+		return 0;
+	}
+	if (!*cookie) {
+		s->c[MISSED]++;
+		return 0;
+	}
+	release_account(s, (s64)(bpf_ktime_get_ns() - *cookie), (s32)REG(ctx, RET));
+	return 0;
 }
 
 char _license[] SEC("license") = "GPL";

@@ -5,13 +5,16 @@
 //! bpfload OBJ release -- CMD...          its `release_entry` / `release_ret` on inet_release
 //! bpfload OBJ bind-fentry -- CMD...      its `bind_fentry` (fentry) on inet_bind
 //! bpfload OBJ release-fentry -- CMD...   its `release_fentry` / `release_fexit` (fentry, fexit)
+//! bpfload OBJ release-session -- CMD...  its `release_session` (kprobe.session) on inet_release
 //! ```
 //!
 //! Loads the object with aya, attaches the programs (kprobes as PMU perf events, as bpftrace
 //! and BCC do; fentry/fexit programs as BPF trampolines, loaded against the running kernel's
-//! BTF, /sys/kernel/btf/vmlinux), checks they are JIT-compiled, waits a second (the kprobe
+//! BTF, /sys/kernel/btf/vmlinux; the kprobe.session program, which aya cannot load, by
+//! [`session`]: a kprobe_multi link), checks they are JIT-compiled, waits a second (the kprobe
 //! optimizer's delay, as the bench waits after an insmod), runs CMD, then prints the programs'
-//! per-CPU counters summed (an fentry mode prints its kprobe mode's line: the same maps):
+//! per-CPU counters summed (an fentry or session mode prints its kprobe mode's line: the same
+//! maps):
 //!
 //! ```text
 //! RKBPF bind hits=2000 reported=2000 faults=0 port=0 jited=412
@@ -26,6 +29,8 @@ use aya::{Btf, Ebpf};
 use std::process::Command;
 use std::time::Duration;
 
+mod session;
+
 /// bench/rk_bench.bpf.c's counters (by index).
 const BIND_N: usize = 6;
 const RELEASE_N: usize = 8 + 65 + 135;
@@ -38,7 +43,7 @@ fn die(msg: &str) -> ! {
 }
 
 fn usage() -> ! {
-    die("usage: bpfload OBJ bind|release|bind-fentry|release-fentry -- CMD...")
+    die("usage: bpfload OBJ bind|release|bind-fentry|release-fentry|release-session -- CMD...")
 }
 
 /// How a program is attached.
@@ -139,12 +144,25 @@ fn main() {
             ("release_fentry", "inet_release", Hook::FEntry),
             ("release_fexit", "inet_release", Hook::FExit),
         ],
+        "release-session" => &[],
         _ => usage(),
     };
-    let jited: Vec<String> = progs
+    let mut jited: Vec<String> = progs
         .iter()
         .map(|&(name, func, hook)| attach(&mut bpf, name, func, hook, btf).to_string())
         .collect();
+    // Kept attached until exit.
+    let _session = (which == "release-session").then(|| {
+        let name = "release_session";
+        let (s, size) = session::attach(&bpf, obj, name, "inet_release");
+        if size == 0 {
+            die(&format!(
+                "{name} is not JIT-compiled (CONFIG_BPF_JIT_ALWAYS_ON?)"
+            ));
+        }
+        jited.push(size.to_string());
+        s
+    });
     let jited = jited.join("+");
     std::thread::sleep(Duration::from_secs(1));
     let status = Command::new(&cmd[0])

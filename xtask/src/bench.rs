@@ -95,11 +95,9 @@ enum Probe {
     Ftrace {
         fprobe: bool,
     },
-    /// `bench/rk_bench.bpf.c` attached by `bpfload`: its kprobe programs or, with `fentry`, its
-    /// fentry/fexit programs.
-    Ebpf {
-        fentry: bool,
-    },
+    /// `bench/rk_bench.bpf.c` attached by `bpfload` in one of its modes (`bind`, `release`,
+    /// `bind-fentry`, `release-fentry`, `release-session`).
+    Ebpf(&'static str),
 }
 
 /// Whether the kernel of `flavor` has what fentry/fexit programs and fprobe events need: its
@@ -122,7 +120,7 @@ fn configs(flavor: &Flavor, kind: &str) -> Vec<(&'static str, Probe)> {
             ("rust_events", Module("rust_kprobe")),
             ("rust_aggregate", Module("rust_kprobe events=0")),
             ("ftrace_event", Ftrace { fprobe: false }),
-            ("ebpf_aggregate", Ebpf { fentry: false }),
+            ("ebpf_aggregate", Ebpf("bind")),
         ],
         _ => vec![
             ("none", None),
@@ -132,7 +130,7 @@ fn configs(flavor: &Flavor, kind: &str) -> Vec<(&'static str, Probe)> {
             ("rust_events", Module("rust_kretprobe")),
             ("rust_aggregate", Module("rust_kretprobe events=0 hist=1")),
             ("ftrace_event", Ftrace { fprobe: false }),
-            ("ebpf_aggregate", Ebpf { fentry: false }),
+            ("ebpf_aggregate", Ebpf("release")),
         ],
     };
     if has_fentry(flavor) {
@@ -140,7 +138,13 @@ fn configs(flavor: &Flavor, kind: &str) -> Vec<(&'static str, Probe)> {
         let i = at(&v, "ftrace_event");
         v.insert(i, ("fprobe_event", Ftrace { fprobe: true }));
         let i = at(&v, "ebpf_aggregate");
-        v.insert(i, ("ebpf_fentry", Ebpf { fentry: true }));
+        if kind == "kprobe" {
+            v.insert(i, ("ebpf_fentry", Ebpf("bind-fentry")));
+        } else {
+            // The entry time in the session cookie (`bpf_session_cookie()`, fprobe), no map.
+            v.insert(i, ("ebpf_fentry", Ebpf("release-fentry")));
+            v.insert(i + 1, ("ebpf_session", Ebpf("release-session")));
+        }
     }
     v
 }
@@ -148,7 +152,7 @@ fn configs(flavor: &Flavor, kind: &str) -> Vec<(&'static str, Probe)> {
 const KINDS: [&str; 2] = ["kprobe", "kretprobe"];
 
 /// The table's order: the floor, per event, aggregate (the configurations a flavor has).
-const DISPLAY: [&str; 10] = [
+const DISPLAY: [&str; 11] = [
     "none",
     "c_empty",
     "c_events",
@@ -159,6 +163,7 @@ const DISPLAY: [&str; 10] = [
     "rust_aggregate",
     "ebpf_aggregate",
     "ebpf_fentry",
+    "ebpf_session",
 ];
 
 /// The dynamic event of `kind`: (name, definition). The same fields as the modules: the port
@@ -186,16 +191,6 @@ fn helpers(fprobe: bool) -> &'static str {
         "fp"
     } else {
         "ft"
-    }
-}
-
-/// Which eBPF programs (`bpfload` mode) for `kind`.
-fn ebpf_mode(kind: &str, fentry: bool) -> &'static str {
-    match (kind, fentry) {
-        ("kprobe", false) => "bind",
-        (_, false) => "release",
-        ("kprobe", true) => "bind-fentry",
-        (_, true) => "release-fentry",
     }
 }
 
@@ -279,11 +274,10 @@ fn script(flavor: &Flavor, rounds: usize, n: u64, only: &Only) -> String {
                          echo \"SAMPLE {kind} {cfg} $(grep -m1 ' {ev}: ' $T/trace)\"; {f}_off {ev}"
                     );
                 }
-                Probe::Ebpf { fentry } => {
+                Probe::Ebpf(mode) => {
                     let _ = writeln!(
                         s,
-                        "echo SAMPLE {kind} {cfg}; bpfload {bpf} {} -- loadgen bind 8080",
-                        ebpf_mode(kind, fentry)
+                        "echo SAMPLE {kind} {cfg}; bpfload {bpf} {mode} -- loadgen bind 8080"
                     );
                 }
                 _ => {}
@@ -320,12 +314,11 @@ fn script(flavor: &Flavor, rounds: usize, n: u64, only: &Only) -> String {
                         let _ = writeln!(s, "{bench}");
                         let _ = writeln!(s, "{f}_check {ev}; {f}_off {ev}");
                     }
-                    Probe::Ebpf { fentry } => {
+                    Probe::Ebpf(mode) => {
                         // bpfload attaches, waits a second, runs the load, prints its counters.
                         let _ = writeln!(
                             s,
-                            "echo BENCH {kind} {cfg} {r}; bpfload {bpf} {} -- loadgen bench {n}",
-                            ebpf_mode(kind, fentry)
+                            "echo BENCH {kind} {cfg} {r}; bpfload {bpf} {mode} -- loadgen bench {n}"
                         );
                     }
                 }
@@ -365,7 +358,7 @@ fn check(kind: &str, cfg: &str, f: &BTreeMap<String, String>, n: u64) -> Result<
         ("kprobe", "ebpf_aggregate" | "ebpf_fentry") => {
             vec![("hits", n), ("reported", n), ("faults", 0)]
         }
-        (_, "ebpf_aggregate" | "ebpf_fentry") => vec![
+        (_, "ebpf_aggregate" | "ebpf_fentry" | "ebpf_session") => vec![
             ("hits", n),
             ("count", n),
             ("missed", 0),
@@ -481,7 +474,7 @@ fn measure(p: &Prepared, cpus: u32, boot: usize, rounds: usize, n: u64, only: &O
     let mut errors = vec![];
     for kind in KINDS {
         for (cfg, probe) in selected(&p.flavor, kind, only) {
-            let traced = matches!(probe, Probe::Ftrace { .. } | Probe::Ebpf { .. });
+            let traced = matches!(probe, Probe::Ftrace { .. } | Probe::Ebpf(_));
             let checked = traced || matches!(probe, Probe::Module(m) if m.starts_with("rust_"));
             if traced {
                 let key = (kind.to_string(), cfg.to_string(), "sample".to_string());
@@ -595,12 +588,21 @@ fn ratios(m: &BTreeMap<String, f64>) -> Vec<(&'static str, &'static str, f64)> {
             over("rust_aggregate") / over("ebpf_aggregate"),
         ),
     ];
-    if m.contains_key("ebpf_fentry") {
-        v.push((
+    for (cfg, key, label) in [
+        (
+            "ebpf_fentry",
             "ratio_aggregate_vs_ebpf_fentry",
             "rust / ebpf fentry, aggregate",
-            over("rust_aggregate") / over("ebpf_fentry"),
-        ));
+        ),
+        (
+            "ebpf_session",
+            "ratio_aggregate_vs_ebpf_session",
+            "rust / ebpf session, aggregate",
+        ),
+    ] {
+        if m.contains_key(cfg) {
+            v.push((key, label, over("rust_aggregate") / over(cfg)));
+        }
     }
     v.push((
         "ratio_aggregate_vs_floor",
@@ -655,23 +657,42 @@ fn table(
     );
     let _ = writeln!(t, "| configuration | {} |", heads.join(" | "));
     let _ = writeln!(t, "|---|{}", "---:|".repeat(heads.len()));
-    for cfg in DISPLAY.iter().filter(|c| cols[0].contains_key(**c)) {
+    // A row for what any column has; a cell for what its column has (`ebpf_session` is a
+    // kretprobe's only).
+    for cfg in DISPLAY
+        .iter()
+        .filter(|c| cols.iter().any(|k| k.contains_key(**c)))
+    {
         let cells: Vec<String> = cols
             .iter()
-            .map(|k| {
-                if *cfg == "none" {
-                    format!("{:.0}", k["none"])
-                } else {
-                    format!("+{:.0}", k[*cfg] - k["none"])
-                }
+            .map(|k| match k.get(*cfg) {
+                None => String::new(),
+                Some(x) if *cfg == "none" => format!("{x:.0}"),
+                Some(x) => format!("+{:.0}", x - k["none"]),
             })
             .collect();
         let _ = writeln!(t, "| `{cfg}` | {} |", cells.join(" | "));
     }
-    for (i, (_, label, _)) in ratios(cols[0]).into_iter().enumerate() {
+    let mut labels: Vec<&str> = vec![];
+    for k in &cols {
+        for (_, label, _) in ratios(k) {
+            if !labels.contains(&label) {
+                labels.push(label);
+            }
+        }
+    }
+    // In ratios()' order: the floor's last.
+    labels.sort_by_key(|l| l.contains("floor"));
+    for label in labels {
         let cells: Vec<String> = cols
             .iter()
-            .map(|k| format!("{:.3}", ratios(k)[i].2))
+            .map(|k| {
+                ratios(k)
+                    .into_iter()
+                    .find(|r| r.1 == label)
+                    .map(|r| format!("{:.3}", r.2))
+                    .unwrap_or_default()
+            })
             .collect();
         let _ = writeln!(t, "| {label} | {} |", cells.join(" | "));
     }
@@ -933,7 +954,7 @@ mod tests {
             }
             let s = script(&Flavor::parse(f).unwrap(), 1, 10, &super::Only::default());
             assert!(
-                !s.contains("dynamic_events") && !s.contains("-fentry"),
+                !s.contains("dynamic_events") && !s.contains("-fentry") && !s.contains("-session"),
                 "{f}"
             );
         }
@@ -941,6 +962,9 @@ mod tests {
             let mut want = base.to_vec();
             want.insert(7, "fprobe_event");
             want.push("ebpf_fentry");
+            if kind == "kretprobe" {
+                want.push("ebpf_session");
+            }
             assert_eq!(names("x86_64-debian", kind), want, "{kind}");
         }
         let s = script(
@@ -954,6 +978,7 @@ mod tests {
             "fp_on 'f:rkbench/frelease inet_release%return ret=$retval:s32' frelease; sleep 1",
             "echo BENCH kprobe ebpf_fentry 0; bpfload /lib/bpf/rk_bench.bpf.o bind-fentry -- loadgen bench 10",
             "echo BENCH kretprobe ebpf_fentry 0; bpfload /lib/bpf/rk_bench.bpf.o release-fentry -- loadgen bench 10",
+            "echo BENCH kretprobe ebpf_session 0; bpfload /lib/bpf/rk_bench.bpf.o release-session -- loadgen bench 10",
         ] {
             assert!(s.lines().any(|x| x == l), "no line {l}");
         }
@@ -998,11 +1023,11 @@ mod tests {
 
     #[test]
     fn table_rows_only_for_what_was_measured() {
-        let medians = |cfgs: &[&'static str]| -> Medians {
+        let medians = |flavor: &str| -> Medians {
             super::KINDS
                 .iter()
                 .map(|k| {
-                    let m = cfgs
+                    let m = names(flavor, k)
                         .iter()
                         .enumerate()
                         .map(|(i, c)| (c.to_string(), 100.0 + 10.0 * i as f64))
@@ -1012,21 +1037,111 @@ mod tests {
                 .collect()
         };
         let f = Flavor::parse("x86_64").unwrap();
-        let m = medians(&names("x86_64", "kprobe"));
+        let m = medians("x86_64");
         let t = table(&f, &m, &m, 1, 1, 10);
         assert_eq!(t.lines().count(), 2 + 2 + 8 + 4, "{t}");
         assert!(!t.contains("fentry") && !t.contains("fprobe"), "{t}");
         let json = super::kind_json(&m["kprobe"]);
         assert!(json.get("ratio_aggregate_vs_ebpf_fentry").is_none());
         let f = Flavor::parse("x86_64-debian").unwrap();
-        let m = medians(&names("x86_64-debian", "kprobe"));
+        let m = medians("x86_64-debian");
         let t = table(&f, &m, &m, 1, 1, 10);
-        assert_eq!(t.lines().count(), 2 + 2 + 10 + 5, "{t}");
+        assert_eq!(t.lines().count(), 2 + 2 + 11 + 6, "{t}");
         assert!(t.contains("| `fprobe_event` |") && t.contains("| `ebpf_fentry` |"));
         assert!(t.contains("| rust / ebpf fentry, aggregate |"));
+        // The session program is the kretprobe's only: empty kprobe cells.
+        let row = |l: &str| t.lines().find(|x| x.starts_with(l)).unwrap().to_string();
+        assert!(
+            row("| `ebpf_session` | ").starts_with("| `ebpf_session` |  | +"),
+            "{t}"
+        );
+        assert!(row("| rust / ebpf session").contains("|  | "), "{t}");
+        assert!(t
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("| rust aggregate / floor |"));
         let json = super::kind_json(&m["kretprobe"]);
         assert!(json["ratio_aggregate_vs_ebpf_fentry"].is_number());
         assert!(json["ns_per_op"]["fprobe_event"].is_number());
+    }
+
+    #[test]
+    fn each_run_is_compared_with_its_own_round() {
+        let rounds = |none: &[f64], cfg: &[f64]| -> super::Rounds {
+            let m = [("none", none), ("c_empty", cfg)]
+                .iter()
+                .map(|(c, v)| (c.to_string(), v.to_vec()))
+                .collect();
+            [("kprobe".to_string(), m)].into_iter().collect()
+        };
+        // The baseline drifts by 100 a round; the probe costs 12, 8, 10, 10: the median of
+        // those is 10, where the difference of the two medians would be 9.
+        let e = super::estimate(&rounds(
+            &[1000.0, 1100.0, 1200.0, 1300.0],
+            &[1012.0, 1108.0, 1210.0, 1310.0],
+        ));
+        assert_eq!(e["kprobe"]["none"], 1150.0);
+        assert_eq!(e["kprobe"]["c_empty"] - e["kprobe"]["none"], 10.0);
+        // One run hit by background work does not move the median.
+        let e = super::estimate(&rounds(&[1000.0; 3], &[1010.0, 1500.0, 1012.0]));
+        assert_eq!(e["kprobe"]["c_empty"] - e["kprobe"]["none"], 12.0);
+        // Boots are pooled round by round.
+        let p = super::pool(&[rounds(&[1.0], &[2.0]), rounds(&[3.0], &[4.0])]);
+        assert_eq!(p["kprobe"]["none"], vec![1.0, 3.0]);
+        assert_eq!(p["kprobe"]["c_empty"], vec![2.0, 4.0]);
+    }
+
+    #[test]
+    fn goals_compare_the_cheapest_rust_with_the_cheapest_ebpf() {
+        let m: std::collections::BTreeMap<String, f64> = [
+            ("none", 1000.0),
+            ("c_events", 2000.0),
+            ("rust_events", 1900.0),
+            ("c_aggregate", 1100.0),
+            ("rust_aggregate", 1101.0),
+            ("ebpf_aggregate", 1300.0),
+            ("ebpf_fentry", 1050.0),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+        let g = super::goals(&m);
+        assert_eq!(g.len(), 3);
+        assert!(g[0].2, "{g:?}"); // 900 / 1000
+        assert!(!g[1].2, "{g:?}"); // 101 / 100
+        assert_eq!(
+            g[2].0,
+            "rust_aggregate / ebpf_fentry (the cheapest of each) <= 1"
+        );
+        assert!(!g[2].2 && (g[2].1 - 101.0 / 50.0).abs() < 1e-9, "{g:?}");
+        let mut m = m;
+        m.insert("rust_fprobe".into(), 1040.0);
+        let g = super::goals(&m);
+        assert_eq!(
+            g[2].0,
+            "rust_fprobe / ebpf_fentry (the cheapest of each) <= 1"
+        );
+        assert!(g[2].2, "{g:?}");
+        assert!((super::spread(100.0, 101.0) - 1.0 / 100.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn only_selects_configurations_and_keeps_the_baseline() {
+        let f = Flavor::parse("x86_64").unwrap();
+        let only = super::Only::parse("kretprobe:rust_aggregate,c_empty");
+        let names = |k| -> Vec<&str> {
+            super::selected(&f, k, &only)
+                .into_iter()
+                .map(|c| c.0)
+                .collect()
+        };
+        assert_eq!(names("kprobe"), ["none", "c_empty"]);
+        assert_eq!(names("kretprobe"), ["none", "c_empty", "rust_aggregate"]);
+        assert_eq!(
+            super::selected(&f, "kprobe", &super::Only::default()).len(),
+            configs(&f, "kprobe").len()
+        );
     }
 
     #[test]
