@@ -44,6 +44,8 @@ struct BindProbe {
     offset: u32,
     pid: i32,
     comm: kprobes::params::ParamStr,
+    /// `pid=` or `comm=` is set: one test on the common path, which has neither.
+    task_filter: bool,
     port: u32,
     limiter: RateLimiter,
     events: bool,
@@ -61,19 +63,15 @@ impl KprobeHandler for BindProbe {
     fn pre(&self, hit: &Hit<'_>) -> Result<(), Fault> {
         let stats = self.stats.this_cpu();
         stats.hits.add(1);
-        let task = task::current();
-        let mut comm = None;
-        let filter = Filter {
-            pid: self.pid,
-            comm: self.comm.bytes(),
-            port: self.port,
-        };
-        if !filter.task(task.pid, |want| {
-            comm.get_or_insert_with(|| task.comm()).as_bytes() == want
-        }) {
+        if self.task_filter && !self.task_passes() {
             stats.filtered.add(1);
             return Ok(());
         }
+        let filter = Filter {
+            pid: 0,
+            comm: &[],
+            port: self.port,
+        };
         let addr = if hit.entry {
             // int inet_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len), and
             // inet6_bind alike: the address is a kernel copy, at most addr_len bytes of it valid.
@@ -107,7 +105,8 @@ impl KprobeHandler for BindProbe {
         }
         stats.reported.add(1);
         if self.events {
-            self.log(task.pid, &comm.unwrap_or_else(|| task.comm()), addr);
+            let task = task::current();
+            self.log(task.pid, &task.comm(), addr);
             self.post_pending.this_cpu().set();
         }
         Ok(())
@@ -144,6 +143,19 @@ impl KprobeHandler for BindProbe {
 }
 
 impl BindProbe {
+    /// Whether `current` passes `pid=` and `comm=`. Out of line: with neither set, `pre` keeps
+    /// its registers (inlined, the filters' loads were set up on every hit).
+    #[inline(never)]
+    fn task_passes(&self) -> bool {
+        let task = task::current();
+        let filter = Filter {
+            pid: self.pid,
+            comm: self.comm.bytes(),
+            port: 0,
+        };
+        filter.task(task.pid, |want| task.comm_is(want))
+    }
+
     /// The event line: the port, or why the bind has none.
     fn log(&self, pid: i32, comm: &Comm, addr: Option<Sockaddr>) {
         let sym = self.symbol;
@@ -216,6 +228,7 @@ impl kernel::Module for RustKprobe {
             offset: p.offset,
             pid: p.pid,
             comm: p.comm,
+            task_filter: p.pid != 0 || !p.comm.bytes().is_empty(),
             port: p.port,
             limiter: RateLimiter::new(p.ratelimit),
             events: p.events,
