@@ -215,14 +215,6 @@ pub(crate) fn tally_slot(ret: i64) -> usize {
     }
 }
 
-/// [`tally_slot`] of a value that is not 0: out of line and cold, as errors are (inlined, the
-/// clamp cost every call seven instructions and three `cmov`s).
-#[cold]
-#[inline(never)]
-fn tally_slot_nonzero(ret: i64) -> usize {
-    tally_slot(ret)
-}
-
 /// [`RetType::tally`] of a value that is not 0, out of line and cold.
 #[cold]
 #[inline(never)]
@@ -285,20 +277,10 @@ impl RetType {
         }
     }
 
-    /// [`tally_slot`] of the register: one test of the bits this type defines on the common
-    /// path (0), the rest out of line.
-    #[inline(always)]
-    pub(crate) fn tally_slot(self, raw: u64) -> usize {
-        if raw & self.defined == 0 {
-            0
-        } else {
-            tally_slot_nonzero(self.signed(raw))
-        }
-    }
-
-    /// Calls `count` with the register's [`tally_slot`]: on the common path (0) with a constant,
-    /// so that the counter's address is one (computed, it cost arm64 two instructions a call);
-    /// any other value out of line.
+    /// Calls `count` with the register's [`tally_slot`]: on the common path (0) after one test
+    /// of the bits this type defines, with a constant, so that the counter's address is one
+    /// (computed, it cost arm64 two instructions a call); any other value out of line (inlined,
+    /// the clamp cost every call seven instructions and three `cmov`s).
     #[inline(always)]
     pub(crate) fn tally(self, raw: u64, count: impl FnOnce(usize)) {
         if raw & self.defined == 0 {

@@ -209,15 +209,20 @@ mod tests {
     }
 
     #[test]
-    fn tally_slot_of_a_register_tests_the_type_s_bits() {
+    fn tally_of_a_register_tests_the_type_s_bits() {
+        let slot = |t: RetType, raw: u64| {
+            let mut got = None;
+            t.tally(raw, |s| got = Some(s));
+            got.unwrap()
+        };
         // The upper half of an int function's register is not its value.
-        assert_eq!(RetType::INT.tally_slot(0xdead_0000_0000_0000), 0);
-        assert_eq!(RetType::LONG.tally_slot(0xdead_0000_0000_0000), TALLY_SLOTS - 1);
-        assert_eq!(RetType::INT.tally_slot(0x0000_0000_ffff_ff9e), 98);
-        assert_eq!(RetType::LONG.tally_slot(0x0000_0000_ffff_ff9e), TALLY_SLOTS - 1);
-        assert_eq!(RetType::LONG.tally_slot(-98i64 as u64), 98);
-        assert_eq!(RetType::PTR.tally_slot(0), 0);
-        assert_eq!(RetType::ULONG.tally_slot(1), TALLY_SLOTS - 1);
+        assert_eq!(slot(RetType::INT, 0xdead_0000_0000_0000), 0);
+        assert_eq!(slot(RetType::LONG, 0xdead_0000_0000_0000), TALLY_SLOTS - 1);
+        assert_eq!(slot(RetType::INT, 0x0000_0000_ffff_ff9e), 98);
+        assert_eq!(slot(RetType::LONG, 0x0000_0000_ffff_ff9e), TALLY_SLOTS - 1);
+        assert_eq!(slot(RetType::LONG, -98i64 as u64), 98);
+        assert_eq!(slot(RetType::PTR, 0), 0);
+        assert_eq!(slot(RetType::ULONG, 1), TALLY_SLOTS - 1);
     }
 
     #[test]
