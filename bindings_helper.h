@@ -9,6 +9,7 @@
 #define RUST_KPROBES_BINDINGS_HELPER_H
 
 #include <linux/kprobes.h>
+#include <linux/fprobe.h>
 #include <linux/in.h>
 #include <linux/in6.h>
 #include <linux/ktime.h>
@@ -20,6 +21,11 @@
 
 /* KSYM_SYMBOL_LEN (a sizeof() expression, which bindgen does not evaluate). */
 enum { rk_ksym_symbol_len = KSYM_SYMBOL_LEN };
+
+#ifdef MAX_FPROBE_DATA_SIZE
+/* The most entry data an fprobe may ask for (7.3: 15 longs), likewise. */
+enum { rk_max_fprobe_data_size = MAX_FPROBE_DATA_SIZE };
+#endif
 
 /* Module parameters of rust_kprobe.ko (read-only once loaded). */
 struct rk_kprobe_params {
@@ -41,6 +47,7 @@ struct rk_kretprobe_params {
 	const char *comm;
 	bool events;
 	bool hist;
+	const char *kind;
 };
 
 void rk_kprobe_params(struct rk_kprobe_params *out);
@@ -56,6 +63,8 @@ void rk_kretprobe_params(struct rk_kretprobe_params *out);
 struct rk_layout {
 	size_t task_mm, task_pid, task_comm;
 	size_t kprobe, kretprobe, kretprobe_instance, pt_regs, sockaddr_in, sockaddr_in6;
+	/* 0 without RK_FPROBE (Kbuild: the kernel has 7.3's fprobe) */
+	size_t fprobe, ftrace_regs;
 };
 extern const struct rk_layout rk_layout;
 

@@ -47,7 +47,7 @@ module_param_string(func, func, sizeof(func), 0444);
 MODULE_PARM_DESC(func, "Function to kretprobe; reports its return value and time taken (default inet_release)");
 static int maxactive = 20;
 module_param(maxactive, int, 0444);
-MODULE_PARM_DESC(maxactive, "Concurrent instances to track, 0..=4096 (0: the kernel's default; default 20)");
+MODULE_PARM_DESC(maxactive, "Concurrent instances to track, 0..=4096 (0: the kernel's default; default 20; kind=kretprobe only: an fprobe has no instance pool)");
 static char rettype[8] = "int";
 module_param_string(rettype, rettype, sizeof(rettype), 0444);
 MODULE_PARM_DESC(rettype, "Return type of func: int (default), long, ulong or ptr");
@@ -63,10 +63,14 @@ MODULE_PARM_DESC(events, "Log one line per call (default Y)");
 static bool hist;
 module_param(hist, bool, 0444);
 MODULE_PARM_DESC(hist, "Print a log2 latency histogram and return-value tally at unload (default N)");
+static char kind[16] = "kretprobe";
+module_param_string(kind, kind, sizeof(kind), 0444);
+MODULE_PARM_DESC(kind, "kretprobe (default) or fprobe: ftrace-based entry and exit, entry data kept by fprobe, no maxactive (kernels with CONFIG_FPROBE)");
 
 void rk_kretprobe_params(struct rk_kretprobe_params *out)
 {
-	*out = (struct rk_kretprobe_params){ func, maxactive, rettype, pid, comm, events, hist };
+	*out = (struct rk_kretprobe_params){ func, maxactive, rettype, pid, comm, events, hist,
+					     kind };
 }
 #endif
 
@@ -80,6 +84,10 @@ const struct rk_layout rk_layout = {
 	.pt_regs = sizeof(struct pt_regs),
 	.sockaddr_in = sizeof(struct sockaddr_in),
 	.sockaddr_in6 = sizeof(struct sockaddr_in6),
+#ifdef RK_FPROBE
+	.fprobe = sizeof(struct fprobe),
+	.ftrace_regs = sizeof(struct __arch_ftrace_regs),
+#endif
 };
 
 void __percpu *rk_alloc_percpu(size_t size, size_t align)

@@ -2,8 +2,13 @@
 
 //! rust_kretprobe: return value and time taken of `func=` (default `inet_release`).
 //!
-//! `insmod rust_kretprobe.ko [func=inet_release] [maxactive=20] [rettype=int] [pid=] [comm=]
-//! [events=Y] [hist=N]`
+//! `insmod rust_kretprobe.ko [func=inet_release] [kind=kretprobe] [maxactive=20] [rettype=int]
+//! [pid=] [comm=] [events=Y] [hist=N]`
+//!
+//! `kind=fprobe` (kernels with `CONFIG_FPROBE`, e.g. Debian's) puts the same handler on an
+//! fprobe instead of a kretprobe: ftrace's entry and exit hook, the entry time kept by fprobe
+//! on the task's shadow stack. It has no instance pool, so `maxactive=` does not apply to it
+//! (still range-checked); its misses are calls with no room left on the shadow stack.
 //!
 //! Policy only: what to stamp, what to print. The probe plumbing is in `kprobes/`.
 
@@ -14,7 +19,9 @@ mod kprobes;
 use core::fmt::{self, Write};
 use kernel::c_str;
 use kernel::prelude::*;
-use kprobes::debugfs::SeqWriter;
+use kprobes::debugfs::{SeqWriter, ShowFn};
+#[cfg(rk_fprobe)]
+use kprobes::fprobe::Fprobe;
 use kprobes::kprobe::Hit;
 use kprobes::kretprobe::{Kretprobe, KretprobeHandler};
 use kprobes::logic::{self, Filter, RetType, BUCKETS, TALLY_SLOTS};
@@ -25,7 +32,7 @@ use kprobes::task;
 kprobes::compat::rk_module! {
     type: RustKretprobe,
     name: "rust_kretprobe",
-    description: "kretprobe: return value and time taken of func= (Rust)",
+    description: "kretprobe (or fprobe, kind=): return value and time taken of func= (Rust)",
 }
 
 /// The kernel's own limit is none at all (6.12 allocates whatever is asked).
@@ -110,9 +117,30 @@ impl KretprobeHandler for Timing {
     }
 }
 
+/// `kind=`: what the handler is planted on.
+#[derive(Clone, Copy)]
+enum Kind {
+    Kretprobe,
+    #[cfg(rk_fprobe)]
+    Fprobe,
+}
+
+/// The probe the handler runs on.
+enum Planted {
+    Kretprobe(Pin<KBox<Kretprobe<Timing>>>),
+    #[cfg(rk_fprobe)]
+    Fprobe(Pin<KBox<Fprobe<Timing>>>),
+}
+
+/// The live files in `/sys/kernel/debug/rust_kretprobe/`, for either kind.
+const FILES: [(&CStr, ShowFn<Timing>); 2] = [
+    (c_str!("stats"), Timing::show_stats),
+    (c_str!("histogram"), Timing::show_histogram),
+];
+
 struct RustKretprobe {
     /// `None` only while the module is being removed.
-    probe: Option<Pin<KBox<Kretprobe<Timing>>>>,
+    probe: Option<Planted>,
     hist: bool,
 }
 
@@ -121,9 +149,46 @@ fn no_memory(what: &str) {
     pr_err!("cannot allocate the {what}: out of memory (errno -12)\n");
 }
 
+/// The one line of a probe that did not register.
+fn refused(func: kprobes::params::ParamStr, why: &str, e: Error) {
+    pr_err!("cannot probe {}: {} (errno {})\n", func, why, e.to_errno());
+}
+
+/// The one line of a failed debugfs directory: live counters are a convenience, and without
+/// debugfs the probe works all the same.
+fn no_debugfs(e: Error) {
+    pr_info!(
+        "no /sys/kernel/debug/rust_kretprobe (errno {}): counters at unload only\n",
+        e.to_errno()
+    );
+}
+
 impl kernel::Module for RustKretprobe {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let p = kprobes::params::kretprobe();
+        // First, before anything is allocated or registered.
+        let kind = match p.kind.bytes() {
+            b"kretprobe" => Kind::Kretprobe,
+            #[cfg(rk_fprobe)]
+            b"fprobe" => Kind::Fprobe,
+            #[cfg(not(rk_fprobe))]
+            b"fprobe" => {
+                if cfg!(CONFIG_FPROBE) {
+                    pr_err!(
+                        "kind=fprobe: this kernel's fprobe is not 7.3's fgraph-based one, which \
+                         this module was written for\n"
+                    );
+                } else {
+                    pr_err!("kind=fprobe: this kernel has no fprobe (CONFIG_FPROBE)\n");
+                }
+                // (6.12's kernel crate has no `EOPNOTSUPP` constant.)
+                return Err(Error::from_errno(-(kprobes::bindings::EOPNOTSUPP as i32)));
+            }
+            _ => {
+                pr_err!("kind={} is not one of kretprobe, fprobe\n", p.kind);
+                return Err(EINVAL);
+            }
+        };
         if p.func.bytes().is_empty() {
             pr_err!("func= is empty: name the function to probe\n");
             return Err(EINVAL);
@@ -156,41 +221,47 @@ impl kernel::Module for RustKretprobe {
             events: p.events,
             stats: PerCpu::new().inspect_err(|_| no_memory("per-CPU counters"))?,
         };
-        let mut probe = KBox::pin_init(
-            Kretprobe::new(p.func.as_cstr(), p.maxactive, handler),
-            GFP_KERNEL,
-        )
-        .inspect_err(|e| {
-            pr_err!(
-                "cannot probe {}: {} (errno {})\n",
-                p.func,
-                kprobes::why(*e),
-                e.to_errno()
-            );
-        })?;
-        // The address and symbol+offset the kprobe core holds (past an x86 `endbr64` on an IBT
-        // kernel), as in /sys/kernel/debug/kprobes/list.
-        pr_info!(
-            "Planted return probe at {}: {:#x} ({})\n",
-            p.func,
-            probe.addr(),
-            kprobes::SymbolOffset::of(probe.addr()).as_str()
-        );
-        // Live counters are a convenience: without debugfs the probe works all the same.
-        if let Err(e) = probe.as_mut().publish(
-            c_str!("rust_kretprobe"),
-            &[
-                (c_str!("stats"), Timing::show_stats),
-                (c_str!("histogram"), Timing::show_histogram),
-            ],
-        ) {
-            pr_info!(
-                "no /sys/kernel/debug/rust_kretprobe (errno {}): counters at unload only\n",
-                e.to_errno()
-            );
-        }
+        let dir = c_str!("rust_kretprobe");
+        let planted = match kind {
+            Kind::Kretprobe => {
+                let mut probe = KBox::pin_init(
+                    Kretprobe::new(p.func.as_cstr(), p.maxactive, handler),
+                    GFP_KERNEL,
+                )
+                .inspect_err(|e| refused(p.func, kprobes::why(*e), *e))?;
+                // The address and symbol+offset the kprobe core holds (past an x86 `endbr64` on
+                // an IBT kernel), as in /sys/kernel/debug/kprobes/list.
+                pr_info!(
+                    "Planted return probe at {}: {:#x} ({})\n",
+                    p.func,
+                    probe.addr(),
+                    kprobes::SymbolOffset::of(probe.addr()).as_str()
+                );
+                if let Err(e) = probe.as_mut().publish(dir, &FILES) {
+                    no_debugfs(e);
+                }
+                Planted::Kretprobe(probe)
+            }
+            #[cfg(rk_fprobe)]
+            Kind::Fprobe => {
+                let mut probe = KBox::pin_init(Fprobe::new(p.func.as_cstr(), handler), GFP_KERNEL)
+                    .inspect_err(|e| refused(p.func, kprobes::fprobe::why(*e), *e))?;
+                // The function's ftrace call site fprobe hooks (past an x86 `endbr64` on an IBT
+                // kernel), as in /sys/kernel/tracing/enabled_functions.
+                pr_info!(
+                    "Planted fprobe at {}: {:#x} ({})\n",
+                    p.func,
+                    probe.addr(),
+                    kprobes::SymbolOffset::of(probe.addr()).as_str()
+                );
+                if let Err(e) = probe.as_mut().publish(dir, &FILES) {
+                    no_debugfs(e);
+                }
+                Planted::Fprobe(probe)
+            }
+        };
         Ok(RustKretprobe {
-            probe: Some(probe),
+            probe: Some(planted),
             hist: p.hist,
         })
     }
@@ -282,15 +353,20 @@ impl Timing {
 
 impl Drop for RustKretprobe {
     fn drop(&mut self) {
-        let Some(probe) = self.probe.take() else {
+        let Some(planted) = self.probe.take() else {
             return;
+        };
+        let (kind, gone) = match planted {
+            Planted::Kretprobe(probe) => ("kretprobe", Kretprobe::unregister(probe)),
+            #[cfg(rk_fprobe)]
+            Planted::Fprobe(probe) => ("fprobe", Fprobe::unregister(probe)),
         };
         let Unregistered {
             addr,
             nmissed,
             handler: t,
-        } = Kretprobe::unregister(probe);
-        pr_info!("kretprobe at {:#x} unregistered\n", addr);
+        } = gone;
+        pr_info!("{} at {:#x} unregistered\n", kind, addr);
         pr_info!("Missed probing {} instances of {}\n", nmissed, t.func);
         if self.hist {
             let (count, min, avg, max) = t.summary();

@@ -24,6 +24,8 @@
 // rk-in-tree: //! [`arch/arm64/include/asm/ptrace.h`](srctree/arch/arm64/include/asm/ptrace.h)
 
 // rk-out-of-tree-begin
+#[cfg(rk_fprobe)]
+use super::bindings;
 use super::bindings::{pt_regs, task_struct};
 // rk-out-of-tree-end
 // rk-in-tree: use crate::bindings::pt_regs;
@@ -84,8 +86,30 @@ impl<T> FromReg for *mut T {
     }
 }
 
-/// Read-only view of the `pt_regs` a handler is given.
-pub(crate) struct Regs<'a>(&'a pt_regs);
+// rk-out-of-tree-begin
+/// Read-only view of the registers a handler is given: the `pt_regs` of a kprobe or kretprobe
+/// hit, or (`kind=fprobe`, kernels with `CONFIG_FPROBE`) the `ftrace_regs` of an fprobe hit,
+/// which hold only some registers (see [`Src`]).
+pub(crate) struct Regs<'a>(Src<'a>);
+
+/// Where a [`Regs`] reads from. The handlers are inlined into each kind's trampolines, which
+/// build a `Regs` of one variant only, so the compiler resolves the `match` of each accessor at
+/// compile time: no branch on the hot path.
+#[derive(Clone, Copy)]
+enum Src<'a> {
+    /// A kprobe's or kretprobe's full `pt_regs`.
+    Pt(&'a pt_regs),
+    /// An fprobe's entry: the argument registers, the stack pointer and the ftrace call site.
+    #[cfg(rk_fprobe)]
+    FtraceEntry(&'a bindings::__arch_ftrace_regs),
+    /// An fprobe's exit: the return value registers, the return address as the instruction
+    /// pointer, and (x86_64 only) the stack pointer.
+    #[cfg(rk_fprobe)]
+    FtraceExit(&'a bindings::__arch_ftrace_regs),
+}
+// rk-out-of-tree-end
+// rk-in-tree: /// Read-only view of the `pt_regs` a handler is given.
+// rk-in-tree: pub(crate) struct Regs<'a>(&'a pt_regs);
 
 impl<'a> Regs<'a> {
     /// The registers of the hit being handled.
@@ -94,32 +118,109 @@ impl<'a> Regs<'a> {
     ///
     /// `regs` must be the valid `pt_regs` the kprobe core passed to the running handler.
     pub(in crate::kprobes) unsafe fn from_raw(regs: *const pt_regs) -> Self {
+        // rk-out-of-tree-begin
         // SAFETY: valid for the handler's duration, per this function's contract.
-        Self(unsafe { &*regs })
+        Self(Src::Pt(unsafe { &*regs }))
+        // rk-out-of-tree-end
+        // rk-in-tree: // SAFETY: valid for the handler's duration, per this function's contract.
+        // rk-in-tree: Self(unsafe { &*regs })
     }
+    // rk-out-of-tree-begin
+
+    /// The registers of an fprobe hit: its entry (`exit` false) or its exit.
+    ///
+    /// # Safety
+    ///
+    /// `fregs` must be the valid `ftrace_regs` fprobe passed to the running entry or exit
+    /// handler, as `exit` says.
+    #[cfg(rk_fprobe)]
+    #[inline(always)]
+    pub(in crate::kprobes) unsafe fn from_ftrace(
+        fregs: *const bindings::ftrace_regs,
+        exit: bool,
+    ) -> Self {
+        // SAFETY: the empty `struct ftrace_regs` is only a name for the arch's
+        // `struct __arch_ftrace_regs` (`arch_ftrace_regs()` is this cast in C); valid for the
+        // handler's duration, per this function's contract.
+        let r = unsafe { &*fregs.cast::<bindings::__arch_ftrace_regs>() };
+        Self(if exit {
+            Src::FtraceExit(r)
+        } else {
+            Src::FtraceEntry(r)
+        })
+    }
+    // rk-out-of-tree-end
 
     /// Argument `n` (from 0) of the probed function as its C type `T`, if it is passed in a
     /// register (the per-arch table below). Valid at function entry only: a kprobe at offset 0,
     /// or a kretprobe's entry handler.
+    // rk-out-of-tree-begin
+    /// At an fprobe's exit, `None`: the arguments are not saved there.
+    // rk-out-of-tree-end
     #[inline(always)]
     pub(crate) fn arg<T: FromReg>(&self, n: usize) -> Option<T> {
-        imp::arg(self.0, n).map(T::from_reg)
+        // rk-out-of-tree-begin
+        let v = match self.0 {
+            Src::Pt(r) => imp::arg(r, n),
+            #[cfg(rk_fprobe)]
+            Src::FtraceEntry(r) => imp::ftrace::arg(r, n),
+            #[cfg(rk_fprobe)]
+            Src::FtraceExit(_) => None,
+        };
+        v.map(T::from_reg)
+        // rk-out-of-tree-end
+        // rk-in-tree: imp::arg(self.0, n).map(T::from_reg)
     }
 
     /// The return value as the function's C type `T`: valid in a kretprobe's return handler.
+    // rk-out-of-tree-begin
+    /// At an fprobe's entry, 0: the return register is not saved there.
+    // rk-out-of-tree-end
     #[inline(always)]
     pub(crate) fn return_value<T: FromReg>(&self) -> T {
-        T::from_reg(imp::return_value(self.0))
+        // rk-out-of-tree-begin
+        T::from_reg(match self.0 {
+            Src::Pt(r) => imp::return_value(r),
+            #[cfg(rk_fprobe)]
+            Src::FtraceEntry(_) => 0,
+            #[cfg(rk_fprobe)]
+            Src::FtraceExit(r) => imp::ftrace::return_value(r),
+        })
+        // rk-out-of-tree-end
+        // rk-in-tree: T::from_reg(imp::return_value(self.0))
     }
 
     /// Instruction pointer.
+    // rk-out-of-tree-begin
+    /// At an fprobe's entry, the address after the ftrace call site; at its exit, the address
+    /// the function returns to.
+    // rk-out-of-tree-end
     pub(crate) fn ip(&self) -> u64 {
-        imp::ip(self.0)
+        // rk-out-of-tree-begin
+        match self.0 {
+            Src::Pt(r) => imp::ip(r),
+            #[cfg(rk_fprobe)]
+            Src::FtraceEntry(r) | Src::FtraceExit(r) => imp::ftrace::ip(r),
+        }
+        // rk-out-of-tree-end
+        // rk-in-tree: imp::ip(self.0)
     }
 
     /// Stack pointer.
+    // rk-out-of-tree-begin
+    /// At an fprobe's exit on arm64, 0: its exit path does not save it.
+    // rk-out-of-tree-end
     pub(crate) fn sp(&self) -> u64 {
-        imp::sp(self.0)
+        // rk-out-of-tree-begin
+        match self.0 {
+            Src::Pt(r) => imp::sp(r),
+            #[cfg(rk_fprobe)]
+            Src::FtraceEntry(r) => imp::ftrace::sp(r),
+            #[cfg(rk_fprobe)]
+            Src::FtraceExit(r) => imp::ftrace::exit_sp(r),
+        }
+        // rk-out-of-tree-end
+        // rk-in-tree: imp::sp(self.0)
     }
 }
 
@@ -207,6 +308,53 @@ mod imp {
     }
 
     // rk-out-of-tree-begin
+    /// fprobe's `ftrace_regs`: x86_64 has no `HAVE_ARCH_FTRACE_REGS`, so its
+    /// `struct __arch_ftrace_regs` is `<linux/ftrace_regs.h>`'s `{ struct pt_regs regs; }`
+    /// (`CONFIG_HAVE_FTRACE_REGS_HAVING_PT_REGS`), of which `ftrace_caller` fills the argument
+    /// registers, `ip` and `sp` at entry, and `return_to_handler` `ax`, `dx`, `bp` and `sp` at
+    /// exit (fgraph sets `ip` to the return address): the generic accessors read them as
+    /// `pt_regs` fields, as these do.
+    #[cfg(rk_fprobe)]
+    pub(super) mod ftrace {
+        use crate::kprobes::bindings::__arch_ftrace_regs;
+
+        #[cfg(not(CONFIG_HAVE_FTRACE_REGS_HAVING_PT_REGS))]
+        compile_error!(
+            "rust-kprobes: this x86_64 kernel's `ftrace_regs` is not a `pt_regs` \
+             (no CONFIG_HAVE_FTRACE_REGS_HAVING_PT_REGS): `kprobes/arch.rs` does not know it"
+        );
+
+        /// `ftrace_regs_get_argument()`: `regs_get_kernel_argument()`.
+        #[inline(always)]
+        pub(in crate::kprobes::arch) fn arg(r: &__arch_ftrace_regs, n: usize) -> Option<u64> {
+            super::arg(&r.regs, n)
+        }
+
+        /// `ftrace_regs_get_return_value()`: `regs_return_value()`, `ax`.
+        #[inline(always)]
+        pub(in crate::kprobes::arch) fn return_value(r: &__arch_ftrace_regs) -> u64 {
+            super::return_value(&r.regs)
+        }
+
+        /// `ftrace_regs_get_instruction_pointer()`.
+        #[inline(always)]
+        pub(in crate::kprobes::arch) fn ip(r: &__arch_ftrace_regs) -> u64 {
+            super::ip(&r.regs)
+        }
+
+        /// `ftrace_regs_get_stack_pointer()` at entry.
+        #[inline(always)]
+        pub(in crate::kprobes::arch) fn sp(r: &__arch_ftrace_regs) -> u64 {
+            super::sp(&r.regs)
+        }
+
+        /// The stack pointer at exit: `return_to_handler` saves it.
+        #[inline(always)]
+        pub(in crate::kprobes::arch) fn exit_sp(r: &__arch_ftrace_regs) -> u64 {
+            super::sp(&r.regs)
+        }
+    }
+
     #[inline(always)]
     pub(super) fn this_cpu_offset() -> usize {
         let off: usize;
@@ -345,6 +493,52 @@ mod imp {
     }
 
     // rk-out-of-tree-begin
+    /// fprobe's `ftrace_regs`: arm64 has `HAVE_ARCH_FTRACE_REGS`, its own
+    /// `struct __arch_ftrace_regs { regs[9] (x0-x8), direct_tramp, fp, lr, sp, pc }` and
+    /// accessors (`<asm/ftrace.h>`), which these follow. `ftrace_caller` fills x0-x8, fp, lr,
+    /// sp and pc at entry; `return_to_handler` fills x0-x7 and fp at exit (fgraph sets pc to
+    /// the return address), not sp.
+    #[cfg(rk_fprobe)]
+    pub(super) mod ftrace {
+        use crate::kprobes::bindings::__arch_ftrace_regs;
+
+        #[cfg(not(CONFIG_DYNAMIC_FTRACE_WITH_ARGS))]
+        compile_error!(
+            "rust-kprobes: this arm64 kernel has no CONFIG_DYNAMIC_FTRACE_WITH_ARGS, so no \
+             `struct __arch_ftrace_regs`: `kprobes/arch.rs` does not know its `ftrace_regs`"
+        );
+
+        /// `ftrace_regs_get_argument()`: x0-x7.
+        #[inline(always)]
+        pub(in crate::kprobes::arch) fn arg(r: &__arch_ftrace_regs, n: usize) -> Option<u64> {
+            (n < 8).then(|| r.regs[n] as u64)
+        }
+
+        /// `ftrace_regs_get_return_value()`: x0.
+        #[inline(always)]
+        pub(in crate::kprobes::arch) fn return_value(r: &__arch_ftrace_regs) -> u64 {
+            r.regs[0] as u64
+        }
+
+        /// `ftrace_regs_get_instruction_pointer()`.
+        #[inline(always)]
+        pub(in crate::kprobes::arch) fn ip(r: &__arch_ftrace_regs) -> u64 {
+            r.pc as u64
+        }
+
+        /// `ftrace_regs_get_stack_pointer()` at entry.
+        #[inline(always)]
+        pub(in crate::kprobes::arch) fn sp(r: &__arch_ftrace_regs) -> u64 {
+            r.sp as u64
+        }
+
+        /// At exit arm64's `return_to_handler` does not save sp: 0.
+        #[inline(always)]
+        pub(in crate::kprobes::arch) fn exit_sp(_r: &__arch_ftrace_regs) -> u64 {
+            0
+        }
+    }
+
     /// `CurrentEL` of a kernel running at EL2.
     const CURRENT_EL_EL2: u64 = 2 << 2;
 

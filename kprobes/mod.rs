@@ -16,6 +16,8 @@
 // rk-out-of-tree-begin
 //! - [`arch`]: all per-architecture code: [`arch::Regs`] (the probed function's arguments and
 //!   return value), the per-CPU offset and `current`.
+//! - `fprobe::Fprobe` (kernels with `CONFIG_FPROBE`): ftrace's entry and exit hook with
+//!   per-call data, run by any kretprobe handler (`rust_kretprobe kind=fprobe`).
 //! - [`percpu::PerCpu`], [`debugfs`], [`task`], [`params`]: what the handlers need in atomic
 //!   context, and what shows their state.
 //! - [`layout`]: C's struct layouts, checked against the bindings before any registration.
@@ -40,6 +42,8 @@ pub(crate) mod debugfs;
 /// The documentation's examples, compiled so that they stay correct; nothing calls them.
 mod example_kprobe;
 mod example_kretprobe;
+#[cfg(rk_fprobe)]
+pub(crate) mod fprobe;
 // rk-out-of-tree-end
 pub(crate) mod kprobe;
 #[cfg(CONFIG_KRETPROBES)]

@@ -87,6 +87,7 @@ pub(crate) struct KretprobeParams {
     pub(crate) comm: ParamStr,
     pub(crate) events: bool,
     pub(crate) hist: bool,
+    pub(crate) kind: ParamStr,
 }
 
 /// Reads the parameters of `rust_kretprobe.ko` (set at load, read-only after).
@@ -106,5 +107,7 @@ pub(crate) fn kretprobe() -> KretprobeParams {
         comm: unsafe { ParamStr::from_ptr(p.comm) },
         events: p.events,
         hist: p.hist,
+        // SAFETY: as above, helpers.c's `kind[]`.
+        kind: unsafe { ParamStr::from_ptr(p.kind) },
     }
 }

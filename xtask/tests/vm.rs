@@ -1206,6 +1206,229 @@ fn under_fire(p: &Prepared, cpus: u32) {
     }
 }
 
+// ---- rust_kretprobe kind=fprobe (kernels with CONFIG_FPROBE: Debian's) --------------------
+
+/// The tracefs helpers for fprobe events (`f:` in `dynamic_events`), as `kevent` is for kprobe
+/// events; `enabled` lists the functions ftrace hooks whose name has `$1` (what an fprobe
+/// leaves behind, if anything).
+const FPROBE_SH: &str =
+    "fevent() { echo \"$2\" >> $T/dynamic_events; echo 1 > $T/events/$1/enable; }
+fevent_rm() { echo 0 > $T/events/$1/enable; echo \"-:$1\" >> $T/dynamic_events; }
+enabled() { grep -c \"^$1 \" $T/enabled_functions | sed \"s/^/$2 /\" || true; }
+";
+
+/// `kind=fprobe`, against the load program and the kernel's own fprobe events on the same
+/// calls: an `f:` entry event says where fprobe hooks `inet_release` (the planted line must
+/// say the same), an `f:...%return` event with `$retval` sees every return. The module's
+/// `pid=` keeps the load program's closes (one line each, `returned 0`, debugfs `count`) and
+/// filters the other process's, which the kernel's events see too (`hits`, `filtered`).
+fn fprobe_agrees_with_tracefs(p: &Prepared) {
+    let script = format!(
+        "{FPROBE_SH}
+         cp /bin/loadgen /tmp/binder
+         fevent rkf/enter 'f:rkf/enter inet_release'
+         fevent rkf/release 'f:rkf/release inet_release%return ret=$retval:s32'
+         (until [ -e /tmp/go ]; do sleep 1; done; exec loadgen bind 50101 50102 50103 50104) & pid=$!
+         echo \"FILTERED-PID $pid\"
+         load rust_kretprobe kind=fprobe pid=$pid
+         kallsyms inet_release
+         enabled inet_release ENABLED
+         /tmp/binder bind 50200
+         touch /tmp/go
+         wait
+         dstat STATS rust_kretprobe stats
+         rmmod rust_kretprobe
+         echo 0 > $T/events/rkf/enable
+         trace_dump
+         fevent_rm rkf/enter
+         fevent_rm rkf/release
+         enabled inet_release AFTER
+         kprobes_list"
+    );
+    let run = boot(p, &script);
+    let pid = guest_number(&run, "FILTERED-PID ");
+    let closes = run.ops("close");
+    let (mine, other): (Vec<&Op>, Vec<&Op>) = closes.iter().partition(|o| o.tid == pid);
+    assert_eq!((mine.len(), other.len()), (4, 1), "{:?}", run.guest);
+    assert!(closes.iter().all(|o| o.ret == 0), "{closes:?}");
+    assert_eq!(other[0].comm, "binder", "{other:?}");
+    let log = run.module_lines("rust_kretprobe");
+    // One line per close of the filtered pid, with its return value.
+    assert_eq!(kretprobe_returns(&log, "inet_release"), [0; 4], "{log:#?}");
+    assert_eq!(run.stat("STATS", "count"), 4);
+    assert_eq!(run.stat("STATS", "filtered"), 1);
+    assert_eq!(run.stat("STATS", "hits"), 5);
+    assert_eq!(run.stat("STATS", "missed"), 0);
+    // The kernel's own events: every return, the same tasks, the same values.
+    let ret = run.trace_events("release");
+    assert_eq!(ret.len(), 5, "{ret:#?}");
+    for (e, o) in ret.iter().zip(&closes) {
+        assert_eq!(
+            (e.comm.as_str(), e.pid, e.arg("ret")),
+            (o.comm.as_str(), o.tid, o.ret as i64),
+            "{e:?} vs {o:?}"
+        );
+        assert!(e.at.ends_with(" <- inet_release"), "{e:?}");
+    }
+    // Where fprobe hooks the function: the entry event's location is the planted line's.
+    let enter = run.trace_events("enter");
+    assert_eq!(enter.len(), 5, "{enter:#?}");
+    let at = enter[0]
+        .at
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        enter.iter().all(|e| e.at.starts_with(&format!("{at}/"))),
+        "{enter:#?}"
+    );
+    let planted = the_line(&log, "Planted fprobe at inet_release: ");
+    assert!(planted.ends_with(&format!(" ({at})")), "{planted} vs {at}");
+    let addr = hex_after(planted, ": ").expect("address in the planted line");
+    let base = run
+        .kallsyms("inet_release")
+        .expect("inet_release in kallsyms");
+    let off = u64::from_str_radix(at.rsplit("+0x").next().unwrap_or("x"), 16)
+        .unwrap_or_else(|_| panic!("{at}"));
+    assert_eq!(addr, base + off, "{planted} vs {at}");
+    assert_eq!(
+        the_line(&log, "fprobe at "),
+        format!("fprobe at {addr:#x} unregistered")
+    );
+    assert_once(&log, "Missed probing 0 instances of inet_release");
+    // While loaded, ftrace hooked inet_release (for the module and the events); after, nothing
+    // is left: no hooked function, no kprobe.
+    assert_eq!(run.guest_with("ENABLED "), ["ENABLED 1"], "{:?}", run.guest);
+    assert_eq!(run.guest_with("AFTER "), ["AFTER 0"], "{:?}", run.guest);
+    assert!(run.guest_with("KPROBES ").is_empty(), "{:?}", run.guest);
+}
+
+/// `kind=fprobe` loaded and removed 30 times while two loops bind and close, then once more
+/// around a known number of closes: the kernel stays healthy (no splat, `boot` checks), each
+/// cycle unregisters and reports its misses, the timed calls never exceed the closes made,
+/// and in the clean bracket every close is timed.
+fn fprobe_load_unload_under_fire(p: &Prepared) {
+    let cycles = 30;
+    let script = format!(
+        "{FPROBE_SH}
+         loadgen loop 900 > /tmp/l0 & p0=$!
+         loadgen loop 900 > /tmp/l1 & p1=$!
+         i=0
+         while [ $i -lt {cycles} ]; do
+           load rust_kretprobe kind=fprobe events=0 hist=1
+           rmmod rust_kretprobe
+           i=$((i+1))
+         done
+         echo CYCLES $i
+         kill $p0 $p1
+         wait $p0
+         wait $p1
+         cat /tmp/l0 /tmp/l1
+         load rust_kretprobe kind=fprobe events=0 hist=1
+         loadgen bind $(seq 7300 7349)
+         dstat STATS rust_kretprobe stats
+         rmmod rust_kretprobe
+         enabled inet_release AFTER"
+    );
+    let base = Opts::for_flavor(&p.flavor);
+    let opts = Opts {
+        cpus: 2,
+        timeout: base.timeout * 3,
+        ..base
+    };
+    let run = boot_with(p, &script, opts);
+    assert_eq!(
+        run.guest_with("CYCLES "),
+        [format!("CYCLES {cycles}").as_str()]
+    );
+    let loops = run.loop_binds();
+    assert_eq!(loops.len(), 2, "{:?}", run.guest_with("LOADGEN op=loop"));
+    assert!(loops.iter().all(|&n| n > 0), "{loops:?}");
+    let made: u64 = loops.iter().sum();
+    let log = run.module_lines("rust_kretprobe");
+    assert_eq!(count(&log, "Planted fprobe at inet_release: "), cycles + 1);
+    assert_eq!(count(&log, "Planted return probe"), 0);
+    let unregistered = log
+        .iter()
+        .filter(|l| l.starts_with("fprobe at ") && l.ends_with(" unregistered"))
+        .count();
+    assert_eq!(unregistered, cycles + 1, "{log:#?}");
+    let numbers = |prefix: &str, after: &str| -> Vec<u64> {
+        log.iter()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| number_after(l, after).unwrap_or_else(|| panic!("{l}")) as u64)
+            .collect()
+    };
+    let missed = numbers("Missed probing ", "Missed probing ");
+    let timed = numbers("inet_release: count ", "count ");
+    assert_eq!(
+        (missed.len(), timed.len()),
+        (cycles + 1, cycles + 1),
+        "{log:#?}"
+    );
+    let (fire_timed, fire_missed): (u64, u64) =
+        (timed[..cycles].iter().sum(), missed[..cycles].iter().sum());
+    assert!(
+        fire_timed > 0 && fire_timed + fire_missed <= made,
+        "{fire_timed} timed and {fire_missed} missed under fire, {made} binds made"
+    );
+    // The clean bracket: 50 closes, 50 timed, none missed (no instance pool to run out of).
+    let closes = run.ops("close");
+    assert_eq!(closes.len(), 50, "{:?}", run.guest);
+    assert!(closes.iter().all(|o| o.ret == 0), "{closes:?}");
+    assert_eq!((timed[cycles], missed[cycles]), (50, 0), "{log:#?}");
+    assert_eq!(run.stat("STATS", "count"), 50);
+    assert_once(&log, "inet_release returned 0: 50 times");
+    assert_eq!(run.guest_with("AFTER "), ["AFTER 0"], "{:?}", run.guest);
+}
+
+/// `kind=`: anything but `kretprobe` and `fprobe` is refused with one line and EINVAL; on a
+/// kernel without fprobe (the project's own: no function tracer), `kind=fprobe` is refused
+/// with one line too (EOPNOTSUPP). Nothing is left behind, and a valid load after works.
+fn kind_is_checked(p: &Prepared) {
+    let no_fprobe = p.flavor.kernel.built_here();
+    let script = format!(
+        "refused rust_kretprobe kind=bogus
+         {}
+         not_loaded rust_kretprobe
+         kprobes_list
+         [ -e /sys/kernel/debug/rust_kretprobe ] && echo LEFT-DEBUGFS
+         load rust_kretprobe kind=kretprobe
+         loadgen bind 7000
+         rmmod rust_kretprobe",
+        if no_fprobe {
+            "refused rust_kretprobe kind=fprobe"
+        } else {
+            ""
+        }
+    );
+    let run = boot(p, &script);
+    let krp = "rust_kretprobe".to_string();
+    let mut want = vec![(krp.clone(), -22)];
+    if no_fprobe {
+        want.push((krp, -95));
+    }
+    assert_eq!(refusals(&run), want, "{:#?}", run.guest);
+    assert!(run.guest_with("KPROBES ").is_empty(), "{:?}", run.guest);
+    assert!(run.guest_with("LEFT-DEBUGFS").is_empty(), "{:?}", run.guest);
+    let log = run.module_lines("rust_kretprobe");
+    assert_once(&log, "kind=bogus is not one of kretprobe, fprobe");
+    if no_fprobe {
+        assert_once(
+            &log,
+            "kind=fprobe: this kernel has no fprobe (CONFIG_FPROBE)",
+        );
+    }
+    let own = log
+        .iter()
+        .filter(|l| !l.starts_with("loading out-of-tree") && !l.starts_with("module verification"))
+        .count();
+    // One line per refusal, then the valid load's 4 (planted, the call, unregistered, missed).
+    assert_eq!(own, want.len() + 4, "{log:#?}");
+    assert_eq!(kretprobe_returns(&log, "inet_release"), [0], "{log:#?}");
+}
+
 // ---- filters, rate limit, histogram, live counters ----------------------------------------
 
 fn kprobe_port_and_comm_filters(p: &Prepared) {
@@ -1464,6 +1687,7 @@ fn modinfo_lists_own_parameters(p: &Prepared) {
                 "comm",
                 "events",
                 "hist",
+                "kind",
             ][..],
         ),
     ] {
@@ -1609,6 +1833,7 @@ macro_rules! all_tests {
             kprobe_ratelimit,
             kretprobe_histogram_counts_every_call,
             probed_module_goes_away,
+            kind_is_checked,
         );
     };
 }
@@ -1659,10 +1884,18 @@ mod x86_64_debian {
     use super::{Arch, Kver};
     all_tests!(Arch::X86_64, false, Kver::Debian);
     vm_tests!(Arch::X86_64, false, Kver::Debian; kprobe_ibt_offset_4_is_the_entry);
+    vm_tests!(Arch::X86_64, false, Kver::Debian;
+        fprobe_agrees_with_tracefs,
+        fprobe_load_unload_under_fire,
+    );
 }
 
 mod arm64_debian {
     use super::{Arch, Kver};
     all_tests!(Arch::Arm64, false, Kver::Debian);
     vm_tests!(Arch::Arm64, false, Kver::Debian; arm64_vhe_kernel_at_el2);
+    vm_tests!(Arch::Arm64, false, Kver::Debian;
+        fprobe_agrees_with_tracefs,
+        fprobe_load_unload_under_fire,
+    );
 }
