@@ -39,7 +39,6 @@ use kernel::ffi::{c_int, c_ulong};
 use kernel::prelude::*;
 use kernel::types::Opaque;
 
-
 /// The handlers of an fprobe: atomic context (preemption off, any context up to NMI), as for
 /// [`super::kprobe::KprobeHandler`].
 ///
