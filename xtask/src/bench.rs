@@ -137,6 +137,19 @@ fn configs(flavor: &Flavor, kind: &str) -> Vec<(&'static str, Probe)> {
         let at = |v: &Vec<(&str, Probe)>, cfg| v.iter().position(|c| c.0 == cfg).unwrap() + 1;
         let i = at(&v, "ftrace_event");
         v.insert(i, ("fprobe_event", Ftrace { fprobe: true }));
+        if kind == "kretprobe" {
+            // The same handler on an fprobe (ftrace's entry and exit hook, the entry time on
+            // the task's shadow stack): what the module has that rides what fentry/fexit and
+            // kprobe.session ride.
+            let i = at(&v, "rust_aggregate");
+            v.insert(
+                i,
+                (
+                    "rust_fprobe",
+                    Module("rust_kretprobe kind=fprobe events=0 hist=1"),
+                ),
+            );
+        }
         let i = at(&v, "ebpf_aggregate");
         if kind == "kprobe" {
             v.insert(i, ("ebpf_fentry", Ebpf("bind-fentry")));
@@ -152,7 +165,7 @@ fn configs(flavor: &Flavor, kind: &str) -> Vec<(&'static str, Probe)> {
 const KINDS: [&str; 2] = ["kprobe", "kretprobe"];
 
 /// The table's order: the floor, per event, aggregate (the configurations a flavor has).
-const DISPLAY: [&str; 11] = [
+const DISPLAY: [&str; 12] = [
     "none",
     "c_empty",
     "c_events",
@@ -161,6 +174,7 @@ const DISPLAY: [&str; 11] = [
     "fprobe_event",
     "c_aggregate",
     "rust_aggregate",
+    "rust_fprobe",
     "ebpf_aggregate",
     "ebpf_fentry",
     "ebpf_session",
@@ -949,6 +963,7 @@ mod tests {
             want.insert(7, "fprobe_event");
             want.push("ebpf_fentry");
             if kind == "kretprobe" {
+                want.insert(6, "rust_fprobe");
                 want.push("ebpf_session");
             }
             assert_eq!(names("x86_64-debian", kind), want, "{kind}");
@@ -1032,7 +1047,7 @@ mod tests {
         let f = Flavor::parse("x86_64-debian").unwrap();
         let m = medians("x86_64-debian");
         let t = table(&f, &m, &m, 1, 1, 10);
-        assert_eq!(t.lines().count(), 2 + 2 + 11 + 6, "{t}");
+        assert_eq!(t.lines().count(), 2 + 2 + 12 + 6, "{t}");
         assert!(t.contains("| `fprobe_event` |") && t.contains("| `ebpf_fentry` |"));
         assert!(t.contains("| rust / ebpf fentry, aggregate |"));
         // The session program is the kretprobe's only: empty kprobe cells.
