@@ -105,8 +105,13 @@ impl<T: Zeroable + Sync> Drop for PerCpu<T> {
 /// A per-CPU event counter.
 ///
 /// Updates are a plain load and store, not an atomic read-modify-write: only the handlers of
-/// one CPU update its counter, and handlers of one probe do not nest on a CPU (the kprobe core
-/// counts such a hit as missed instead). Readers on other CPUs may see a value one update old.
+/// one CPU update its counter, and a kprobe's or kretprobe's handlers do not nest on a CPU (the
+/// kprobe core counts such a hit as missed instead). An fprobe's can, once per context level
+/// (task, softirq, irq, NMI: fgraph's recursion guard is per level): an update interrupted
+/// between its load and its store by the same probe's handler in a higher level loses that
+/// handler's update. So a count can come out short for a function called in several contexts;
+/// nothing worse (the counter is an atomic, only its update is not). Readers on other CPUs may
+/// see a value one update old.
 #[repr(transparent)]
 pub(crate) struct Counter(AtomicU64);
 
