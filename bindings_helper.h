@@ -18,6 +18,7 @@
 #include <linux/debugfs.h>
 #include <linux/seq_file.h>
 #include <linux/kallsyms.h>
+#include <linux/random.h>
 
 /* KSYM_SYMBOL_LEN (a sizeof() expression, which bindgen does not evaluate). */
 enum { rk_ksym_symbol_len = KSYM_SYMBOL_LEN };
@@ -36,6 +37,7 @@ struct rk_kprobe_params {
 	unsigned int port;
 	unsigned int ratelimit;
 	bool events;
+	const char *kind;
 };
 
 /* Module parameters of rust_kretprobe.ko (read-only once loaded). */

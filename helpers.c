@@ -34,10 +34,14 @@ MODULE_PARM_DESC(ratelimit, "At most this many event lines per second (0: unlimi
 static bool events = true;
 module_param(events, bool, 0444);
 MODULE_PARM_DESC(events, "Log one line per bind (default Y; N: count only, see debugfs stats)");
+static char kind[16] = "kprobe";
+module_param_string(kind, kind, sizeof(kind), 0444);
+MODULE_PARM_DESC(kind, "kprobe (default) or fprobe: an entry-only fprobe on the function's ftrace call site, no post handler, no offset= (kernels with CONFIG_FPROBE)");
 
 void rk_kprobe_params(struct rk_kprobe_params *out)
 {
-	*out = (struct rk_kprobe_params){ symbol, offset, pid, comm, port, ratelimit, events };
+	*out = (struct rk_kprobe_params){ symbol, offset, pid, comm, port, ratelimit, events,
+					  kind };
 }
 #endif
 

@@ -2,8 +2,14 @@
 
 //! rust_kprobe: a kprobe on `inet_bind` (or `symbol=`) that logs who binds which port.
 //!
-//! `insmod rust_kprobe.ko [symbol=inet_bind] [offset=0] [pid=] [comm=] [port=] [ratelimit=]
-//! [events=Y]`
+//! `insmod rust_kprobe.ko [symbol=inet_bind] [offset=0] [kind=kprobe] [pid=] [comm=] [port=]
+//! [ratelimit=] [events=Y]`
+//!
+//! `kind=fprobe` (kernels with `CONFIG_FPROBE`, e.g. Debian's) runs the same pre-handler policy
+//! from an entry-only fprobe instead: ftrace's hook on the function's call site, the arguments
+//! as ftrace saves them, no kprobe core. An fprobe has no post handler (no probed instruction
+//! is stepped or emulated), so that kind logs no post line; and it hooks the function's entry
+//! only, so it takes no `offset=`.
 //!
 //! Policy only: what to decode and what to print. The probe plumbing is in `kprobes/`.
 
@@ -14,7 +20,9 @@ mod kprobes;
 use core::fmt::{self, Write};
 use kernel::c_str;
 use kernel::prelude::*;
-use kprobes::debugfs::SeqWriter;
+use kprobes::debugfs::{SeqWriter, ShowFn};
+#[cfg(rk_fprobe)]
+use kprobes::fprobe::{Fprobe, FprobeHandler};
 use kprobes::kprobe::{Fault, Hit, Kprobe, KprobeHandler, Step};
 use kprobes::logic::{Filter, RateLimiter, Sockaddr, Verdict, SOCKADDR_MAX};
 use kprobes::percpu::{Counter, Flag, PerCpu};
@@ -61,6 +69,60 @@ impl KprobeHandler for BindProbe {
     }
 
     fn pre(&self, hit: &Hit<'_>) -> Result<(), Fault> {
+        self.on_entry(hit, true)
+    }
+
+    fn post(&self, hit: &Hit<'_>, step: Step) {
+        if !self.post_pending.this_cpu().take() {
+            return;
+        }
+        let (sym, addr, ip) = (self.symbol, hit.addr, hit.regs.ip());
+        match step {
+            Step::SingleStepped => pr_info!(
+                "{sym} post_handler: probed instruction at {addr:#x} single-stepped, ip now {ip:#x}\n"
+            ),
+            Step::Emulated => pr_info!(
+                "{sym} post_handler: probed instruction at {addr:#x} emulated by the kprobe core (not single-stepped), ip now {ip:#x}\n"
+            ),
+            Step::Ftrace => pr_info!(
+                "{sym} post_handler: ftrace call site at {addr:#x} passed (ftrace-based probe: no breakpoint, nothing single-stepped), ip now {ip:#x}\n"
+            ),
+        }
+    }
+
+    fn fault(&self, hit: &Hit<'_>, f: &Fault) {
+        self.stats.this_cpu().faults.add(1);
+        pr_info!(
+            "fault_handler: p->addr = {:#x}, reading {} at {:#x} failed ({})\n",
+            hit.addr,
+            f.what,
+            f.addr,
+            f.errno
+        );
+    }
+}
+
+/// `kind=fprobe`: the same pre-handler policy from an entry-only fprobe (no exit, no entry
+/// data). There is no post handler: a logged hit marks nothing for one.
+#[cfg(rk_fprobe)]
+impl FprobeHandler for BindProbe {
+    type Data = ();
+    const EXIT: bool = false;
+
+    #[inline(always)]
+    fn entry(&self, hit: &Hit<'_>) -> Option<()> {
+        if let Err(fault) = self.on_entry(hit, false) {
+            self.fault(hit, &fault);
+        }
+        None
+    }
+}
+
+impl BindProbe {
+    /// The pre-handler policy, for either kind: count, filter, decode, rate-limit, log. `post`:
+    /// a post handler will run for this hit (a kprobe's), so a logged hit is marked for it.
+    #[inline(always)]
+    fn on_entry(&self, hit: &Hit<'_>, post: bool) -> Result<(), Fault> {
         let stats = self.stats.this_cpu();
         stats.hits.add(1);
         if self.task_filter && !self.task_passes() {
@@ -107,42 +169,13 @@ impl KprobeHandler for BindProbe {
         if self.events {
             let task = task::current();
             self.log(task.pid, &task.comm(), addr);
-            self.post_pending.this_cpu().set();
+            if post {
+                self.post_pending.this_cpu().set();
+            }
         }
         Ok(())
     }
 
-    fn post(&self, hit: &Hit<'_>, step: Step) {
-        if !self.post_pending.this_cpu().take() {
-            return;
-        }
-        let (sym, addr, ip) = (self.symbol, hit.addr, hit.regs.ip());
-        match step {
-            Step::SingleStepped => pr_info!(
-                "{sym} post_handler: probed instruction at {addr:#x} single-stepped, ip now {ip:#x}\n"
-            ),
-            Step::Emulated => pr_info!(
-                "{sym} post_handler: probed instruction at {addr:#x} emulated by the kprobe core (not single-stepped), ip now {ip:#x}\n"
-            ),
-            Step::Ftrace => pr_info!(
-                "{sym} post_handler: ftrace call site at {addr:#x} passed (ftrace-based probe: no breakpoint, nothing single-stepped), ip now {ip:#x}\n"
-            ),
-        }
-    }
-
-    fn fault(&self, hit: &Hit<'_>, f: &Fault) {
-        self.stats.this_cpu().faults.add(1);
-        pr_info!(
-            "fault_handler: p->addr = {:#x}, reading {} at {:#x} failed ({})\n",
-            hit.addr,
-            f.what,
-            f.addr,
-            f.errno
-        );
-    }
-}
-
-impl BindProbe {
     /// Whether `current` passes `pid=` and `comm=`. Out of line: with neither set, `pre` keeps
     /// its registers (inlined, the filters' loads were set up on every hit).
     #[inline(never)]
@@ -156,7 +189,10 @@ impl BindProbe {
         filter.task(task.pid, |want| task.comm_is(want))
     }
 
-    /// The event line: the port, or why the bind has none.
+    /// The event line: the port, or why the bind has none. Inlined into each kind's entry, as
+    /// it was into the kprobe's `pre` alone: with two callers the compiler would otherwise move
+    /// it out of line, and the kprobe's `pre` would change with the fprobe kind.
+    #[inline(always)]
     fn log(&self, pid: i32, comm: &Comm, addr: Option<Sockaddr>) {
         let sym = self.symbol;
         let Some(addr) = addr else {
@@ -202,9 +238,27 @@ impl BindProbe {
     }
 }
 
+/// `kind=`: what the handler is planted on.
+#[derive(Clone, Copy)]
+enum Kind {
+    Kprobe,
+    #[cfg(rk_fprobe)]
+    Fprobe,
+}
+
+/// The probe the handler runs on.
+enum Planted {
+    Kprobe(Pin<KBox<Kprobe<BindProbe>>>),
+    #[cfg(rk_fprobe)]
+    Fprobe(Pin<KBox<Fprobe<BindProbe>>>),
+}
+
+/// The live files in `/sys/kernel/debug/rust_kprobe/`, for either kind.
+const FILES: [(&CStr, ShowFn<BindProbe>); 1] = [(c_str!("stats"), BindProbe::show_stats)];
+
 struct RustKprobe {
     /// `None` only while the module is being removed.
-    probe: Option<Pin<KBox<Kprobe<BindProbe>>>>,
+    probe: Option<Planted>,
 }
 
 /// The one line of a load that ran out of memory for `what`.
@@ -212,9 +266,49 @@ fn no_memory(what: &str) {
     pr_err!("cannot allocate the {what}: out of memory (errno -12)\n");
 }
 
+/// The one line of a failed debugfs directory: live counters are a convenience, and without
+/// debugfs the probe works all the same.
+fn no_debugfs(e: Error) {
+    pr_info!(
+        "no /sys/kernel/debug/rust_kprobe (errno {}): counters at unload only\n",
+        e.to_errno()
+    );
+}
+
 impl kernel::Module for RustKprobe {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let p = kprobes::params::kprobe();
+        // First, before anything is allocated or registered.
+        let kind = match p.kind.bytes() {
+            b"kprobe" => Kind::Kprobe,
+            #[cfg(rk_fprobe)]
+            b"fprobe" => Kind::Fprobe,
+            #[cfg(not(rk_fprobe))]
+            b"fprobe" => {
+                if cfg!(CONFIG_FPROBE) {
+                    pr_err!(
+                        "kind=fprobe: this kernel's fprobe is not 7.3's fgraph-based one, which \
+                         this module was written for\n"
+                    );
+                } else {
+                    pr_err!("kind=fprobe: this kernel has no fprobe (CONFIG_FPROBE)\n");
+                }
+                // (6.12's kernel crate has no `EOPNOTSUPP` constant.)
+                return Err(Error::from_errno(-(kprobes::bindings::EOPNOTSUPP as i32)));
+            }
+            _ => {
+                pr_err!("kind={} is not one of kprobe, fprobe\n", p.kind);
+                return Err(EINVAL);
+            }
+        };
+        #[cfg(rk_fprobe)]
+        if matches!(kind, Kind::Fprobe) && p.offset != 0 {
+            pr_err!(
+                "offset={:#x}: kind=fprobe hooks the function's entry only (offset=0)\n",
+                p.offset
+            );
+            return Err(EINVAL);
+        }
         if p.symbol.bytes().is_empty() {
             pr_err!("symbol= is empty: name the function to probe\n");
             return Err(EINVAL);
@@ -235,63 +329,97 @@ impl kernel::Module for RustKprobe {
             stats: PerCpu::new().inspect_err(|_| no_memory("per-CPU counters"))?,
             post_pending: PerCpu::new().inspect_err(|_| no_memory("per-CPU post flags"))?,
         };
-        let mut probe = KBox::pin_init(
-            Kprobe::new(p.symbol.as_cstr(), p.offset, handler),
-            GFP_KERNEL,
-        )
-        .inspect_err(|e| {
-            pr_err!(
-                "cannot probe {}+{:#x}: {} (errno {})\n",
-                p.symbol,
-                p.offset,
-                kprobes::why(*e),
-                e.to_errno()
-            );
-        })?;
-        if p.port != 0 && !probe.on_func_entry() {
-            // Dropping `probe` unregisters it: nothing stays behind.
-            pr_err!(
-                "port= needs the probe on the function's entry: {}+{:#x} is past it, where the arguments are unknown\n",
-                p.symbol,
-                p.offset
-            );
-            return Err(EINVAL);
-        }
-        // The address and symbol+offset the kprobe core holds (it may have moved the probe:
-        // past an x86 `endbr64`, for one), and its path, as in /sys/kernel/debug/kprobes/list.
-        pr_info!(
-            "Planted kprobe at {:#x} ({}){}\n",
-            probe.addr(),
-            kprobes::SymbolOffset::of(probe.addr()).as_str(),
-            probe.path_tag()
-        );
-        // Live counters are a convenience: without debugfs the probe works all the same.
-        if let Err(e) = probe.as_mut().publish(
-            c_str!("rust_kprobe"),
-            &[(c_str!("stats"), BindProbe::show_stats)],
-        ) {
-            pr_info!(
-                "no /sys/kernel/debug/rust_kprobe (errno {}): counters at unload only\n",
-                e.to_errno()
-            );
-        }
-        Ok(RustKprobe { probe: Some(probe) })
+        let dir = c_str!("rust_kprobe");
+        let planted = match kind {
+            Kind::Kprobe => {
+                let mut probe = KBox::pin_init(
+                    Kprobe::new(p.symbol.as_cstr(), p.offset, handler),
+                    GFP_KERNEL,
+                )
+                .inspect_err(|e| {
+                    pr_err!(
+                        "cannot probe {}+{:#x}: {} (errno {})\n",
+                        p.symbol,
+                        p.offset,
+                        kprobes::why(*e),
+                        e.to_errno()
+                    );
+                })?;
+                if p.port != 0 && !probe.on_func_entry() {
+                    // Dropping `probe` unregisters it: nothing stays behind.
+                    pr_err!(
+                        "port= needs the probe on the function's entry: {}+{:#x} is past it, where the arguments are unknown\n",
+                        p.symbol,
+                        p.offset
+                    );
+                    return Err(EINVAL);
+                }
+                // The address and symbol+offset the kprobe core holds (it may have moved the
+                // probe: past an x86 `endbr64`, for one), and its path, as in
+                // /sys/kernel/debug/kprobes/list.
+                pr_info!(
+                    "Planted kprobe at {:#x} ({}){}\n",
+                    probe.addr(),
+                    kprobes::SymbolOffset::of(probe.addr()).as_str(),
+                    probe.path_tag()
+                );
+                if let Err(e) = probe.as_mut().publish(dir, &FILES) {
+                    no_debugfs(e);
+                }
+                Planted::Kprobe(probe)
+            }
+            #[cfg(rk_fprobe)]
+            Kind::Fprobe => {
+                let mut probe =
+                    KBox::pin_init(Fprobe::new(p.symbol.as_cstr(), handler), GFP_KERNEL)
+                        .inspect_err(|e| {
+                            pr_err!(
+                                "cannot probe {}: {} (errno {})\n",
+                                p.symbol,
+                                kprobes::fprobe::why(*e),
+                                e.to_errno()
+                            );
+                        })?;
+                // The function's ftrace call site fprobe hooks (past an x86 `endbr64` on an IBT
+                // kernel), as in /sys/kernel/tracing/enabled_functions. Always the entry: the
+                // arguments are there, and `port=` applies.
+                pr_info!(
+                    "Planted fprobe at {}: {:#x} ({}): entry only, no post handler\n",
+                    symbol,
+                    probe.addr(),
+                    kprobes::SymbolOffset::of(probe.addr()).as_str()
+                );
+                if let Err(e) = probe.as_mut().publish(dir, &FILES) {
+                    no_debugfs(e);
+                }
+                Planted::Fprobe(probe)
+            }
+        };
+        Ok(RustKprobe {
+            probe: Some(planted),
+        })
     }
 }
 
 impl Drop for RustKprobe {
     fn drop(&mut self) {
-        let Some(probe) = self.probe.take() else {
+        let Some(planted) = self.probe.take() else {
             return;
+        };
+        let (kind, gone) = match planted {
+            Planted::Kprobe(probe) => ("kprobe", Kprobe::unregister(probe)),
+            #[cfg(rk_fprobe)]
+            Planted::Fprobe(probe) => ("fprobe", Fprobe::unregister(probe)),
         };
         let Unregistered {
             addr,
             nmissed,
             handler,
-        } = Kprobe::unregister(probe);
+        } = gone;
         let s = &handler.stats;
         pr_info!(
-            "kprobe at {:#x} unregistered: {} hits, {} reported, {} filtered, {} suppressed, {} faults, {} missed\n",
+            "{} at {:#x} unregistered: {} hits, {} reported, {} filtered, {} suppressed, {} faults, {} missed\n",
+            kind,
             addr,
             s.sum(|c| &c.hits),
             s.sum(|c| &c.reported),

@@ -77,6 +77,11 @@ struct Stamp {
     entry_ns: u64,
 }
 
+#[cfg(rk_fprobe)]
+// SAFETY: one `u64`: any bits are a `Stamp` (what an fprobe's exit handler may be given, see
+// `kprobes/fprobe.rs`).
+unsafe impl kernel::transmute::FromBytes for Stamp {}
+
 impl KretprobeHandler for Timing {
     type Data = Stamp;
 

@@ -10,6 +10,11 @@
 //! `CONFIG_FPROBE` (the function tracer: distribution kernels, not the project's own), and is
 //! written for the fgraph-based fprobe of Linux 7.3 (`rk_fprobe_fgraph`, from Kbuild).
 //!
+//! An fprobe without an exit ([`FprobeHandler::EXIT`] false) is an entry hook only: fprobe then
+//! puts it on a plain `ftrace_ops` of its own (`fprobe_ftrace_entry()`: arguments saved, not
+//! the full `pt_regs`), not on the function graph tracer, and keeps no data for it. What a
+//! kprobe on the function's entry runs from, minus the kprobe core (`rust_kprobe kind=fprobe`).
+//!
 //! Differences from a kretprobe a handler sees:
 //! - [`Hit::addr`] is the function's ftrace call site (`ftrace_location()`: past an x86
 //!   `endbr64`, as a kretprobe there is);
@@ -37,6 +42,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::error::to_result;
 use kernel::ffi::{c_int, c_ulong};
 use kernel::prelude::*;
+use kernel::transmute::FromBytes;
 use kernel::types::Opaque;
 
 /// The handlers of an fprobe: atomic context (preemption off, any context up to NMI), as for
@@ -46,19 +52,31 @@ use kernel::types::Opaque;
 /// that gets it mean the same on both), so one handler runs on either kind.
 pub(crate) trait FprobeHandler: Sync + Send + Sized + 'static {
     /// Per-call data, stored by fprobe between entry and exit. At most 14 `unsigned long`s,
-    /// `unsigned long`-aligned (a build error otherwise).
-    type Data: Copy;
+    /// `unsigned long`-aligned (a build error otherwise), and valid for any bits (`FromBytes`:
+    /// see [`Slot`] for why).
+    type Data: Copy + FromBytes;
+
+    /// Whether there is an exit handler. `false`: an entry-only fprobe (no `exit_handler`, no
+    /// entry data), which fprobe runs from an `ftrace_ops` of its own rather than through the
+    /// function graph tracer; [`FprobeHandler::entry`]'s result is then dropped, and
+    /// [`FprobeHandler::exit`] never runs.
+    const EXIT: bool;
 
     /// At function entry. `None` skips this call: no exit handler will run for it.
     fn entry(&self, hit: &Hit<'_>) -> Option<Self::Data>;
 
-    /// When the function returns, with what [`FprobeHandler::entry`] stored.
-    fn exit(&self, hit: &Hit<'_>, data: &Self::Data);
+    /// When the function returns, with what [`FprobeHandler::entry`] stored. Only with
+    /// [`FprobeHandler::EXIT`]: an entry-only handler leaves this empty.
+    fn exit(&self, _hit: &Hit<'_>, _data: &Self::Data) {}
 }
 
 #[cfg(CONFIG_KRETPROBES)]
-impl<T: super::kretprobe::KretprobeHandler> FprobeHandler for T {
+impl<T: super::kretprobe::KretprobeHandler> FprobeHandler for T
+where
+    T::Data: FromBytes,
+{
     type Data = T::Data;
+    const EXIT: bool = true;
 
     #[inline(always)]
     fn entry(&self, hit: &Hit<'_>) -> Option<T::Data> {
@@ -77,8 +95,12 @@ impl<T: super::kretprobe::KretprobeHandler> FprobeHandler for T {
 /// fprobe knows a probe only by its address: an exit whose entry ran under an earlier
 /// registration (since unregistered and freed) runs the handler of whatever fprobe is
 /// registered at that address now (`fprobe_return()` checks `fprobe_registered(fp)`, a pointer
-/// comparison). `generation` tells such data from this registration's, so that a handler only
-/// ever reads a `D` its own entry wrote.
+/// comparison), with that entry's data, which another module's or a BPF program's fprobe may
+/// have written (a `kprobe.session` cookie, say). `generation`, random for each registration,
+/// tells such data from this registration's. The test is probabilistic: another word equals it
+/// with a chance of 2^-64 (not 0), so `D` is `FromBytes`: a match by chance gives the handler a
+/// wrong value, never an invalid one. (No test reaches this: it needs a call that sleeps across
+/// an unload and a reload at the same address.)
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct Slot<D> {
@@ -124,7 +146,8 @@ pub(crate) struct Fprobe<T: FprobeHandler> {
     handler: T,
     /// This registration's mark on its entry data ([`Slot`]): the time it was created, which no
     /// earlier registration at this address can have (that one was unregistered, an RCU grace
-    /// period and a free before this one was allocated).
+    /// period and a free before this one was allocated). Unused without an exit
+    /// ([`FprobeHandler::EXIT`]): no entry data.
     generation: u64,
     debugfs: Option<Debugfs<Fprobe<T>>>,
 }
@@ -167,7 +190,8 @@ impl<T: FprobeHandler> Fprobe<T> {
         let () = DataFits::<T::Data>::OK;
         try_pin_init!(Self {
             handler,
-            generation: super::now_ns(),
+            // SAFETY: takes no argument; callable in any context.
+            generation: unsafe { bindings::get_random_u64() },
             debugfs: None,
             // Last: once `raw` is registered, a handler may run, and every other field is
             // initialised by then.
@@ -178,8 +202,18 @@ impl<T: FprobeHandler> Fprobe<T> {
                 unsafe {
                     slot.write(bindings::fprobe {
                         entry_handler: Some(entry_trampoline::<T>),
-                        exit_handler: Some(exit_trampoline::<T>),
-                        entry_data_size: size_of::<Slot<T::Data>>(),
+                        // No exit handler: fprobe hooks the entry with an `ftrace_ops` of its
+                        // own, not the function graph tracer (`fprobe_is_ftrace()`).
+                        exit_handler: if T::EXIT {
+                            Some(exit_trampoline::<T>)
+                        } else {
+                            None
+                        },
+                        entry_data_size: if T::EXIT {
+                            size_of::<Slot<T::Data>>()
+                        } else {
+                            0
+                        },
                         ..Default::default()
                     })
                 };
@@ -223,7 +257,9 @@ impl<T: FprobeHandler> Fprobe<T> {
 
     /// Calls fprobe ran no handler for: no room left on the task's shadow stack for the entry
     /// data (`fgraph_reserve_data()` failed). Read with an atomic load: fprobe increments it
-    /// without a lock (`fp->nmissed++`).
+    /// without a lock (`fp->nmissed++`). An entry-only fprobe ([`FprobeHandler::EXIT`] false)
+    /// has no shadow stack to run out of: 7.3's `fprobe_ftrace_entry()` counts no miss (a call
+    /// that recursed into ftrace is skipped uncounted), so this stays 0.
     pub(crate) fn nmissed(&self) -> u64 {
         // SAFETY: `self.raw` is a valid `fprobe`.
         unsafe { nmissed(self.raw.get()) }
@@ -383,6 +419,12 @@ unsafe extern "C" fn entry_trampoline<T: FprobeHandler>(
         regs: unsafe { Regs::from_ftrace(fregs, false) },
         entry: true,
     };
+    if !T::EXIT {
+        // Entry only: no data reserved (`entry_data` is NULL), nothing to keep, and fprobe's
+        // `ftrace_ops` path ignores the return value.
+        let _ = probe.handler.entry(&hit);
+        return 0;
+    }
     match probe.handler.entry(&hit) {
         Some(data) => {
             let () = DataFits::<T::Data>::OK;
@@ -421,7 +463,7 @@ unsafe extern "C" fn exit_trampoline<T: FprobeHandler>(
     let slot = entry_data.cast::<Slot<T::Data>>();
     // fprobe passes the data its entry reserved (NULL if that entry's probe asked for none:
     // not one of ours). It runs the exit of whatever fprobe is registered at `fp` now, so the
-    // data may be an earlier registration's: only this one's generation vouches for a `T::Data`.
+    // data may be an earlier registration's: this one's generation is what tells (`Slot`).
     // SAFETY: a non-NULL `entry_data` points to the entry's reservation, at least one
     // `unsigned long`, aligned (`DataFits`), written by that entry and unchanged since; the
     // generation is read alone, as a `u64`, valid for any bits.
@@ -429,7 +471,11 @@ unsafe extern "C" fn exit_trampoline<T: FprobeHandler>(
         return;
     }
     // SAFETY: this registration's generation: `entry_trampoline` of this `Fprobe<T>` wrote a
-    // whole `Slot<T::Data>` there, aligned (`DataFits`).
+    // whole `Slot<T::Data>` there, aligned (`DataFits`). The one exception, with a chance of
+    // 2^-64 (see `Slot`), is another fprobe's data at a reused address holding the same word;
+    // then this reads words of the task's shadow stack past that reservation, an array fgraph
+    // allocates whole, and any bits are a `T::Data` (`FromBytes`). C's fprobe users read their
+    // entry data after the same pointer test alone.
     let data = unsafe { addr_of!((*slot).data).read() };
     let hit = Hit {
         addr: entry_ip as u64,

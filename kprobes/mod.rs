@@ -16,8 +16,9 @@
 // rk-out-of-tree-begin
 //! - [`arch`]: all per-architecture code: [`arch::Regs`] (the probed function's arguments and
 //!   return value), the per-CPU offset and `current`.
-//! - `fprobe::Fprobe` (kernels with `CONFIG_FPROBE`): ftrace's entry and exit hook with
-//!   per-call data, run by any kretprobe handler (`rust_kretprobe kind=fprobe`).
+//! - `fprobe::Fprobe` (kernels with 7.3's fprobe, `rk_fprobe` from Kbuild): ftrace's entry and
+//!   exit hook with per-call data, run by any kretprobe handler (`rust_kretprobe kind=fprobe`),
+//!   or its entry hook alone (`rust_kprobe kind=fprobe`).
 //! - [`percpu::PerCpu`], [`debugfs`], [`task`], [`params`]: what the handlers need in atomic
 //!   context, and what shows their state.
 //! - [`layout`]: C's struct layouts, checked against the bindings before any registration.

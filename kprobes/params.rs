@@ -57,6 +57,7 @@ pub(crate) struct KprobeParams {
     pub(crate) port: u32,
     pub(crate) ratelimit: u32,
     pub(crate) events: bool,
+    pub(crate) kind: ParamStr,
 }
 
 /// Reads the parameters of `rust_kprobe.ko` (set at load, read-only after).
@@ -75,6 +76,8 @@ pub(crate) fn kprobe() -> KprobeParams {
         port: p.port,
         ratelimit: p.ratelimit,
         events: p.events,
+        // SAFETY: as above, helpers.c's `kind[]`.
+        kind: unsafe { ParamStr::from_ptr(p.kind) },
     }
 }
 

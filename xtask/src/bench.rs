@@ -137,11 +137,18 @@ fn configs(flavor: &Flavor, kind: &str) -> Vec<(&'static str, Probe)> {
         let at = |v: &Vec<(&str, Probe)>, cfg| v.iter().position(|c| c.0 == cfg).unwrap() + 1;
         let i = at(&v, "ftrace_event");
         v.insert(i, ("fprobe_event", Ftrace { fprobe: true }));
-        if kind == "kretprobe" {
+        let i = at(&v, "rust_aggregate");
+        if kind == "kprobe" {
+            // The same pre-handler on an entry-only fprobe (fprobe's own `ftrace_ops`, the
+            // arguments saved, no kprobe core): what the module has that rides what fentry rides.
+            v.insert(
+                i,
+                ("rust_fprobe", Module("rust_kprobe kind=fprobe events=0")),
+            );
+        } else {
             // The same handler on an fprobe (ftrace's entry and exit hook, the entry time on
             // the task's shadow stack): what the module has that rides what fentry/fexit and
             // kprobe.session ride.
-            let i = at(&v, "rust_aggregate");
             v.insert(
                 i,
                 (
@@ -962,8 +969,8 @@ mod tests {
             let mut want = base.to_vec();
             want.insert(7, "fprobe_event");
             want.push("ebpf_fentry");
+            want.insert(6, "rust_fprobe");
             if kind == "kretprobe" {
-                want.insert(6, "rust_fprobe");
                 want.push("ebpf_session");
             }
             assert_eq!(names("x86_64-debian", kind), want, "{kind}");

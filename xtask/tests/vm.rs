@@ -103,8 +103,10 @@ fn kretprobe_returns(log: &[&str], func: &str) -> Vec<i64> {
         .filter(|l| l.starts_with(&p) && l.contains(" and took "))
         .map(|l| {
             let ns = number_after(l, " and took ");
+            // Above 0 (a stamp was taken) and below a minute (it was this call's, not bits
+            // read from elsewhere).
             assert!(
-                ns.is_some_and(|ns| ns > 0) && l.ends_with(" ns to execute"),
+                ns.is_some_and(|ns| ns > 0 && ns < 60_000_000_000) && l.ends_with(" ns to execute"),
                 "malformed line `{l}`"
             );
             number_after(l, &p).unwrap_or_else(|| panic!("no return value in `{l}`"))
@@ -1217,6 +1219,44 @@ fevent_rm() { echo 0 > $T/events/$1/enable; echo \"-:$1\" >> $T/dynamic_events; 
 enabled() { grep -c \"^$1 \" $T/enabled_functions | sed \"s/^/$2 /\" || true; }
 ";
 
+/// `kind=fprobe` reads the register the function really returned in, at its exit: inet_bind's
+/// 0s and errnos (address in use, too short, wrong family) in the module's lines, against the
+/// load program's and the kernel's own `f:...%return` event's. (inet_release only returns 0: a
+/// value read from the wrong register, or from the entry's registers, could pass
+/// `fprobe_agrees_with_tracefs`.)
+fn fprobe_return_values_agree_with_tracefs(p: &Prepared) {
+    let script = format!(
+        "{FPROBE_SH}
+         fevent rkf/bret 'f:rkf/bret inet_bind%return ret=$retval:s32'
+         load rust_kretprobe kind=fprobe func=inet_bind
+         loadgen bind 30100 30101
+         loadgen inuse 30102
+         loadgen bind-raw 2 2 30103
+         loadgen bind-raw 1 16 30104
+         rmmod rust_kretprobe
+         echo 0 > $T/events/rkf/enable
+         trace_dump
+         fevent_rm rkf/bret"
+    );
+    let run = boot(p, &script);
+    let ops = run.ops("bind");
+    let rets: Vec<i64> = ops.iter().map(|o| o.ret as i64).collect();
+    assert_eq!(rets, [0, 0, 0, -98, -22, -97], "{:?}", run.guest);
+    let log = run.module_lines("rust_kretprobe");
+    assert_eq!(kretprobe_returns(&log, "inet_bind"), rets, "{log:#?}");
+    let ev = run.trace_events("bret");
+    let traced: Vec<i64> = ev.iter().map(|e| e.arg("ret")).collect();
+    assert_eq!(traced, rets, "{ev:#?}");
+    for (e, o) in ev.iter().zip(&ops) {
+        assert_eq!(
+            (e.comm.as_str(), e.pid),
+            (o.comm.as_str(), o.tid),
+            "{e:?} vs {o:?}"
+        );
+    }
+    assert_once(&log, "Missed probing 0 instances of inet_bind");
+}
+
 /// `kind=fprobe`, against the load program and the kernel's own fprobe events on the same
 /// calls: an `f:` entry event says where fprobe hooks `inet_release` (the planted line must
 /// say the same), an `f:...%return` event with `$retval` sees every return. The module's
@@ -1383,35 +1423,222 @@ fn fprobe_load_unload_under_fire(p: &Prepared) {
     assert_eq!(run.guest_with("AFTER "), ["AFTER 0"], "{:?}", run.guest);
 }
 
-/// `kind=`: anything but `kretprobe` and `fprobe` is refused with one line and EINVAL; on a
-/// kernel without fprobe (the project's own: no function tracer), `kind=fprobe` is refused
-/// with one line too (EOPNOTSUPP). Nothing is left behind, and a valid load after works.
-fn kind_is_checked(p: &Prepared) {
-    let no_fprobe = p.flavor.kernel.built_here();
+/// `rust_kprobe kind=fprobe`: the same policy on an entry-only fprobe, against the load
+/// program and the kernel's own `f:` event on `inet_bind` (an entry-only fprobe too: both ride
+/// fprobe's `ftrace_ops`). The module's `pid=` keeps the load program's binds (one line each,
+/// with its port; debugfs and unload counters) and filters another process's, which the event
+/// sees too; the event's location is the planted line's; no post handler runs, no kprobe is
+/// registered, and nothing stays hooked after. Then on `__sys_bind`, whose address argument is
+/// a user pointer: the fault line, and the bind goes on.
+fn kprobe_fprobe_agrees_with_tracefs(p: &Prepared) {
     let script = format!(
-        "refused rust_kretprobe kind=bogus
-         {}
-         not_loaded rust_kretprobe
+        "{FPROBE_SH}
+         cp /bin/loadgen /tmp/binder
+         fevent rkf/bind 'f:rkf/bind inet_bind port=+2($arg2):u16'
+         (until [ -e /tmp/go ]; do sleep 1; done; exec loadgen bind 50101 50102 50103) & pid=$!
+         echo \"FILTERED-PID $pid\"
+         load rust_kprobe kind=fprobe pid=$pid
+         kallsyms inet_bind
+         enabled inet_bind ENABLED
+         grep \"^inet_bind \" $T/enabled_functions | sed \"s/^/HOOKED /\"
          kprobes_list
-         [ -e /sys/kernel/debug/rust_kretprobe ] && echo LEFT-DEBUGFS
-         load rust_kretprobe kind=kretprobe
-         loadgen bind 7000
-         rmmod rust_kretprobe",
-        if no_fprobe {
-            "refused rust_kretprobe kind=fprobe"
-        } else {
-            ""
-        }
+         /tmp/binder bind 50200
+         touch /tmp/go
+         wait
+         dstat STATS rust_kprobe stats
+         rmmod rust_kprobe
+         echo 0 > $T/events/rkf/enable
+         trace_dump
+         fevent_rm rkf/bind
+         enabled inet_bind AFTER
+         load rust_kprobe kind=fprobe symbol=__sys_bind
+         loadgen bind 4300
+         rmmod rust_kprobe
+         enabled __sys_bind AFTER-SYS"
     );
     let run = boot(p, &script);
-    let krp = "rust_kretprobe".to_string();
-    let mut want = vec![(krp.clone(), -22)];
-    if no_fprobe {
-        want.push((krp, -95));
+    let pid = guest_number(&run, "FILTERED-PID ");
+    let binds = run.ops("bind");
+    assert!(binds.iter().all(|o| o.ret == 0), "{binds:?}");
+    let (fault_bind, binds) = binds.split_last().expect("binds");
+    assert_eq!(fault_bind.port, 4300, "{fault_bind:?}");
+    let (mine, other): (Vec<&Op>, Vec<&Op>) = binds.iter().partition(|o| o.tid == pid);
+    assert_eq!((mine.len(), other.len()), (3, 1), "{:?}", run.guest);
+    assert_eq!(other[0].comm, "binder", "{other:?}");
+    let log = run.module_lines("rust_kprobe");
+    // One line per bind of the filtered pid, with its port; none for the other process.
+    for o in &mine {
+        assert_once(&log, &o.kprobe_line("inet_bind"));
+    }
+    assert_eq!(count(&log, "socket bind"), mine.len(), "{log:#?}");
+    // No post handler on an fprobe, and no kprobe: fprobe is ftrace's hook, not the core's.
+    assert_eq!(count(&log, "post_handler"), 0, "{log:#?}");
+    assert!(run.guest_with("KPROBES ").is_empty(), "{:?}", run.guest);
+    assert_eq!(run.stat("STATS", "hits"), 4);
+    assert_eq!(run.stat("STATS", "filtered"), 1);
+    assert_eq!(run.stat("STATS", "reported"), 3);
+    assert_eq!(run.stat("STATS", "faults"), 0);
+    assert_eq!(run.stat("STATS", "missed"), 0);
+    // The kernel's own event: every inet_bind call, the same tasks, the same ports (the two
+    // bytes read as a host-order u16: byte-swapped on both arches).
+    let ev = run.trace_events("bind");
+    assert_eq!(ev.len(), binds.len(), "{ev:#?}");
+    for (e, o) in ev.iter().zip(binds) {
+        assert_eq!(
+            (e.comm.as_str(), e.pid, (e.arg("port") as u16).swap_bytes()),
+            (o.comm.as_str(), o.tid, o.port),
+            "{e:?} vs {o:?}"
+        );
+    }
+    // Where fprobe hooks the function: the event's location is the planted line's.
+    let at = ev[0].at.split('/').next().unwrap_or_default().to_string();
+    assert!(
+        ev.iter().all(|e| e.at.starts_with(&format!("{at}/"))),
+        "{ev:#?}"
+    );
+    let planted = the_line(&log, "Planted fprobe at inet_bind: ");
+    assert!(
+        planted.ends_with(&format!(" ({at}): entry only, no post handler")),
+        "{planted} vs {at}"
+    );
+    let addr = hex_after(planted, ": ").expect("address in the planted line");
+    let base = run.kallsyms("inet_bind").expect("inet_bind in kallsyms");
+    let off = u64::from_str_radix(at.rsplit("+0x").next().unwrap_or("x"), 16)
+        .unwrap_or_else(|_| panic!("{at}"));
+    assert_eq!(addr, base + off, "{planted} vs {at}");
+    // The unload lines: this one's counters, then the __sys_bind load's, with its fault.
+    let unloads: Vec<KprobeTotals> = log
+        .iter()
+        .filter_map(|l| l.strip_prefix("fprobe at "))
+        .map(|l| KprobeTotals::parse(&format!("kprobe at {l}")).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    assert_eq!(unloads.len(), 2, "{log:#?}");
+    let t = unloads[0];
+    assert_eq!(
+        (
+            t.addr,
+            t.hits,
+            t.reported,
+            t.filtered,
+            t.suppressed,
+            t.faults,
+            t.missed
+        ),
+        (addr, 4, 3, 1, 0, 0, 0),
+        "{t:?}"
+    );
+    let sys = the_line(&log, "Planted fprobe at __sys_bind: ");
+    let sys_addr = hex_after(sys, ": ").expect("address in the planted line");
+    let fault = the_line(&log, "fault_handler: ");
+    assert!(
+        fault.starts_with(&format!(
+            "fault_handler: p->addr = {sys_addr:#x}, reading struct sockaddr at "
+        )),
+        "{fault}"
+    );
+    let t = unloads[1];
+    assert_eq!(
+        (t.addr, t.hits, t.faults, t.reported),
+        (sys_addr, 1, 1, 0),
+        "{t:?}"
+    );
+    // While loaded, ftrace hooked inet_bind (for the module and the event); after, nothing.
+    assert_eq!(run.guest_with("ENABLED "), ["ENABLED 1"], "{:?}", run.guest);
+    // ... with one ftrace_ops, fprobe's own for entry-only fprobes (`fprobe_ftrace_entry()`),
+    // which both ride: not the function graph tracer's, which an exit handler would add.
+    let hooked = the_line(&run.guest_with("HOOKED "), "HOOKED inet_bind (1) ");
+    assert!(hooked.contains("(fprobe_ftrace_entry+"), "{hooked}");
+    assert_eq!(run.guest_with("AFTER "), ["AFTER 0"], "{:?}", run.guest);
+    assert_eq!(
+        run.guest_with("AFTER-SYS "),
+        ["AFTER-SYS 0"],
+        "{:?}",
+        run.guest
+    );
+}
+
+/// `rust_kprobe kind=fprobe offset=4`: an fprobe hooks the function's entry only, so any
+/// offset is refused with one line and EINVAL, before anything is registered: no module, no
+/// hooked function, no debugfs directory; a load without it then works.
+fn kprobe_fprobe_offset_is_refused(p: &Prepared) {
+    let script = format!(
+        "{FPROBE_SH}
+         refused rust_kprobe kind=fprobe offset=4
+         not_loaded rust_kprobe
+         kprobes_list
+         enabled inet_bind AFTER
+         [ -e /sys/kernel/debug/rust_kprobe ] && echo LEFT-DEBUGFS
+         load rust_kprobe kind=fprobe
+         loadgen bind 7001
+         rmmod rust_kprobe"
+    );
+    let run = boot(p, &script);
+    assert_eq!(
+        refusals(&run),
+        [("rust_kprobe".to_string(), -22)],
+        "{:#?}",
+        run.guest
+    );
+    assert!(run.guest_with("KPROBES ").is_empty(), "{:?}", run.guest);
+    assert_eq!(run.guest_with("AFTER "), ["AFTER 0"], "{:?}", run.guest);
+    assert!(run.guest_with("LEFT-DEBUGFS").is_empty(), "{:?}", run.guest);
+    let log = run.module_lines("rust_kprobe");
+    assert_once(
+        &log,
+        "offset=0x4: kind=fprobe hooks the function's entry only (offset=0)",
+    );
+    // The refusal's one line, then the valid load's 3 (planted, the bind, unregistered).
+    assert_eq!(log.len(), 1 + 3, "{log:#?}");
+    let binds = run.ops("bind");
+    assert_eq!(binds.len(), 1, "{:?}", run.guest);
+    assert_once(&log, &binds[0].kprobe_line("inet_bind"));
+    the_line(&log, "Planted fprobe at inet_bind: ");
+    the_line(&log, "fprobe at ");
+}
+
+/// `kind=` of both modules: anything but `kretprobe`/`kprobe` and `fprobe` is refused with
+/// one line and EINVAL; on a kernel without fprobe (the project's own: no function tracer),
+/// `kind=fprobe` is refused with one line too (EOPNOTSUPP). Nothing is left behind, and a
+/// valid load after works.
+fn kind_is_checked(p: &Prepared) {
+    let no_fprobe = p.flavor.kernel.built_here();
+    let mut script = String::new();
+    for m in ["rust_kretprobe", "rust_kprobe"] {
+        script.push_str(&format!("refused {m} kind=bogus\n"));
+        if no_fprobe {
+            script.push_str(&format!("refused {m} kind=fprobe\n"));
+        }
+        script.push_str(&format!(
+            "not_loaded {m}\n[ -e /sys/kernel/debug/{m} ] && echo LEFT-DEBUGFS {m}\n"
+        ));
+    }
+    script.push_str(
+        "kprobes_list
+         load rust_kretprobe kind=kretprobe
+         load rust_kprobe kind=kprobe
+         loadgen bind 7000
+         rmmod rust_kprobe
+         rmmod rust_kretprobe",
+    );
+    let run = boot(p, &script);
+    let mut want = vec![];
+    for m in ["rust_kretprobe", "rust_kprobe"] {
+        want.push((m.to_string(), -22));
+        if no_fprobe {
+            want.push((m.to_string(), -95));
+        }
     }
     assert_eq!(refusals(&run), want, "{:#?}", run.guest);
     assert!(run.guest_with("KPROBES ").is_empty(), "{:?}", run.guest);
     assert!(run.guest_with("LEFT-DEBUGFS").is_empty(), "{:?}", run.guest);
+    let own = |log: &[&str]| {
+        log.iter()
+            .filter(|l| {
+                !l.starts_with("loading out-of-tree") && !l.starts_with("module verification")
+            })
+            .count()
+    };
+    let refused = if no_fprobe { 2 } else { 1 };
     let log = run.module_lines("rust_kretprobe");
     assert_once(&log, "kind=bogus is not one of kretprobe, fprobe");
     if no_fprobe {
@@ -1420,13 +1647,24 @@ fn kind_is_checked(p: &Prepared) {
             "kind=fprobe: this kernel has no fprobe (CONFIG_FPROBE)",
         );
     }
-    let own = log
-        .iter()
-        .filter(|l| !l.starts_with("loading out-of-tree") && !l.starts_with("module verification"))
-        .count();
     // One line per refusal, then the valid load's 4 (planted, the call, unregistered, missed).
-    assert_eq!(own, want.len() + 4, "{log:#?}");
+    assert_eq!(own(&log), refused + 4, "{log:#?}");
     assert_eq!(kretprobe_returns(&log, "inet_release"), [0], "{log:#?}");
+    let log = run.module_lines("rust_kprobe");
+    assert_once(&log, "kind=bogus is not one of kprobe, fprobe");
+    if no_fprobe {
+        assert_once(
+            &log,
+            "kind=fprobe: this kernel has no fprobe (CONFIG_FPROBE)",
+        );
+    }
+    // One line per refusal, then the valid load's 4 (planted, the bind, its post handler,
+    // unregistered).
+    assert_eq!(own(&log), refused + 4, "{log:#?}");
+    let binds = run.ops("bind");
+    assert_eq!(binds.len(), 1, "{:?}", run.guest);
+    assert_once(&log, &binds[0].kprobe_line("inet_bind"));
+    assert_eq!(kprobe_totals(&log).hits, 1);
 }
 
 // ---- filters, rate limit, histogram, live counters ----------------------------------------
@@ -1675,6 +1913,7 @@ fn modinfo_lists_own_parameters(p: &Prepared) {
                 "port",
                 "ratelimit",
                 "events",
+                "kind",
             ][..],
         ),
         (
@@ -1886,7 +2125,10 @@ mod x86_64_debian {
     vm_tests!(Arch::X86_64, false, Kver::Debian; kprobe_ibt_offset_4_is_the_entry);
     vm_tests!(Arch::X86_64, false, Kver::Debian;
         fprobe_agrees_with_tracefs,
+        fprobe_return_values_agree_with_tracefs,
         fprobe_load_unload_under_fire,
+        kprobe_fprobe_agrees_with_tracefs,
+        kprobe_fprobe_offset_is_refused,
     );
 }
 
@@ -1896,6 +2138,9 @@ mod arm64_debian {
     vm_tests!(Arch::Arm64, false, Kver::Debian; arm64_vhe_kernel_at_el2);
     vm_tests!(Arch::Arm64, false, Kver::Debian;
         fprobe_agrees_with_tracefs,
+        fprobe_return_values_agree_with_tracefs,
         fprobe_load_unload_under_fire,
+        kprobe_fprobe_agrees_with_tracefs,
+        kprobe_fprobe_offset_is_refused,
     );
 }
