@@ -284,18 +284,7 @@ impl kernel::Module for RustKprobe {
             #[cfg(rk_fprobe)]
             b"fprobe" => Kind::Fprobe,
             #[cfg(not(rk_fprobe))]
-            b"fprobe" => {
-                if cfg!(CONFIG_FPROBE) {
-                    pr_err!(
-                        "kind=fprobe: this kernel's fprobe is not 7.3's fgraph-based one, which \
-                         this module was written for\n"
-                    );
-                } else {
-                    pr_err!("kind=fprobe: this kernel has no fprobe (CONFIG_FPROBE)\n");
-                }
-                // (6.12's kernel crate has no `EOPNOTSUPP` constant.)
-                return Err(Error::from_errno(-(kprobes::bindings::EOPNOTSUPP as i32)));
-            }
+            b"fprobe" => return Err(kprobes::no_fprobe()),
             _ => {
                 pr_err!("kind={} is not one of kprobe, fprobe\n", p.kind);
                 return Err(EINVAL);

@@ -132,6 +132,22 @@ pub(crate) fn now_ns() -> u64 {
 }
 
 // rk-out-of-tree-begin
+/// `kind=fprobe` on a kernel without 7.3's fprobe (no `rk_fprobe` from Kbuild): its one line,
+/// and `EOPNOTSUPP`.
+#[cfg(not(rk_fprobe))]
+pub(crate) fn no_fprobe() -> kernel::error::Error {
+    if cfg!(CONFIG_FPROBE) {
+        kernel::pr_err!(
+            "kind=fprobe: this kernel's fprobe is not 7.3's fgraph-based one, which this module \
+             was written for\n"
+        );
+    } else {
+        kernel::pr_err!("kind=fprobe: this kernel has no fprobe (CONFIG_FPROBE)\n");
+    }
+    // (6.12's kernel crate has no `EOPNOTSUPP` constant.)
+    kernel::error::Error::from_errno(-(bindings::EOPNOTSUPP as i32))
+}
+
 /// Why `register_k(ret)probe` refused, in words, for the one error line a module prints.
 pub(crate) fn why(e: kernel::error::Error) -> &'static str {
     match e.to_errno().unsigned_abs() {
