@@ -3,7 +3,7 @@
 //! them for each flavor (`x86_64::`, `arm64::`, `x86_64_debug::`).
 
 use xtask::util::{Arch, Flavor, Kver};
-use xtask::vm::{self, hex_after, number_after, KprobeTotals, Op, Opts, Prepared, Run};
+use xtask::vm::{self, hex_after, number_after, KprobeTotals, Op, Opts, Prepared, Run, TraceEvent};
 
 fn prep(arch: Arch, debug: bool, kernel: Kver) -> Prepared {
     vm::prepared(Flavor {
@@ -699,6 +699,28 @@ fn kprobe_agrees_with_tracefs(p: &Prepared) {
     assert_eq!(addrs("KPROBES-END "), Vec::<u64>::new(), "{:?}", run.guest);
 }
 
+/// The six binds of `kretprobe_agrees_with_tracefs`'s scenario (0, 0, 0, then in use, too
+/// short, wrong family): their return values in the module's lines (`log`) and in the return
+/// event `event`'s, by the same tasks; no instance missed. The event's records, for more checks.
+fn bind_returns_agree(run: &Run, log: &[&str], event: &str) -> Vec<TraceEvent> {
+    let ops = run.ops("bind");
+    let rets: Vec<i64> = ops.iter().map(|o| o.ret as i64).collect();
+    assert_eq!(rets, [0, 0, 0, -98, -22, -97], "{:?}", run.guest);
+    assert_eq!(kretprobe_returns(log, "inet_bind"), rets, "{log:#?}");
+    let ev = run.trace_events(event);
+    let traced: Vec<i64> = ev.iter().map(|e| e.arg("ret")).collect();
+    assert_eq!(traced, rets, "{ev:#?}");
+    for (e, o) in ev.iter().zip(&ops) {
+        assert_eq!(
+            (e.comm.as_str(), e.pid),
+            (o.comm.as_str(), o.tid),
+            "{e:?} vs {o:?}"
+        );
+    }
+    assert_once(log, "Missed probing 0 instances of inet_bind");
+    ev
+}
+
 /// `rust_kretprobe func=inet_bind` and an `r:` event with `$retval` on the same calls: the
 /// return values match, in order, what the load program got (success, EADDRINUSE, EINVAL,
 /// EAFNOSUPPORT).
@@ -718,23 +740,10 @@ fn kretprobe_agrees_with_tracefs(p: &Prepared) {
          kevent_rm rkret
          kprobes_list KPROBES-END",
     );
-    let ops = run.ops("bind");
-    let rets: Vec<i64> = ops.iter().map(|o| o.ret as i64).collect();
-    assert_eq!(rets, [0, 0, 0, -98, -22, -97], "{:?}", run.guest);
     let log = run.module_lines("rust_kretprobe");
-    assert_eq!(kretprobe_returns(&log, "inet_bind"), rets, "{log:#?}");
-    let ev = run.trace_events("rkret");
-    let traced: Vec<i64> = ev.iter().map(|e| e.arg("ret")).collect();
-    assert_eq!(traced, rets, "{ev:#?}");
-    for (e, o) in ev.iter().zip(&ops) {
-        assert_eq!(
-            (e.comm.as_str(), e.pid),
-            (o.comm.as_str(), o.tid),
-            "{e:?} vs {o:?}"
-        );
+    for e in bind_returns_agree(&run, &log, "rkret") {
         assert!(e.at.ends_with(" <- inet_bind"), "{e:?}");
     }
-    assert_once(&log, "Missed probing 0 instances of inet_bind");
     // Both return probes where the module said it planted its own (the entry, as the core
     // reckons it: the function's address, or past its endbr64 on an IBT kernel).
     let base = run.kallsyms("inet_bind").expect("inet_bind in kallsyms");
@@ -1239,22 +1248,8 @@ fn fprobe_return_values_agree_with_tracefs(p: &Prepared) {
          fevent_rm rkf/bret"
     );
     let run = boot(p, &script);
-    let ops = run.ops("bind");
-    let rets: Vec<i64> = ops.iter().map(|o| o.ret as i64).collect();
-    assert_eq!(rets, [0, 0, 0, -98, -22, -97], "{:?}", run.guest);
     let log = run.module_lines("rust_kretprobe");
-    assert_eq!(kretprobe_returns(&log, "inet_bind"), rets, "{log:#?}");
-    let ev = run.trace_events("bret");
-    let traced: Vec<i64> = ev.iter().map(|e| e.arg("ret")).collect();
-    assert_eq!(traced, rets, "{ev:#?}");
-    for (e, o) in ev.iter().zip(&ops) {
-        assert_eq!(
-            (e.comm.as_str(), e.pid),
-            (o.comm.as_str(), o.tid),
-            "{e:?} vs {o:?}"
-        );
-    }
-    assert_once(&log, "Missed probing 0 instances of inet_bind");
+    bind_returns_agree(&run, &log, "bret");
 }
 
 /// `kind=fprobe`, against the load program and the kernel's own fprobe events on the same
