@@ -109,7 +109,7 @@ enum Src<'a> {
 }
 // rk-out-of-tree-end
 // rk-in-tree: /// Read-only view of the `pt_regs` a handler is given.
-// rk-in-tree: pub(crate) struct Regs<'a>(&'a pt_regs);
+// rk-in-tree: pub struct Regs<'a>(&'a pt_regs);
 
 impl<'a> Regs<'a> {
     /// The registers of the hit being handled.

@@ -125,6 +125,17 @@ pub fn in_tree(
                 l.trim()
             ));
         }
+        // Code lines have `pub(crate)` made `pub`; an `// rk-in-tree:` line is taken as it is
+        // written, and a `pub(crate)` there hides an item the in-tree crate's users need (a
+        // doctest's `hit.regs` was one).
+        if !code.starts_with("//") && l.contains("pub(crate)") {
+            return Err(format!(
+                "{name}: in-tree line {} is `pub(crate)`, which the rest of the layer is not \
+                 in tree: write its `// rk-in-tree:` line with `pub`: `{}`",
+                n + 1,
+                l.trim()
+            ));
+        }
     }
     Ok(out)
 }
