@@ -929,6 +929,101 @@ pub fn run(p: &Prepared) {
         ),
     }
     println!("written: {}", dir.join("results.json").display());
+    refresh_goals();
+}
+
+/// Rewrites the README's goals table (`<!-- bench:goals -->`) from the results.json of every
+/// flavor measured on this machine (`build/bench/<flavor>/`); `cargo xtask bench-goals` alone.
+pub fn refresh_goals() {
+    let readme_path = repo_root().join("README.md");
+    let results: Vec<(String, Value)> = FLAVORS
+        .iter()
+        .filter_map(|f| {
+            let text = std::fs::read_to_string(
+                repo_root().join("build/bench").join(f).join("results.json"),
+            )
+            .ok()?;
+            Some((f.to_string(), serde_json::from_str(&text).ok()?))
+        })
+        .collect();
+    let readme = std::fs::read_to_string(&readme_path).unwrap();
+    if let Some(new) = refresh_readme(&readme, "goals", &goals_table(&results)) {
+        std::fs::write(&readme_path, new).unwrap();
+        println!(
+            "README.md: the goals table refreshed ({} flavors' results.json)",
+            results.len()
+        );
+    }
+}
+
+/// The flavors' order in the goals table.
+const FLAVORS: [&str; 6] = [
+    "x86_64",
+    "arm64",
+    "x86_64-7.3",
+    "arm64-7.3",
+    "x86_64-debian",
+    "arm64-debian",
+];
+
+/// The README's goals table: per flavor and vCPU count, each goal's ratio for the kprobe and
+/// the kretprobe (bold where missed) and how many ratios the two boots put over 1% apart.
+fn goals_table(results: &[(String, Value)]) -> String {
+    let mut t = String::from(
+        "| flavor | vCPUs | Rust / C, events: kprobe, kretprobe | Rust / C, aggregate: kprobe, \
+         kretprobe | cheapest Rust / cheapest eBPF: kprobe, kretprobe | ratios over 1% apart \
+         between the two boots |\n|---|---:|---|---|---|---:|\n",
+    );
+    for (flavor, r) in results {
+        let checks = r["goals"]["checks"].as_array().cloned().unwrap_or_default();
+        for cpus in [1, 2] {
+            let cell = |goal: &str| -> String {
+                ["kprobe", "kretprobe"]
+                    .iter()
+                    .map(|kind| {
+                        let Some(c) = checks.iter().find(|c| {
+                            c["vcpus"] == cpus
+                                && c["kind"] == *kind
+                                && c["goal"].as_str().is_some_and(|g| g.contains(goal))
+                        }) else {
+                            return "—".to_string();
+                        };
+                        let mut v = format!("{:.3}", c["value"].as_f64().unwrap_or(f64::NAN));
+                        let g = c["goal"].as_str().unwrap_or_default();
+                        if goal == "cheapest" && (g.contains("fentry") || g.contains("session")) {
+                            let names = g.split(" (").next().unwrap_or_default();
+                            let short = names.replace("rust_", "").replace("ebpf_", "");
+                            v = format!("{v} ({short})");
+                        }
+                        if c["met"] == true {
+                            v
+                        } else {
+                            format!("**{v}**")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let spreads: Vec<f64> = r["repeat"]["by_ratio"][cpus.to_string()]
+                .as_object()
+                .into_iter()
+                .flat_map(|kinds| kinds.values())
+                .filter_map(|k| k.as_object())
+                .flat_map(|k| k.values())
+                .filter_map(|v| v["spread"].as_f64())
+                .collect();
+            let over = spreads.iter().filter(|d| **d > 0.01).count();
+            let _ = writeln!(
+                t,
+                "| {flavor} | {cpus} | {} | {} | {} | {over} of {} |",
+                cell("rust / c, events"),
+                cell("rust / c, aggregate"),
+                cell("cheapest"),
+                spreads.len()
+            );
+        }
+    }
+    t
 }
 
 #[cfg(test)]
@@ -1152,6 +1247,25 @@ mod tests {
             super::selected(&f, "kprobe", &super::Only::default()).len(),
             configs(&f, "kprobe").len()
         );
+    }
+
+    #[test]
+    fn goals_table_shows_each_flavor_s_goals_and_spreads() {
+        let r = serde_json::json!({
+            "goals": {"checks": [
+                {"vcpus": 1, "kind": "kprobe", "goal": "rust / c, events <= 1", "value": 0.9, "met": true},
+                {"vcpus": 1, "kind": "kretprobe", "goal": "rust / c, events <= 1", "value": 1.02, "met": false},
+                {"vcpus": 1, "kind": "kprobe", "goal": "rust_fprobe / ebpf_fentry (the cheapest of each) <= 1", "value": 1.13, "met": false},
+            ]},
+            "repeat": {"by_ratio": {"1": {"kprobe": {"a": {"spread": 0.02}, "b": {"spread": 0.001}}}}},
+        });
+        let t = super::goals_table(&[("x86_64-debian".to_string(), r)]);
+        let row = t.lines().nth(2).unwrap();
+        assert!(
+            row.starts_with("| x86_64-debian | 1 | 0.900, **1.020** | —, — | **1.130 (fprobe / fentry)**, — | 1 of 2 |"),
+            "{t}"
+        );
+        assert_eq!(t.lines().count(), 4, "{t}");
     }
 
     #[test]

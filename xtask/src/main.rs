@@ -219,6 +219,7 @@ fn main() {
         Some("demo") => demo(flavor),
         Some("check") => check(),
         Some("fmt-check") => rustfmt_check(),
+        Some("bench-goals") => xtask::bench::refresh_goals(),
         Some("bench") => {
             let p = prepare(Flavor {
                 debug: false,
@@ -240,6 +241,8 @@ fn main() {
             print!("{}", run.serial);
             std::process::exit(run.exit);
         }
-        _ => fail("usage: cargo xtask kernel|kbuild-args|prepare|demo|check|fmt-check|bench"),
+        _ => fail(
+            "usage: cargo xtask kernel|kbuild-args|prepare|demo|check|fmt-check|bench|bench-goals",
+        ),
     }
 }
