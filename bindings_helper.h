@@ -100,4 +100,15 @@ struct rk_show {
 struct dentry *rk_debugfs_create_show(const char *name, struct dentry *parent,
 				      struct rk_show *show);
 
+#ifdef RK_DIRECT
+/*
+ * rust_kprobe kind=direct (helpers.c): an ftrace direct call from the function's ftrace call
+ * site to the module's own trampoline. Register by exact name; unregister; the calls the
+ * trampoline skipped because they recursed (ftrace's recursion guard).
+ */
+int rk_direct_register(const char *name);
+void rk_direct_unregister(void);
+unsigned long rk_direct_nmissed(void);
+#endif
+
 #endif

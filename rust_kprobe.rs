@@ -11,6 +11,10 @@
 //! is stepped or emulated), so that kind logs no post line; and it hooks the function's entry
 //! only, so it takes no `offset=`.
 //!
+//! `kind=direct` (kernels with ftrace direct calls, e.g. Debian's) runs it from an ftrace direct
+//! call instead: the call site calls this module's own trampoline (helpers.c), with nothing of
+//! ftrace's or fprobe's dispatch between; what eBPF's fentry rides on. Entry only, like fprobe.
+//!
 //! Policy only: what to decode and what to print. The probe plumbing is in `kprobes/`.
 
 #[allow(dead_code)]
@@ -21,6 +25,8 @@ use core::fmt::{self, Write};
 use kernel::c_str;
 use kernel::prelude::*;
 use kprobes::debugfs::{SeqWriter, ShowFn};
+#[cfg(rk_direct)]
+use kprobes::direct::Direct;
 #[cfg(rk_fprobe)]
 use kprobes::fprobe::{Fprobe, FprobeHandler};
 use kprobes::kprobe::{Fault, Hit, Kprobe, KprobeHandler, Step};
@@ -117,6 +123,10 @@ impl FprobeHandler for BindProbe {
         None
     }
 }
+
+// `kind=direct`: the fprobe kind's handler, called from the module's ftrace direct call.
+#[cfg(rk_direct)]
+kprobes::direct::direct_entry!(BindProbe);
 
 impl BindProbe {
     /// The pre-handler policy, for either kind: count, filter, decode, rate-limit, log. `post`:
@@ -244,6 +254,8 @@ enum Kind {
     Kprobe,
     #[cfg(rk_fprobe)]
     Fprobe,
+    #[cfg(rk_direct)]
+    Direct,
 }
 
 /// The probe the handler runs on.
@@ -251,6 +263,8 @@ enum Planted {
     Kprobe(Pin<KBox<Kprobe<BindProbe>>>),
     #[cfg(rk_fprobe)]
     Fprobe(Pin<KBox<Fprobe<BindProbe>>>),
+    #[cfg(rk_direct)]
+    Direct(Pin<KBox<Direct<BindProbe>>>),
 }
 
 /// The live files in `/sys/kernel/debug/rust_kprobe/`, for either kind.
@@ -285,16 +299,21 @@ impl kernel::Module for RustKprobe {
             b"fprobe" => Kind::Fprobe,
             #[cfg(not(rk_fprobe))]
             b"fprobe" => return Err(kprobes::no_fprobe()),
+            #[cfg(rk_direct)]
+            b"direct" => Kind::Direct,
+            #[cfg(not(rk_direct))]
+            b"direct" => return Err(kprobes::no_direct()),
             _ => {
-                pr_err!("kind={} is not one of kprobe, fprobe\n", p.kind);
+                pr_err!("kind={} is not one of kprobe, fprobe, direct\n", p.kind);
                 return Err(EINVAL);
             }
         };
         #[cfg(rk_fprobe)]
-        if matches!(kind, Kind::Fprobe) && p.offset != 0 {
+        if !matches!(kind, Kind::Kprobe) && p.offset != 0 {
             pr_err!(
-                "offset={:#x}: kind=fprobe hooks the function's entry only (offset=0)\n",
-                p.offset
+                "offset={:#x}: kind={} hooks the function's entry only (offset=0)\n",
+                p.offset,
+                p.kind
             );
             return Err(EINVAL);
         }
@@ -383,12 +402,52 @@ impl kernel::Module for RustKprobe {
                 }
                 Planted::Fprobe(probe)
             }
+            #[cfg(rk_direct)]
+            Kind::Direct => {
+                let mut probe = Direct::new(p.symbol.as_cstr(), handler).inspect_err(|e| {
+                    pr_err!(
+                        "cannot probe {}: {} (errno {})\n",
+                        p.symbol,
+                        kprobes::direct::why(*e),
+                        e.to_errno()
+                    );
+                })?;
+                // ftrace patched the function's call site (past an x86 `endbr64` on an IBT
+                // kernel) to call the trampoline, as /sys/kernel/tracing/enabled_functions
+                // shows (`direct-->rk_direct_tramp`).
+                pr_info!(
+                    "Planted direct call on {}: its ftrace call site calls rk_direct_tramp: entry only, no post handler\n",
+                    symbol
+                );
+                if let Err(e) = probe.as_mut().publish(dir, &FILES) {
+                    no_debugfs(e);
+                }
+                Planted::Direct(probe)
+            }
         };
         Ok(RustKprobe {
             probe: Some(planted),
         })
     }
 }
+
+/// Where a probe was, for its unload line: a kprobe's or fprobe's address, or a direct call's
+/// function (ftrace keeps the call site's address to itself: `addr` 0).
+struct Site {
+    kind: &'static str,
+    addr: u64,
+    symbol: &'static str,
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.addr {
+            0 => write!(f, "{} on {}", self.kind, self.symbol),
+            addr => write!(f, "{} at {addr:#x}", self.kind),
+        }
+    }
+}
+kprobes::compat::printable!(Site);
 
 impl Drop for RustKprobe {
     fn drop(&mut self) {
@@ -399,6 +458,8 @@ impl Drop for RustKprobe {
             Planted::Kprobe(probe) => ("kprobe", Kprobe::unregister(probe)),
             #[cfg(rk_fprobe)]
             Planted::Fprobe(probe) => ("fprobe", Fprobe::unregister(probe)),
+            #[cfg(rk_direct)]
+            Planted::Direct(probe) => ("direct call", Direct::unregister(probe)),
         };
         let Unregistered {
             addr,
@@ -406,10 +467,14 @@ impl Drop for RustKprobe {
             handler,
         } = gone;
         let s = &handler.stats;
-        pr_info!(
-            "{} at {:#x} unregistered: {} hits, {} reported, {} filtered, {} suppressed, {} faults, {} missed\n",
+        let site = Site {
             kind,
             addr,
+            symbol: handler.symbol,
+        };
+        pr_info!(
+            "{} unregistered: {} hits, {} reported, {} filtered, {} suppressed, {} faults, {} missed\n",
+            site,
             s.sum(|c| &c.hits),
             s.sum(|c| &c.reported),
             s.sum(|c| &c.filtered),

@@ -65,6 +65,9 @@ macro_rules! printable {
     };
 }
 
+#[allow(unused_imports)]
+pub(crate) use printable;
+
 printable!(
     super::task::Comm,
     super::logic::HistRow,

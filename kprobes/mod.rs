@@ -19,6 +19,9 @@
 //! - `fprobe::Fprobe` (kernels with 7.3's fprobe, `rk_fprobe` from Kbuild): ftrace's entry and
 //!   exit hook with per-call data, run by any kretprobe handler (`rust_kretprobe kind=fprobe`),
 //!   or its entry hook alone (`rust_kprobe kind=fprobe`).
+//! - `direct::Direct` (kernels with ftrace direct calls, `rk_direct`): the function's ftrace
+//!   call site calls the module's own trampoline, which runs an entry-only fprobe handler
+//!   (`rust_kprobe kind=direct`).
 //! - [`percpu::PerCpu`], [`debugfs`], [`task`], [`params`]: what the handlers need in atomic
 //!   context, and what shows their state.
 //! - [`layout`]: C's struct layouts, checked against the bindings before any registration.
@@ -43,6 +46,8 @@ pub(crate) mod debugfs;
 /// The documentation's examples, compiled so that they stay correct; nothing calls them.
 mod example_kprobe;
 mod example_kretprobe;
+#[cfg(rk_direct)]
+pub(crate) mod direct;
 #[cfg(rk_fprobe)]
 pub(crate) mod fprobe;
 // rk-out-of-tree-end
@@ -145,6 +150,17 @@ pub(crate) fn no_fprobe() -> kernel::error::Error {
         kernel::pr_err!("kind=fprobe: this kernel has no fprobe (CONFIG_FPROBE)\n");
     }
     // (6.12's kernel crate has no `EOPNOTSUPP` constant.)
+    kernel::error::Error::from_errno(-(bindings::EOPNOTSUPP as i32))
+}
+
+/// `kind=direct` on a kernel without ftrace direct calls, or without 7.3's `ftrace_regs` (no
+/// `rk_direct` from Kbuild): its one line, and `EOPNOTSUPP`.
+#[cfg(not(rk_direct))]
+pub(crate) fn no_direct() -> kernel::error::Error {
+    kernel::pr_err!(
+        "kind=direct: this kernel has no ftrace direct calls \
+         (CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS) with 7.3's ftrace_regs\n"
+    );
     kernel::error::Error::from_errno(-(bindings::EOPNOTSUPP as i32))
 }
 

@@ -52,6 +52,9 @@ fn fragments(repo: &Path, flavor: &Flavor) -> Vec<PathBuf> {
     }
     if flavor.debug {
         v.push(repo.join("kernel/debug.fragment"));
+        if flavor.function_tracer() {
+            v.push(repo.join("kernel/debug-7.3.fragment"));
+        }
     }
     v
 }

@@ -142,11 +142,11 @@ fn listed(run: &Run, prefix: &str, sym: &str) -> Vec<Listed> {
         .collect()
 }
 
-/// Whether this flavor's kernel puts entry kprobes on ftrace (Debian's x86_64: the kprobes of
-/// `/sys/kernel/debug/kprobes/list` say `[FTRACE]`; the project's kernels have no function
-/// tracer). The tests hold the kernel to it, so that a kernel that changes path fails them.
+/// Whether this flavor's kernel puts entry kprobes on ftrace (x86_64 with the function tracer:
+/// the kprobes of `/sys/kernel/debug/kprobes/list` say `[FTRACE]`). The tests hold the kernel
+/// to it, so that a kernel that changes path fails them.
 fn entry_on_ftrace(p: &Prepared) -> bool {
-    !p.flavor.kernel.built_here() && p.flavor.arch == Arch::X86_64
+    p.flavor.function_tracer() && p.flavor.arch == Arch::X86_64
 }
 
 /// The number a scenario printed after `prefix` (one such line).
@@ -1217,7 +1217,7 @@ fn under_fire(p: &Prepared, cpus: u32) {
     }
 }
 
-// ---- rust_kretprobe kind=fprobe (kernels with CONFIG_FPROBE: Debian's) --------------------
+// ---- rust_kretprobe kind=fprobe (kernels with CONFIG_FPROBE: Debian's, the 7.3 debug one) ---
 
 /// The tracefs helpers for fprobe events (`f:` in `dynamic_events`), as `kevent` is for kprobe
 /// events; `enabled` lists the functions ftrace hooks whose name has `$1` (what an fprobe
@@ -1591,17 +1591,276 @@ fn kprobe_fprobe_offset_is_refused(p: &Prepared) {
     the_line(&log, "fprobe at ");
 }
 
-/// `kind=` of both modules: anything but `kretprobe`/`kprobe` and `fprobe` is refused with
-/// one line and EINVAL; on a kernel without fprobe (the project's own: no function tracer),
-/// `kind=fprobe` is refused with one line too (EOPNOTSUPP). Nothing is left behind, and a
+// ---- rust_kprobe kind=direct (kernels with ftrace direct calls: Debian's, the 7.3 debug one) -
+
+/// The unload lines of `rust_kprobe kind=direct` on `sym` (`direct call on <sym> unregistered:
+/// ...`), parsed (their `addr` 0: a direct call's line names the function).
+fn direct_totals(log: &[&str], sym: &str) -> Vec<KprobeTotals> {
+    let prefix = format!("direct call on {sym} unregistered: ");
+    log.iter()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|l| {
+            KprobeTotals::parse(&format!("kprobe at 0x0 unregistered: {l}"))
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect()
+}
+
+/// The `enabled_functions` entry of `sym` under `prefix` (its line and the direct call's), as
+/// one string.
+const HOOKED_SH: &str = "hooked() { grep -A1 \"^$1 \" $T/enabled_functions | tr '\\n\\t' '  ' | sed \"s/^/$2 /\"; echo; }";
+
+/// `rust_kprobe kind=direct`: the same policy from an ftrace direct call to the module's own
+/// trampoline, against the load program and the kernel's own `f:` event on inet_bind, first
+/// sharing the call site with the event (ftrace's caller runs the event, then goes on to the
+/// trampoline), then alone (the call site calls the trampoline itself); then on __sys_bind,
+/// whose address argument is a user pointer: the fault line. Nothing hooked after each.
+fn direct_agrees_with_tracefs(p: &Prepared) {
+    let script = format!(
+        "{FPROBE_SH}
+         {HOOKED_SH}
+         cp /bin/loadgen /tmp/binder
+         fevent rkf/bind 'f:rkf/bind inet_bind port=+2($arg2):u16'
+         (until [ -e /tmp/go ]; do sleep 1; done; exec loadgen bind 50101 50102 50103) & pid=$!
+         echo \"FILTERED-PID $pid\"
+         load rust_kprobe kind=direct pid=$pid
+         hooked inet_bind SHARED
+         kprobes_list
+         /tmp/binder bind 50200
+         touch /tmp/go
+         wait
+         dstat STATS rust_kprobe stats
+         rmmod rust_kprobe
+         echo 0 > $T/events/rkf/enable
+         trace_dump
+         fevent_rm rkf/bind
+         enabled inet_bind AFTER
+         load rust_kprobe kind=direct
+         hooked inet_bind ALONE
+         loadgen bind 50300 50301
+         rmmod rust_kprobe
+         enabled inet_bind AFTER-ALONE
+         kallsyms __sys_bind
+         load rust_kprobe kind=direct symbol=__sys_bind
+         loadgen bind 4300
+         rmmod rust_kprobe
+         enabled __sys_bind AFTER-SYS"
+    );
+    let run = boot(p, &script);
+    let pid = guest_number(&run, "FILTERED-PID ");
+    let binds = run.ops("bind");
+    assert!(binds.iter().all(|o| o.ret == 0), "{binds:?}");
+    assert_eq!(binds.len(), 4 + 2 + 1, "{:?}", run.guest);
+    let (shared, rest) = binds.split_at(4);
+    let (alone, fault_bind) = rest.split_at(2);
+    assert_eq!(fault_bind[0].port, 4300, "{fault_bind:?}");
+    let (mine, other): (Vec<&Op>, Vec<&Op>) = shared.iter().partition(|o| o.tid == pid);
+    assert_eq!((mine.len(), other.len()), (3, 1), "{:?}", run.guest);
+    assert_eq!(other[0].comm, "binder", "{other:?}");
+    let log = run.module_lines("rust_kprobe");
+    // One line per bind of the filtered pid, then per bind of the unfiltered load.
+    for o in mine.iter().copied().chain(alone) {
+        assert_once(&log, &o.kprobe_line("inet_bind"));
+    }
+    assert_eq!(
+        count(&log, "socket bind"),
+        mine.len() + alone.len(),
+        "{log:#?}"
+    );
+    assert_eq!(count(&log, "post_handler"), 0, "{log:#?}");
+    assert!(run.guest_with("KPROBES ").is_empty(), "{:?}", run.guest);
+    assert_eq!(
+        count(
+            &log,
+            "Planted direct call on inet_bind: its ftrace call site calls rk_direct_tramp: entry only, no post handler"
+        ),
+        2,
+        "{log:#?}"
+    );
+    assert_eq!(run.stat("STATS", "hits"), 4);
+    assert_eq!(run.stat("STATS", "filtered"), 1);
+    assert_eq!(run.stat("STATS", "reported"), 3);
+    assert_eq!(run.stat("STATS", "faults"), 0);
+    assert_eq!(run.stat("STATS", "missed"), 0);
+    // The kernel's own event: every inet_bind call while it was on, the same tasks and ports.
+    let ev = run.trace_events("bind");
+    assert_eq!(ev.len(), shared.len(), "{ev:#?}");
+    for (e, o) in ev.iter().zip(shared) {
+        assert_eq!(
+            (e.comm.as_str(), e.pid, (e.arg("port") as u16).swap_bytes()),
+            (o.comm.as_str(), o.tid, o.port),
+            "{e:?} vs {o:?}"
+        );
+    }
+    let t = direct_totals(&log, "inet_bind");
+    let got: Vec<_> = t
+        .iter()
+        .map(|t| {
+            (
+                t.hits,
+                t.reported,
+                t.filtered,
+                t.suppressed,
+                t.faults,
+                t.missed,
+            )
+        })
+        .collect();
+    assert_eq!(got, [(4, 3, 1, 0, 0, 0), (2, 2, 0, 0, 0, 0)], "{log:#?}");
+    // ftrace's account: the direct call to this module's trampoline, shared with the event's
+    // ftrace_ops (two users), then alone (one).
+    for (tag, users) in [("SHARED", 2), ("ALONE", 1)] {
+        let h = the_line(&run.guest_with(tag), &format!("{tag} inet_bind ({users}) "));
+        assert!(
+            h.contains(" D ")
+                && h.contains("direct-->rk_direct_tramp+0x0/")
+                && h.contains("[rust_kprobe]"),
+            "{h}"
+        );
+    }
+    // The fault: __sys_bind's second argument is a user address, which the handler's nofault
+    // kernel read refuses; the line names the call site, in __sys_bind's first bytes.
+    let sys = run.kallsyms("__sys_bind").expect("__sys_bind in kallsyms");
+    let fault = the_line(&log, "fault_handler: p->addr = ");
+    let site = hex_after(fault, "p->addr = ").expect("address in the fault line");
+    assert!(
+        (sys..sys + 16).contains(&site) && fault.contains(", reading struct sockaddr at "),
+        "{fault} vs __sys_bind at {sys:#x}"
+    );
+    let t = direct_totals(&log, "__sys_bind");
+    assert_eq!(
+        t.iter()
+            .map(|t| (t.hits, t.faults, t.reported))
+            .collect::<Vec<_>>(),
+        [(1, 1, 0)],
+        "{log:#?}"
+    );
+    for tag in ["AFTER", "AFTER-ALONE", "AFTER-SYS"] {
+        assert_eq!(
+            run.guest_with(&format!("{tag} ")),
+            [format!("{tag} 0").as_str()]
+        );
+    }
+}
+
+/// `rust_kprobe kind=direct`, bad input: an offset (the call site is the entry), a glob (ftrace
+/// would hook every match), an unknown function: one line each and EINVAL, EINVAL, ENOENT,
+/// before or instead of a registration: no module, nothing hooked, no debugfs directory; a valid
+/// load after works.
+fn direct_bad_input_is_refused(p: &Prepared) {
+    let script = format!(
+        "{FPROBE_SH}
+         refused rust_kprobe kind=direct offset=4
+         refused rust_kprobe kind=direct 'symbol=inet_*'
+         refused rust_kprobe kind=direct symbol=rk_no_such_function
+         not_loaded rust_kprobe
+         kprobes_list
+         grep -c ' D ' $T/enabled_functions | sed 's/^/DIRECT /' || true
+         enabled inet_bind AFTER
+         [ -e /sys/kernel/debug/rust_kprobe ] && echo LEFT-DEBUGFS
+         load rust_kprobe kind=direct
+         loadgen bind 7001
+         rmmod rust_kprobe"
+    );
+    let run = boot(p, &script);
+    let m = "rust_kprobe".to_string();
+    assert_eq!(
+        refusals(&run),
+        [(m.clone(), -22), (m.clone(), -22), (m, -2)],
+        "{:#?}",
+        run.guest
+    );
+    assert!(run.guest_with("KPROBES ").is_empty(), "{:?}", run.guest);
+    assert!(run.guest_with("LEFT-DEBUGFS").is_empty(), "{:?}", run.guest);
+    assert_eq!(run.guest_with("DIRECT "), ["DIRECT 0"], "{:?}", run.guest);
+    assert_eq!(run.guest_with("AFTER "), ["AFTER 0"], "{:?}", run.guest);
+    let log = run.module_lines("rust_kprobe");
+    let refused = [
+        "offset=0x4: kind=direct hooks the function's entry only (offset=0)",
+        "cannot probe inet_*: not a plain function name (no globs, no `:`) (EINVAL) (errno -22)",
+        "cannot probe rk_no_such_function: no such function, or not traceable (notrace, inline) (ENOENT) (errno -2)",
+    ];
+    for l in refused {
+        assert_once(&log, l);
+    }
+    // The refusals' one line each, then the valid load's 3 (planted, the bind, unregistered).
+    assert_eq!(log.len(), refused.len() + 3, "{log:#?}");
+    let binds = run.ops("bind");
+    assert_eq!(binds.len(), 1, "{:?}", run.guest);
+    assert_once(&log, &binds[0].kprobe_line("inet_bind"));
+    assert_eq!(direct_totals(&log, "inet_bind").len(), 1, "{log:#?}");
+}
+
+/// `rust_kprobe kind=direct events=0` loaded and removed 30 times while two loops bind, on 2
+/// vCPUs (unregistering waits for every CPU to leave the trampoline before the module's text
+/// goes), then once more around 50 binds: exactly 50 hits, nothing missed, nothing left hooked.
+fn direct_load_unload_under_fire(p: &Prepared) {
+    let cycles = 30;
+    let script = format!(
+        "{FPROBE_SH}
+         loadgen loop 900 > /tmp/l0 & p0=$!
+         loadgen loop 900 > /tmp/l1 & p1=$!
+         i=0
+         while [ $i -lt {cycles} ]; do
+           load rust_kprobe kind=direct events=0
+           rmmod rust_kprobe
+           i=$((i+1))
+         done
+         echo CYCLES $i
+         kill $p0 $p1
+         wait $p0
+         wait $p1
+         cat /tmp/l0 /tmp/l1
+         load rust_kprobe kind=direct events=0
+         loadgen bind $(seq 7300 7349)
+         dstat STATS rust_kprobe stats
+         rmmod rust_kprobe
+         enabled inet_bind AFTER"
+    );
+    let base = Opts::for_flavor(&p.flavor);
+    let opts = Opts {
+        cpus: 2,
+        timeout: base.timeout * 3,
+        ..base
+    };
+    let run = boot_with(p, &script, opts);
+    assert_eq!(
+        run.guest_with("CYCLES "),
+        [format!("CYCLES {cycles}").as_str()]
+    );
+    let loops = run.loop_binds();
+    assert_eq!(loops.len(), 2, "{:?}", run.guest_with("LOADGEN op=loop"));
+    assert!(loops.iter().all(|&n| n > 0), "{loops:?}");
+    let made: u64 = loops.iter().sum();
+    let log = run.module_lines("rust_kprobe");
+    let t = direct_totals(&log, "inet_bind");
+    assert_eq!(t.len(), cycles + 1, "{log:#?}");
+    let fire: u64 = t[..cycles].iter().map(|t| t.hits).sum();
+    assert!(
+        fire > 0 && fire <= made,
+        "{fire} hits under fire, {made} binds made"
+    );
+    assert!(t.iter().all(|t| t.missed == 0 && t.faults == 0), "{t:?}");
+    assert_eq!(t[cycles].hits, 50, "{:?}", t[cycles]);
+    assert_eq!(run.stat("STATS", "hits"), 50);
+    assert_eq!(run.guest_with("AFTER "), ["AFTER 0"], "{:?}", run.guest);
+}
+
+/// `kind=` of both modules: anything but `kretprobe`/`kprobe`, `fprobe` (and `direct`, for
+/// rust_kprobe) is refused with one line and EINVAL; on a kernel without the function tracer
+/// (the project's own but the 7.3 debug one), `kind=fprobe` and `kind=direct` are refused with
+/// one line too (EOPNOTSUPP). Nothing is left behind, and a
 /// valid load after works.
 fn kind_is_checked(p: &Prepared) {
-    let no_fprobe = p.flavor.kernel.built_here();
+    let no_fprobe = !p.flavor.function_tracer();
     let mut script = String::new();
     for m in ["rust_kretprobe", "rust_kprobe"] {
         script.push_str(&format!("refused {m} kind=bogus\n"));
         if no_fprobe {
             script.push_str(&format!("refused {m} kind=fprobe\n"));
+            if m == "rust_kprobe" {
+                script.push_str(&format!("refused {m} kind=direct\n"));
+            }
         }
         script.push_str(&format!(
             "not_loaded {m}\n[ -e /sys/kernel/debug/{m} ] && echo LEFT-DEBUGFS {m}\n"
@@ -1621,6 +1880,9 @@ fn kind_is_checked(p: &Prepared) {
         want.push((m.to_string(), -22));
         if no_fprobe {
             want.push((m.to_string(), -95));
+            if m == "rust_kprobe" {
+                want.push((m.to_string(), -95));
+            }
         }
     }
     assert_eq!(refusals(&run), want, "{:#?}", run.guest);
@@ -1646,15 +1908,20 @@ fn kind_is_checked(p: &Prepared) {
     assert_eq!(own(&log), refused + 4, "{log:#?}");
     assert_eq!(kretprobe_returns(&log, "inet_release"), [0], "{log:#?}");
     let log = run.module_lines("rust_kprobe");
-    assert_once(&log, "kind=bogus is not one of kprobe, fprobe");
+    assert_once(&log, "kind=bogus is not one of kprobe, fprobe, direct");
     if no_fprobe {
         assert_once(
             &log,
             "kind=fprobe: this kernel has no fprobe (CONFIG_FPROBE)",
         );
+        assert_once(
+            &log,
+            "kind=direct: this kernel has no ftrace direct calls (CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS) with 7.3's ftrace_regs",
+        );
     }
     // One line per refusal, then the valid load's 4 (planted, the bind, its post handler,
     // unregistered).
+    let refused = if no_fprobe { 3 } else { 1 };
     assert_eq!(own(&log), refused + 4, "{log:#?}");
     let binds = run.ops("bind");
     assert_eq!(binds.len(), 1, "{:?}", run.guest);
@@ -2112,6 +2379,17 @@ mod x86_64_debug_7_3 {
     // 4 vCPUs on the 7.3 kernels (both arches) and the debug kernels: 1.5 to 3.5 minutes a run.
     vm_tests!(Arch::X86_64, true, Kver::V7_3; load_unload_under_fire_4_vcpus);
     vm_tests!(Arch::X86_64, true, Kver::V7_3; load_fails_cleanly_at_every_allocation);
+    // The fprobe and direct kinds under KASAN, lockdep and kmemleak (kernel/debug-7.3.fragment).
+    vm_tests!(Arch::X86_64, true, Kver::V7_3;
+        fprobe_agrees_with_tracefs,
+        fprobe_return_values_agree_with_tracefs,
+        fprobe_load_unload_under_fire,
+        kprobe_fprobe_agrees_with_tracefs,
+        kprobe_fprobe_offset_is_refused,
+        direct_agrees_with_tracefs,
+        direct_bad_input_is_refused,
+        direct_load_unload_under_fire,
+    );
 }
 
 mod x86_64_debian {
@@ -2124,6 +2402,9 @@ mod x86_64_debian {
         fprobe_load_unload_under_fire,
         kprobe_fprobe_agrees_with_tracefs,
         kprobe_fprobe_offset_is_refused,
+        direct_agrees_with_tracefs,
+        direct_bad_input_is_refused,
+        direct_load_unload_under_fire,
     );
 }
 
@@ -2137,5 +2418,8 @@ mod arm64_debian {
         fprobe_load_unload_under_fire,
         kprobe_fprobe_agrees_with_tracefs,
         kprobe_fprobe_offset_is_refused,
+        direct_agrees_with_tracefs,
+        direct_bad_input_is_refused,
+        direct_load_unload_under_fire,
     );
 }
