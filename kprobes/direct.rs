@@ -251,4 +251,3 @@ macro_rules! direct_entry {
 }
 #[allow(unused_imports)]
 pub(crate) use direct_entry;
-

@@ -43,11 +43,11 @@ pub(crate) mod arch;
 pub(crate) mod bindings;
 pub(crate) mod compat;
 pub(crate) mod debugfs;
+#[cfg(rk_direct)]
+pub(crate) mod direct;
 /// The documentation's examples, compiled so that they stay correct; nothing calls them.
 mod example_kprobe;
 mod example_kretprobe;
-#[cfg(rk_direct)]
-pub(crate) mod direct;
 #[cfg(rk_fprobe)]
 pub(crate) mod fprobe;
 // rk-out-of-tree-end
