@@ -145,6 +145,12 @@ fn configs(flavor: &Flavor, kind: &str) -> Vec<(&'static str, Probe)> {
                 i,
                 ("rust_fprobe", Module("rust_kprobe kind=fprobe events=0")),
             );
+            // The same handler from an ftrace direct call to the module's own trampoline: what
+            // fentry rides, minus BPF's enter/exit.
+            v.insert(
+                i + 1,
+                ("rust_direct", Module("rust_kprobe kind=direct events=0")),
+            );
         } else {
             // The same handler on an fprobe (ftrace's entry and exit hook, the entry time on
             // the task's shadow stack): what the module has that rides what fentry/fexit and
@@ -172,7 +178,7 @@ fn configs(flavor: &Flavor, kind: &str) -> Vec<(&'static str, Probe)> {
 const KINDS: [&str; 2] = ["kprobe", "kretprobe"];
 
 /// The table's order: the floor, per event, aggregate (the configurations a flavor has).
-const DISPLAY: [&str; 12] = [
+const DISPLAY: [&str; 13] = [
     "none",
     "c_empty",
     "c_events",
@@ -182,6 +188,7 @@ const DISPLAY: [&str; 12] = [
     "c_aggregate",
     "rust_aggregate",
     "rust_fprobe",
+    "rust_direct",
     "ebpf_aggregate",
     "ebpf_fentry",
     "ebpf_session",
@@ -1067,6 +1074,8 @@ mod tests {
             want.insert(6, "rust_fprobe");
             if kind == "kretprobe" {
                 want.push("ebpf_session");
+            } else {
+                want.insert(7, "rust_direct");
             }
             assert_eq!(names("x86_64-debian", kind), want, "{kind}");
         }
@@ -1149,7 +1158,7 @@ mod tests {
         let f = Flavor::parse("x86_64-debian").unwrap();
         let m = medians("x86_64-debian");
         let t = table(&f, &m, &m, 1, 1, 10);
-        assert_eq!(t.lines().count(), 2 + 2 + 12 + 6, "{t}");
+        assert_eq!(t.lines().count(), 2 + 2 + 13 + 6, "{t}");
         assert!(t.contains("| `fprobe_event` |") && t.contains("| `ebpf_fentry` |"));
         assert!(t.contains("| rust / ebpf fentry, aggregate |"));
         // The session program is the kretprobe's only: empty kprobe cells.
