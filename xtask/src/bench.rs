@@ -314,7 +314,16 @@ fn script(flavor: &Flavor, rounds: usize, n: u64, only: &Only) -> String {
     }
     for r in 0..rounds {
         for kind in KINDS {
-            for (cfg, probe) in selected(flavor, kind, only) {
+            // Each round starts one configuration later: a run can cost more after some
+            // configuration than after another (Debian x86_64's aggregate kretprobes were 20
+            // apart in a fixed order, and not alone), so each configuration follows a
+            // different one in each round, and its least run is not the order's.
+            let mut round = selected(flavor, kind, only);
+            if !round.is_empty() {
+                let k = r % round.len();
+                round.rotate_left(k);
+            }
+            for (cfg, probe) in round {
                 let bench = format!("echo BENCH {kind} {cfg} {r}; loadgen bench {n}");
                 match probe {
                     Probe::Module(load) => {
@@ -893,6 +902,7 @@ pub fn run(p: &Prepared) {
             "rounds_per_boot": rounds,
             "boots_per_vcpu_count": boots,
             "estimate": "each configuration's least run (background work only adds instructions), rounds of all boots pooled",
+            "order": "round r runs the configurations rotated by r",
             "qemu": "-icount shift=0,sleep=off",
             "unit": "instruction-ns per bind+close",
         }),
