@@ -24,7 +24,7 @@ mod kprobes;
 use core::fmt::{self, Write};
 use kernel::c_str;
 use kernel::prelude::*;
-use kprobes::debugfs::{SeqWriter, ShowFn};
+use kprobes::debugfs::{SeqWriter, ShowFn, Source};
 #[cfg(rk_direct)]
 use kprobes::direct::Direct;
 #[cfg(rk_fprobe)]

@@ -19,7 +19,7 @@ mod kprobes;
 use core::fmt::{self, Write};
 use kernel::c_str;
 use kernel::prelude::*;
-use kprobes::debugfs::{SeqWriter, ShowFn};
+use kprobes::debugfs::{SeqWriter, ShowFn, Source};
 #[cfg(rk_fprobe)]
 use kprobes::fprobe::Fprobe;
 use kprobes::kprobe::Hit;

@@ -28,14 +28,39 @@ impl fmt::Write for SeqWriter {
     }
 }
 
-/// What a probe shows: its handler and the core's missed count.
-pub(crate) trait Source {
+/// What a probe shows (its handler and the core's missed count), and where it keeps its files.
+///
+/// # Safety
+///
+/// The slot [`Source::debugfs`] returns is not structurally pinned, and the implementer drops
+/// what is in it before the handler stops being valid to show: before the probe is
+/// unregistered, and before its memory is freed.
+pub(crate) unsafe trait Source: Sized {
     /// The handler whose state the files show.
     type Handler;
     /// The handler.
     fn handler(&self) -> &Self::Handler;
     /// The core's missed count of the probe.
     fn nmissed(&self) -> u64;
+    /// Where the probe keeps its files.
+    fn debugfs(&mut self) -> &mut Option<Debugfs<Self>>;
+
+    /// Shows the handler's state in `/sys/kernel/debug/<dir>/`, one file per `(name, show)`,
+    /// until the probe is unregistered. Without debugfs this is an error the caller may ignore.
+    fn publish(
+        self: Pin<&mut Self>,
+        dir: &CStr,
+        files: &[(&'static CStr, ShowFn<Self::Handler>)],
+    ) -> Result {
+        let src: *const Self = &*self;
+        // SAFETY: the files' slot is not structurally pinned (trait contract): it is only
+        // assigned here, nothing is moved out of the pinned value.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: `*src` is pinned and outlives what is put in the slot, which the implementer
+        // drops before the handler stops being valid (trait contract).
+        *this.debugfs() = Some(unsafe { Debugfs::new(dir, files, src) }?);
+        Ok(())
+    }
 }
 
 /// Prints one file: `(handler, missed, out)`.

@@ -21,7 +21,7 @@
 
 use super::arch::Regs;
 use super::bindings;
-use super::debugfs::{Debugfs, ShowFn, Source};
+use super::debugfs::{Debugfs, Source};
 use super::fprobe::FprobeHandler;
 use super::kprobe::Hit;
 use super::probe::Unregistered;
@@ -64,13 +64,18 @@ pub(crate) struct Direct<T: DirectHandler> {
     _pin: PhantomPinned,
 }
 
-impl<T: DirectHandler> Source for Direct<T> {
+// SAFETY: `debugfs` is not structurally pinned, and is dropped before the call is
+// unregistered (type invariant: `stop`).
+unsafe impl<T: DirectHandler> Source for Direct<T> {
     type Handler = T;
     fn handler(&self) -> &T {
         &self.handler
     }
     fn nmissed(&self) -> u64 {
         Direct::nmissed(self)
+    }
+    fn debugfs(&mut self) -> &mut Option<Debugfs<Self>> {
+        &mut self.debugfs
     }
 }
 
@@ -138,21 +143,6 @@ impl<T: DirectHandler> Direct<T> {
     /// The handler, for reading its state from process context.
     pub(crate) fn handler(&self) -> &T {
         &self.handler
-    }
-
-    /// Shows the handler's state in `/sys/kernel/debug/<dir>/`, as `Fprobe::publish`.
-    pub(crate) fn publish(
-        self: Pin<&mut Self>,
-        dir: &CStr,
-        files: &[(&'static CStr, ShowFn<T>)],
-    ) -> Result {
-        let src: *const Self = &*self;
-        // SAFETY: `debugfs` is not structurally pinned: it is only assigned here.
-        let this = unsafe { self.get_unchecked_mut() };
-        // SAFETY: `*src` is pinned and outlives `this.debugfs`, which is dropped before the
-        // call is unregistered and the memory freed (type invariant).
-        this.debugfs = Some(unsafe { Debugfs::new(dir, files, src) }?);
-        Ok(())
     }
 
     /// Unregisters the call, waiting until no CPU runs the trampoline or the handler, and

@@ -32,7 +32,7 @@
 use super::arch::Regs;
 use super::bindings;
 use super::compat;
-use super::debugfs::{Debugfs, ShowFn, Source};
+use super::debugfs::{Debugfs, Source};
 use super::kprobe::Hit;
 use super::probe::Unregistered;
 use core::ffi::c_void;
@@ -160,13 +160,18 @@ unsafe impl<T: FprobeHandler> Send for Fprobe<T> {}
 // SAFETY: as above; `&Fprobe` gives access to nothing in `raw` but those reads.
 unsafe impl<T: FprobeHandler> Sync for Fprobe<T> {}
 
-impl<T: FprobeHandler> Source for Fprobe<T> {
+// SAFETY: `debugfs` is not structurally pinned, and is dropped before `raw` is unregistered
+// (type invariant: `unregister` and `PinnedDrop`).
+unsafe impl<T: FprobeHandler> Source for Fprobe<T> {
     type Handler = T;
     fn handler(&self) -> &T {
         &self.handler
     }
     fn nmissed(&self) -> u64 {
         Fprobe::nmissed(self)
+    }
+    fn debugfs(&mut self) -> &mut Option<Debugfs<Self>> {
+        &mut self.debugfs
     }
 }
 
@@ -268,23 +273,6 @@ impl<T: FprobeHandler> Fprobe<T> {
     /// The handler, for reading its state from process context.
     pub(crate) fn handler(&self) -> &T {
         &self.handler
-    }
-
-    /// Shows the handler's state in `/sys/kernel/debug/<dir>/`, one file per `(name, show)`,
-    /// until the probe is unregistered. Without debugfs this is an error the caller may ignore.
-    pub(crate) fn publish(
-        self: Pin<&mut Self>,
-        dir: &CStr,
-        files: &[(&'static CStr, ShowFn<T>)],
-    ) -> Result {
-        let src: *const Self = &*self;
-        // SAFETY: `debugfs` is not structurally pinned: it is only assigned here, not moved
-        // out of the pinned value.
-        let this = unsafe { self.get_unchecked_mut() };
-        // SAFETY: `*src` is pinned and outlives `this.debugfs`, which is dropped before `raw`
-        // is unregistered and the memory freed (type invariant).
-        this.debugfs = Some(unsafe { Debugfs::new(dir, files, src) }?);
-        Ok(())
     }
 
     /// Unregisters the probe, waiting until no handler runs (an RCU grace period: fprobe runs

@@ -9,7 +9,7 @@
 use super::bindings;
 // rk-out-of-tree-begin
 use super::compat;
-use super::debugfs::{Debugfs, ShowFn, Source};
+use super::debugfs::{Debugfs, Source};
 // rk-out-of-tree-end
 use core::mem::MaybeUninit;
 use core::ptr::{addr_of, addr_of_mut};
@@ -108,13 +108,18 @@ pub(crate) struct Unregistered<T> {
 }
 
 // rk-out-of-tree-begin
-impl<R: RawProbe, T: Send + Sync> Source for Probe<R, T> {
+// SAFETY: `debugfs` is not structurally pinned, and is dropped before `raw` is unregistered
+// (type invariant: `unregister` and `PinnedDrop`).
+unsafe impl<R: RawProbe, T: Send + Sync> Source for Probe<R, T> {
     type Handler = T;
     fn handler(&self) -> &T {
         &self.handler
     }
     fn nmissed(&self) -> u64 {
         Probe::nmissed(self)
+    }
+    fn debugfs(&mut self) -> &mut Option<Debugfs<Self>> {
+        &mut self.debugfs
     }
 }
 // rk-out-of-tree-end
@@ -203,25 +208,6 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
     pub(crate) fn handler(&self) -> &T {
         &self.handler
     }
-
-    // rk-out-of-tree-begin
-    /// Shows the handler's state in `/sys/kernel/debug/<dir>/`, one file per `(name, show)`,
-    /// until the probe is unregistered. Without debugfs this is an error the caller may ignore.
-    pub(crate) fn publish(
-        self: Pin<&mut Self>,
-        dir: &CStr,
-        files: &[(&'static CStr, ShowFn<T>)],
-    ) -> Result {
-        let src: *const Self = &*self;
-        // SAFETY: `debugfs` is not structurally pinned: it is only assigned here, not moved
-        // out of the pinned value.
-        let this = unsafe { self.get_unchecked_mut() };
-        // SAFETY: `*src` is pinned and outlives `this.debugfs`, which is dropped before `raw`
-        // is unregistered and the memory freed (type invariant).
-        this.debugfs = Some(unsafe { Debugfs::new(dir, files, src) }?);
-        Ok(())
-    }
-    // rk-out-of-tree-end
 
     /// Unregisters the probe, waiting until no handler runs, and hands back what is left.
     pub(crate) fn unregister(this: Pin<KBox<Self>>) -> Unregistered<T> {

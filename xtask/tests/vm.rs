@@ -1339,20 +1339,26 @@ fn fprobe_agrees_with_tracefs(p: &Prepared) {
     assert!(run.guest_with("KPROBES ").is_empty(), "{:?}", run.guest);
 }
 
-/// `kind=fprobe` loaded and removed 30 times while two loops bind and close, then once more
-/// around a known number of closes: the kernel stays healthy (no splat, `boot` checks), each
-/// cycle unregisters and reports its misses, the timed calls never exceed the closes made,
-/// and in the clean bracket every close is timed.
-fn fprobe_load_unload_under_fire(p: &Prepared) {
-    let cycles = 30;
+/// `load` (a module and its parameters) loaded and removed `cycles` times on 2 vCPUs while two
+/// load programs bind and close in a loop, then loaded once more around `bracket` (scenario
+/// lines), then removed, then `after`. Checks that every cycle ran and that both loops really
+/// bound meanwhile; gives the run and how many binds the loops made.
+fn cycles_under_fire(
+    p: &Prepared,
+    load: &str,
+    cycles: usize,
+    bracket: &str,
+    after: &str,
+) -> (Run, u64) {
+    let m = load.split_whitespace().next().unwrap_or_default();
     let script = format!(
         "{FPROBE_SH}
          loadgen loop 900 > /tmp/l0 & p0=$!
          loadgen loop 900 > /tmp/l1 & p1=$!
          i=0
          while [ $i -lt {cycles} ]; do
-           load rust_kretprobe kind=fprobe events=0 hist=1
-           rmmod rust_kretprobe
+           load {load}
+           rmmod {m}
            i=$((i+1))
          done
          echo CYCLES $i
@@ -1360,11 +1366,10 @@ fn fprobe_load_unload_under_fire(p: &Prepared) {
          wait $p0
          wait $p1
          cat /tmp/l0 /tmp/l1
-         load rust_kretprobe kind=fprobe events=0 hist=1
-         loadgen bind $(seq 7300 7349)
-         dstat STATS rust_kretprobe stats
-         rmmod rust_kretprobe
-         enabled inet_release AFTER"
+         load {load}
+         {bracket}
+         rmmod {m}
+         {after}"
     );
     let base = Opts::for_flavor(&p.flavor);
     let opts = Opts {
@@ -1380,7 +1385,24 @@ fn fprobe_load_unload_under_fire(p: &Prepared) {
     let loops = run.loop_binds();
     assert_eq!(loops.len(), 2, "{:?}", run.guest_with("LOADGEN op=loop"));
     assert!(loops.iter().all(|&n| n > 0), "{loops:?}");
-    let made: u64 = loops.iter().sum();
+    let made = loops.iter().sum();
+    (run, made)
+}
+
+/// `kind=fprobe` loaded and removed 30 times while two loops bind and close, then once more
+/// around a known number of closes: the kernel stays healthy (no splat, `boot` checks), each
+/// cycle unregisters and reports its misses, the timed calls never exceed the closes made,
+/// and in the clean bracket every close is timed.
+fn fprobe_load_unload_under_fire(p: &Prepared) {
+    let cycles = 30;
+    let (run, made) = cycles_under_fire(
+        p,
+        "rust_kretprobe kind=fprobe events=0 hist=1",
+        cycles,
+        "loadgen bind $(seq 7300 7349)
+         dstat STATS rust_kretprobe stats",
+        "enabled inet_release AFTER",
+    );
     let log = run.module_lines("rust_kretprobe");
     assert_eq!(count(&log, "Planted fprobe at inet_release: "), cycles + 1);
     assert_eq!(count(&log, "Planted return probe"), 0);
@@ -1416,6 +1438,32 @@ fn fprobe_load_unload_under_fire(p: &Prepared) {
     assert_eq!(run.stat("STATS", "count"), 50);
     assert_once(&log, "inet_release returned 0: 50 times");
     assert_eq!(run.guest_with("AFTER "), ["AFTER 0"], "{:?}", run.guest);
+}
+
+/// The entry events `name` (fetching inet_bind's `port`) against `binds`, in order: the same
+/// tasks, the same ports (the two bytes read as a host-order u16: byte-swapped on both
+/// arches); and the debugfs `STATS` of an entry-only probe with `pid=` set on 3 of 4 binds.
+/// Gives the events.
+fn port_events_agree(run: &Run, name: &str, binds: &[Op]) -> Vec<TraceEvent> {
+    for (key, want) in [
+        ("hits", 4),
+        ("filtered", 1),
+        ("reported", 3),
+        ("faults", 0),
+        ("missed", 0),
+    ] {
+        assert_eq!(run.stat("STATS", key), want, "{key}");
+    }
+    let ev = run.trace_events(name);
+    assert_eq!(ev.len(), binds.len(), "{ev:#?}");
+    for (e, o) in ev.iter().zip(binds) {
+        assert_eq!(
+            (e.comm.as_str(), e.pid, (e.arg("port") as u16).swap_bytes()),
+            (o.comm.as_str(), o.tid, o.port),
+            "{e:?} vs {o:?}"
+        );
+    }
+    ev
 }
 
 /// `rust_kprobe kind=fprobe`: the same policy on an entry-only fprobe, against the load
@@ -1469,22 +1517,8 @@ fn kprobe_fprobe_agrees_with_tracefs(p: &Prepared) {
     // No post handler on an fprobe, and no kprobe: fprobe is ftrace's hook, not the core's.
     assert_eq!(count(&log, "post_handler"), 0, "{log:#?}");
     assert!(run.guest_with("KPROBES ").is_empty(), "{:?}", run.guest);
-    assert_eq!(run.stat("STATS", "hits"), 4);
-    assert_eq!(run.stat("STATS", "filtered"), 1);
-    assert_eq!(run.stat("STATS", "reported"), 3);
-    assert_eq!(run.stat("STATS", "faults"), 0);
-    assert_eq!(run.stat("STATS", "missed"), 0);
-    // The kernel's own event: every inet_bind call, the same tasks, the same ports (the two
-    // bytes read as a host-order u16: byte-swapped on both arches).
-    let ev = run.trace_events("bind");
-    assert_eq!(ev.len(), binds.len(), "{ev:#?}");
-    for (e, o) in ev.iter().zip(binds) {
-        assert_eq!(
-            (e.comm.as_str(), e.pid, (e.arg("port") as u16).swap_bytes()),
-            (o.comm.as_str(), o.tid, o.port),
-            "{e:?} vs {o:?}"
-        );
-    }
+    // The kernel's own event: every inet_bind call, the same tasks, the same ports.
+    let ev = port_events_agree(&run, "bind", binds);
     // Where fprobe hooks the function: the event's location is the planted line's.
     let at = ev[0].at.split('/').next().unwrap_or_default().to_string();
     assert!(
@@ -1677,21 +1711,8 @@ fn direct_agrees_with_tracefs(p: &Prepared) {
         2,
         "{log:#?}"
     );
-    assert_eq!(run.stat("STATS", "hits"), 4);
-    assert_eq!(run.stat("STATS", "filtered"), 1);
-    assert_eq!(run.stat("STATS", "reported"), 3);
-    assert_eq!(run.stat("STATS", "faults"), 0);
-    assert_eq!(run.stat("STATS", "missed"), 0);
     // The kernel's own event: every inet_bind call while it was on, the same tasks and ports.
-    let ev = run.trace_events("bind");
-    assert_eq!(ev.len(), shared.len(), "{ev:#?}");
-    for (e, o) in ev.iter().zip(shared) {
-        assert_eq!(
-            (e.comm.as_str(), e.pid, (e.arg("port") as u16).swap_bytes()),
-            (o.comm.as_str(), o.tid, o.port),
-            "{e:?} vs {o:?}"
-        );
-    }
+    let ev = port_events_agree(&run, "bind", shared);
     let t = direct_totals(&log, "inet_bind");
     let got: Vec<_> = t
         .iter()
@@ -1802,42 +1823,14 @@ fn direct_bad_input_is_refused(p: &Prepared) {
 /// goes), then once more around 50 binds: exactly 50 hits, nothing missed, nothing left hooked.
 fn direct_load_unload_under_fire(p: &Prepared) {
     let cycles = 30;
-    let script = format!(
-        "{FPROBE_SH}
-         loadgen loop 900 > /tmp/l0 & p0=$!
-         loadgen loop 900 > /tmp/l1 & p1=$!
-         i=0
-         while [ $i -lt {cycles} ]; do
-           load rust_kprobe kind=direct events=0
-           rmmod rust_kprobe
-           i=$((i+1))
-         done
-         echo CYCLES $i
-         kill $p0 $p1
-         wait $p0
-         wait $p1
-         cat /tmp/l0 /tmp/l1
-         load rust_kprobe kind=direct events=0
-         loadgen bind $(seq 7300 7349)
-         dstat STATS rust_kprobe stats
-         rmmod rust_kprobe
-         enabled inet_bind AFTER"
+    let (run, made) = cycles_under_fire(
+        p,
+        "rust_kprobe kind=direct events=0",
+        cycles,
+        "loadgen bind $(seq 7300 7349)
+         dstat STATS rust_kprobe stats",
+        "enabled inet_bind AFTER",
     );
-    let base = Opts::for_flavor(&p.flavor);
-    let opts = Opts {
-        cpus: 2,
-        timeout: base.timeout * 3,
-        ..base
-    };
-    let run = boot_with(p, &script, opts);
-    assert_eq!(
-        run.guest_with("CYCLES "),
-        [format!("CYCLES {cycles}").as_str()]
-    );
-    let loops = run.loop_binds();
-    assert_eq!(loops.len(), 2, "{:?}", run.guest_with("LOADGEN op=loop"));
-    assert!(loops.iter().all(|&n| n > 0), "{loops:?}");
-    let made: u64 = loops.iter().sum();
     let log = run.module_lines("rust_kprobe");
     let t = direct_totals(&log, "inet_bind");
     assert_eq!(t.len(), cycles + 1, "{log:#?}");
