@@ -175,6 +175,10 @@ pub(crate) fn why(e: kernel::error::Error) -> &'static str {
         bindings::EOPNOTSUPP => "probing is not supported here (EOPNOTSUPP)",
         bindings::EBUSY => "already probed in a way that conflicts (EBUSY)",
         bindings::ENOMEM => "out of memory (ENOMEM)",
+        bindings::EAGAIN => {
+            "registered, but the kprobe core does not hold the probe: arming it failed, and \
+             its register_kprobe() said 0 (EAGAIN)"
+        }
         _ => "refused by the kprobe core",
     }
 }

@@ -57,6 +57,34 @@ pub(crate) unsafe trait RawProbe: Sized {
     unsafe fn nmissed(p: *mut Self) -> u64;
 }
 
+// rk-out-of-tree-begin
+/// After `register_k(ret)probe()` returned 0: whether the core holds the probe. Linux 7.x's
+/// `__register_kprobe()` (since its conversion to `guard()`) drops `arm_kprobe()`'s error: when
+/// arming fails (an ftrace-based probe's ftrace hash or ops allocation) it takes the probe out
+/// of its table again but returns 0, for a probe that never fires and that unregistering then
+/// does not find. `enable_kprobe()` on a registered, enabled probe does nothing and returns 0;
+/// on one the core does not hold, `EINVAL`. Then this unregisters what the registration left
+/// (a kretprobe's rethook; the core finds no kprobe and says nothing) and fails with `EAGAIN`,
+/// [`super::why`]'s word for it: nothing stays registered, as on any failed registration.
+///
+/// # Safety
+///
+/// `p` must be initialised and registered by [`RawProbe::register`], and not unregistered.
+unsafe fn check_kept<R: RawProbe>(p: *mut R) -> Result {
+    // SAFETY: `p` is valid (the caller guarantees it); `enable_kprobe()` takes the core's mutex
+    // and only reads the probe unless it is disabled, which it is not (never registered
+    // disabled).
+    if unsafe { bindings::enable_kprobe(R::kprobe(p)) } == 0 {
+        return Ok(());
+    }
+    // SAFETY: registered as far as the core said (the caller guarantees it), and not
+    // unregistered since; the core finds no kprobe in its table and frees what else the
+    // registration allocated.
+    unsafe { R::unregister(p) };
+    Err(EAGAIN)
+}
+// rk-out-of-tree-end
+
 /// A probe of kind `R`, registered with the kprobe core, that runs the handler `T`.
 ///
 /// Created pinned, by the pin-initializer of its kind (`Kprobe::new`, `Kretprobe::new`), e.g.
@@ -157,7 +185,12 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
                 // before the memory is freed.
                 // SAFETY: `*slot` was initialised above and is not registered; it is pinned, and
                 // `Self`'s memory is only released after it is unregistered (type invariant).
-                to_result(unsafe { R::register(slot) })
+                to_result(unsafe { R::register(slot) })?;
+                // rk-out-of-tree-begin
+                // SAFETY: `*slot` is initialised, and registered as far as the core said.
+                unsafe { check_kept(slot) }
+                // rk-out-of-tree-end
+                // rk-in-tree: Ok(())
             }),
         })
     }

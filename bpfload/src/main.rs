@@ -11,7 +11,7 @@
 //! Loads the object with aya, attaches the programs (kprobes as PMU perf events, as bpftrace
 //! and BCC do; fentry/fexit programs as BPF trampolines, loaded against the running kernel's
 //! BTF, /sys/kernel/btf/vmlinux; the kprobe.session program, which aya cannot load, by
-//! [`session`]: a kprobe_multi link), checks they are JIT-compiled, waits a second (the kprobe
+//! [`session`]: a kprobe_multi link), checks they are JIT-compiled, waits 250 ms (the kprobe
 //! optimizer's delay, as the bench waits after an insmod), runs CMD, then prints the programs'
 //! per-CPU counters summed (an fentry or session mode prints its kprobe mode's line: the same
 //! maps):
@@ -164,7 +164,8 @@ fn main() {
         s
     });
     let jited = jited.join("+");
-    std::thread::sleep(Duration::from_secs(1));
+    // As long as the bench's other configurations settle (SETTLE in xtask/src/bench.rs).
+    std::thread::sleep(Duration::from_millis(250));
     let status = Command::new(&cmd[0])
         .args(&cmd[1..])
         .status()

@@ -177,6 +177,15 @@ fn configs(flavor: &Flavor, kind: &str) -> Vec<(&'static str, Probe)> {
 
 const KINDS: [&str; 2] = ["kprobe", "kretprobe"];
 
+/// Seconds a run waits after its probe is attached (bpfload waits as long): the kprobe
+/// optimizer replaces an int3 by a jump 5 jiffies after registration, and the previous run's
+/// teardown leaves deferred work (RCU callbacks). Short, because a boot must stay short: about
+/// 2 minutes of guest time into a boot (with some 240,000 bind+close done), Debian's kernel
+/// changes regime, and bind+close costs 13,000 instruction-ns where it cost 22,500, with no
+/// probe and with every probe alike (seen with `none` alone; the cause was not found). With a
+/// second per run, a boot of Debian's 24 configurations reached it in its last runs.
+const SETTLE: &str = "0.25";
+
 /// The table's order: the floor, per event, aggregate (the configurations a flavor has).
 const DISPLAY: [&str; 13] = [
     "none",
@@ -331,7 +340,7 @@ fn script(flavor: &Flavor, rounds: usize, n: u64, only: &Only) -> String {
                         // The kprobe optimizer replaces int3 by a jump ~20 ms after
                         // registration (when it can): wait for it, or part of a run would
                         // measure the int3.
-                        let _ = writeln!(s, "load {load}; sleep 1");
+                        let _ = writeln!(s, "load {load}; sleep {SETTLE}");
                         let _ = writeln!(s, "{bench}");
                         if m.starts_with("rust_") {
                             let _ = writeln!(s, "stats {m}");
@@ -342,17 +351,18 @@ fn script(flavor: &Flavor, rounds: usize, n: u64, only: &Only) -> String {
                         // The previous run's teardown leaves deferred work (RCU callbacks,
                         // freeing its instances); with 2 vCPUs, icount time counts the other
                         // vCPU's instructions too: let it settle, as the loads above do.
-                        let _ = writeln!(s, "sleep 1; {bench}");
+                        let _ = writeln!(s, "sleep {SETTLE}; {bench}");
                     }
                     Probe::Ftrace { fprobe } => {
                         let (ev, def) = event(kind, fprobe);
                         let f = helpers(fprobe);
-                        let _ = writeln!(s, "{f}_on '{def}' {ev}; sleep 1");
+                        let _ = writeln!(s, "{f}_on '{def}' {ev}; sleep {SETTLE}");
                         let _ = writeln!(s, "{bench}");
                         let _ = writeln!(s, "{f}_check {ev}; {f}_off {ev}");
                     }
                     Probe::Ebpf(mode) => {
-                        // bpfload attaches, waits a second, runs the load, prints its counters.
+                        // bpfload attaches, waits as long as SETTLE, runs the load, prints its
+                        // counters.
                         let _ = writeln!(
                             s,
                             "echo BENCH {kind} {cfg} {r}; bpfload {bpf} {mode} -- loadgen bench {n}"
@@ -362,6 +372,12 @@ fn script(flavor: &Flavor, rounds: usize, n: u64, only: &Only) -> String {
             }
         }
     }
+    // The floor again, last: it must not have dropped since the boot's `none` runs (see
+    // SETTLE).
+    let _ = writeln!(
+        s,
+        "sleep {SETTLE}; echo FLOOR-END $(cut -d' ' -f1 /proc/uptime); loadgen bench {n}"
+    );
     s
 }
 
@@ -478,6 +494,8 @@ fn measure(p: &Prepared, cpus: u32, boot: usize, rounds: usize, n: u64, only: &O
         if let Some(rest) = l.strip_prefix("BENCH ") {
             let f: Vec<&str> = rest.split_whitespace().collect();
             current = Some((f[0].to_string(), f[1].to_string(), f[2].to_string()));
+        } else if l.starts_with("FLOOR-END ") {
+            current = Some(("end".into(), "none".into(), "end".into()));
         } else if let Some(rest) = l.strip_prefix("SAMPLE ") {
             let f: Vec<&str> = rest.split_whitespace().collect();
             let key = (f[0].to_string(), f[1].to_string(), "sample".to_string());
@@ -520,6 +538,21 @@ fn measure(p: &Prepared, cpus: u32, boot: usize, rounds: usize, n: u64, only: &O
                 }
             }
         }
+    }
+    // The floor at the end of the boot against the boot's `none` runs.
+    let end = samples.remove(&("end".to_string(), "none".to_string()));
+    let floor = KINDS
+        .iter()
+        .filter_map(|k| samples.get(&(k.to_string(), "none".to_string())))
+        .flatten()
+        .fold(f64::INFINITY, |a, &b| a.min(b));
+    match end.as_deref() {
+        Some(&[e]) if e >= floor * 0.99 => {}
+        Some(&[e]) => errors.push(format!(
+            "the floor dropped during the boot: no probe cost {floor:.0} in its rounds, {e:.0} \
+             at its end (the guest changed regime: see SETTLE in xtask/src/bench.rs)"
+        )),
+        _ => errors.push("no end-of-boot floor run".into()),
     }
     if !errors.is_empty() {
         for e in &errors {
@@ -1096,8 +1129,8 @@ mod tests {
             &super::Only::default(),
         );
         for l in [
-            "fp_on 'f:rkbench/fbind inet_bind port=+2($arg2):u16' fbind; sleep 1",
-            "fp_on 'f:rkbench/frelease inet_release%return ret=$retval:s32' frelease; sleep 1",
+            "fp_on 'f:rkbench/fbind inet_bind port=+2($arg2):u16' fbind; sleep 0.25",
+            "fp_on 'f:rkbench/frelease inet_release%return ret=$retval:s32' frelease; sleep 0.25",
             "echo BENCH kprobe ebpf_fentry 0; bpfload /lib/bpf/rk_bench.bpf.o bind-fentry -- loadgen bench 10",
             "echo BENCH kretprobe ebpf_fentry 0; bpfload /lib/bpf/rk_bench.bpf.o release-fentry -- loadgen bench 10",
             "echo BENCH kretprobe ebpf_session 0; bpfload /lib/bpf/rk_bench.bpf.o release-session -- loadgen bench 10",

@@ -236,6 +236,8 @@ fn main() {
                 std::fs::read_to_string(path).unwrap_or_else(|e| fail(&format!("{path}: {e}")));
             let mut opts = vm::Opts::for_flavor(&flavor);
             opts.cpus = args.get(2).and_then(|c| c.parse().ok()).unwrap_or(1);
+            // RK_ICOUNT=1: guest time counts instructions, as `make bench` runs it.
+            opts.icount = std::env::var("RK_ICOUNT").is_ok_and(|v| v == "1");
             let p = vm::prepared(flavor).unwrap_or_else(|e| fail(&e));
             let run = vm::run(&p, "adhoc", &script, &opts).unwrap_or_else(|e| fail(&e));
             print!("{}", run.serial);
