@@ -152,7 +152,7 @@ fn family(name: &str) -> (i32, u16, usize) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: loadgen bind [inet|inet6] PORT... | bind-raw FAMILY LEN PORT | inuse PORT | sleep THREADS MS | loop SECONDS | bench N | insmod FILE [PARAM...] | insmod-fail N FILE [PARAM...]");
+    eprintln!("usage: loadgen bind [inet|inet6] PORT... | bind-raw FAMILY LEN PORT | inuse PORT | sleep THREADS MS | loop SECONDS | bench N | insmod FILE [PARAM...] | insmod-fail N FILE [PARAM...] | seed FILE");
     std::process::exit(2)
 }
 
@@ -220,6 +220,31 @@ fn main() {
                 n += 1;
             }
             println!("LOADGEN op=loop tid={} comm={} binds={n}", tid(), comm());
+        }
+        Some("seed") => {
+            // The guest's RNG, credited with the host's random bytes in FILE (RNDADDENTROPY), as
+            // a machine with RDRAND or a hardware RNG has it at boot: an x86_64 guest of QEMU's
+            // default CPU has neither, and until its RNG has 128 bits (about two minutes of
+            // timer entropy), every get_random_u32() hashes the input pool, bind(0)'s port
+            // choice among them (8,000 instructions a bind).
+            let file = args.get(1).unwrap_or_else(|| usage());
+            let seed = std::fs::read(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(seed.len() >= 32 && seed.len() % 4 == 0, "{file}: want 32+ bytes");
+            // struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
+            let mut info: Vec<i32> = vec![(seed.len() * 8) as i32, seed.len() as i32];
+            info.extend(
+                seed.chunks(4)
+                    .map(|c| i32::from_ne_bytes(c.try_into().unwrap())),
+            );
+            let f = std::fs::File::open("/dev/urandom").expect("/dev/urandom");
+            use std::os::fd::AsRawFd;
+            // RNDADDENTROPY: _IOW('R', 0x03, int[2]).
+            const RNDADDENTROPY: u64 = 0x4008_5203;
+            // SAFETY: `info` is a valid rand_pool_info with `buf_size` bytes of buffer after
+            // its two ints, alive for the call.
+            let r = unsafe { libc::ioctl(f.as_raw_fd(), RNDADDENTROPY as _, info.as_ptr()) };
+            assert_eq!(r, 0, "RNDADDENTROPY: errno {}", errno());
+            println!("SEEDED bits={}", seed.len() * 8);
         }
         Some("bench") => {
             let n: u64 = num(args.get(1));

@@ -137,10 +137,22 @@ pub fn build_at(
 pub fn scenario(kernel: &Kernel, dir: &Path, script: &str) -> Result<PathBuf, String> {
     let sh = dir.join("scenario.sh");
     write(&sh, format!(". /lib/rk.sh\n{script}\n"))?;
+    // 32 bytes of the host's randomness, which /init credits to the guest's RNG (`loadgen
+    // seed`): the guest starts with a ready RNG, as a machine with RDRAND does.
+    let seed = dir.join("seed");
+    let mut bytes = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    fs::write(&seed, bytes).map_err(|e| format!("{}: {e}", seed.display()))?;
     let out = dir.join("scenario.cpio");
     gen_init_cpio(
         kernel,
-        &format!("file /scenario.sh {} 755 0 0\n", sh.display()),
+        &format!(
+            "file /scenario.sh {} 755 0 0\nfile /seed {} 600 0 0\n",
+            sh.display(),
+            seed.display()
+        ),
         &out,
     )?;
     Ok(out)
