@@ -90,7 +90,6 @@ void rk_kretprobe_params(struct rk_kretprobe_params *out)
  * alternatives and config choices only C sees.
  */
 #include <linux/ftrace.h>
-#include <linux/trace_recursion.h>
 #include <linux/kprobes.h>
 #include <linux/atomic.h>
 #ifdef CONFIG_X86_64
@@ -109,20 +108,27 @@ static atomic_long_t rk_direct_missed;
 
 /*
  * From rk_direct_tramp: `ip` is the ftrace call site, `parent_ip` the function's return
- * address. Preemption off (the handler's per-CPU counters) and no recursion (a handler that
- * calls the probed function, printk for one), by ftrace's own guard, as fprobe does.
+ * address. Preemption off (the handler's per-CPU counters) and no nesting on a CPU: a call
+ * that arrives while this CPU runs the handler (an interrupt or NMI whose path calls the
+ * function, or the handler's own printk when the function is one printk calls) is skipped and
+ * counted, as the kprobe core skips and counts a hit while a probe runs. Stricter than
+ * ftrace's recursion guard (which lets one call per context level nest), so the handler's
+ * per-CPU counters, updated without atomics, never see a nested update.
  */
+static DEFINE_PER_CPU(int, rk_direct_busy);
+
 __visible void notrace rk_direct_call(struct ftrace_regs *fregs, unsigned long ip,
 				      unsigned long parent_ip)
 {
-	int bit = ftrace_test_recursion_trylock(ip, parent_ip);
-
-	if (bit < 0) {
+	preempt_disable_notrace();
+	if (likely(!__this_cpu_read(rk_direct_busy))) {
+		__this_cpu_write(rk_direct_busy, 1);
+		rk_direct_entry(fregs, ip);
+		__this_cpu_write(rk_direct_busy, 0);
+	} else {
 		atomic_long_inc(&rk_direct_missed);
-		return;
 	}
-	rk_direct_entry(fregs, ip);
-	ftrace_test_recursion_unlock(bit);
+	preempt_enable_notrace();
 }
 NOKPROBE_SYMBOL(rk_direct_call);
 

@@ -5,7 +5,8 @@
 //! The cheapest entry hook a module can plant: no breakpoint, no `ftrace_ops` callback list,
 //! no fprobe lookup by address. The call site calls `rk_direct_tramp` (helpers.c: assembly
 //! that saves the argument registers as an `ftrace_regs`, as ftrace's own caller does), which
-//! calls `rk_direct_call()` (ftrace's recursion guard, preemption off), which calls the
+//! calls `rk_direct_call()` (preemption off, and a per-CPU flag so that handlers never nest on
+//! a CPU: a call that arrives while one runs is skipped and counted), which calls the
 //! handler, an entry-only [`FprobeHandler`] ([`FprobeHandler::EXIT`] false). It is what BPF's
 //! fentry programs ride on, and a function takes one direct call only: with a BPF trampoline
 //! (fentry, fexit) on it, registering says `EBUSY`.
@@ -133,8 +134,9 @@ impl<T: DirectHandler> Direct<T> {
         Ok(this)
     }
 
-    /// Calls the trampoline skipped: they recursed into the function from its own handler (or
-    /// ftrace's recursion guard said so). Counted since this registration.
+    /// Calls the trampoline skipped: they came while this CPU ran the handler (an interrupt's or
+    /// NMI's call of the function, or one from the handler itself). Counted since this
+    /// registration.
     pub(crate) fn nmissed(&self) -> u64 {
         // SAFETY: reads an atomic counter; any context.
         unsafe { bindings::rk_direct_nmissed() as u64 }

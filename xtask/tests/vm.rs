@@ -1776,6 +1776,34 @@ fn direct_agrees_with_tracefs(p: &Prepared) {
     }
 }
 
+/// `rust_kprobe kind=direct symbol=vprintk_emit`: the handler's own lines call the function it
+/// is on. Its argument 1 (`level`) is no address, so every hit reads from a bad one and prints
+/// the fault line, whose printk reaches `vprintk_emit` again on that CPU while the handler runs:
+/// that call is skipped and counted as missed, once per fault line, and nothing nests (without
+/// the guard, the handler recurses until the stack overflows).
+fn direct_does_not_nest(p: &Prepared) {
+    let run = boot(
+        p,
+        "load rust_kprobe kind=direct symbol=vprintk_emit
+         echo RK-MARK-1 > /dev/kmsg
+         echo RK-MARK-2 > /dev/kmsg
+         rmmod rust_kprobe",
+    );
+    let log = run.module_lines("rust_kprobe");
+    let t = direct_totals(&log, "vprintk_emit");
+    assert_eq!(t.len(), 1, "{log:#?}");
+    let t = t[0];
+    let faults = count(&log, "fault_handler: p->addr = ");
+    // The two marks at least (and whatever else printed meanwhile); every hit faulted, and each
+    // fault line's own printk was the one skipped call.
+    assert!(t.hits >= 2 && t.faults == t.hits, "{t:?}");
+    assert_eq!(
+        (t.missed, faults as u64),
+        (t.hits, t.hits),
+        "{t:?} {log:#?}"
+    );
+}
+
 /// `rust_kprobe kind=direct`, bad input: an offset (the call site is the entry), a glob (ftrace
 /// would hook every match), an unknown function: one line each and EINVAL, EINVAL, ENOENT,
 /// before or instead of a registration: no module, nothing hooked, no debugfs directory; a valid
@@ -2393,6 +2421,7 @@ mod x86_64_debug_7_3 {
         kprobe_fprobe_offset_is_refused,
         direct_agrees_with_tracefs,
         direct_bad_input_is_refused,
+        direct_does_not_nest,
         direct_load_unload_under_fire,
     );
 }
@@ -2409,6 +2438,7 @@ mod x86_64_debian {
         kprobe_fprobe_offset_is_refused,
         direct_agrees_with_tracefs,
         direct_bad_input_is_refused,
+        direct_does_not_nest,
         direct_load_unload_under_fire,
     );
 }
@@ -2425,6 +2455,7 @@ mod arm64_debian {
         kprobe_fprobe_offset_is_refused,
         direct_agrees_with_tracefs,
         direct_bad_input_is_refused,
+        direct_does_not_nest,
         direct_load_unload_under_fire,
     );
 }
