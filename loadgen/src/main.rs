@@ -229,7 +229,10 @@ fn main() {
             // choice among them (8,000 instructions a bind).
             let file = args.get(1).unwrap_or_else(|| usage());
             let seed = std::fs::read(file).unwrap_or_else(|e| panic!("{file}: {e}"));
-            assert!(seed.len() >= 32 && seed.len() % 4 == 0, "{file}: want 32+ bytes");
+            assert!(
+                seed.len() >= 32 && seed.len() % 4 == 0,
+                "{file}: want 32+ bytes"
+            );
             // struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
             let mut info: Vec<i32> = vec![(seed.len() * 8) as i32, seed.len() as i32];
             info.extend(

@@ -1271,7 +1271,10 @@ mod tests {
         let mut rare = vec![10_456.0; 17];
         rare.extend([10_264.0, 10_296.0, 10_272.0]);
         let m = super::estimate(&rounds(&lone, &rare));
-        assert_eq!((m["kprobe"]["none"], m["kprobe"]["c_empty"]), (9_922.0, 10_272.0));
+        assert_eq!(
+            (m["kprobe"]["none"], m["kprobe"]["c_empty"]),
+            (9_922.0, 10_272.0)
+        );
         // Boots are pooled round by round.
         let p = super::pool(&[rounds(&[1.0], &[2.0]), rounds(&[3.0], &[4.0])]);
         assert_eq!(p["kprobe"]["none"], vec![1.0, 3.0]);

@@ -1346,16 +1346,11 @@ fn fprobe_agrees_with_tracefs(p: &Prepared) {
 }
 
 /// `load` (a module and its parameters) loaded and removed `cycles` times on 2 vCPUs while two
-/// load programs bind and close in a loop, then loaded once more around `bracket` (scenario
-/// lines), then removed, then `after`. Checks that every cycle ran and that both loops really
-/// bound meanwhile; gives the run and how many binds the loops made.
-fn cycles_under_fire(
-    p: &Prepared,
-    load: &str,
-    cycles: usize,
-    bracket: &str,
-    after: &str,
-) -> (Run, u64) {
+/// load programs bind and close in a loop, then loaded once more around 50 binds and closes
+/// (ports 7300-7349) and its debugfs `STATS`, then removed, then `after`. Checks that every
+/// cycle ran and that both loops really bound meanwhile; gives the run and how many binds the
+/// loops made.
+fn cycles_under_fire(p: &Prepared, load: &str, cycles: usize, after: &str) -> (Run, u64) {
     let m = load.split_whitespace().next().unwrap_or_default();
     let script = format!(
         "{FPROBE_SH}
@@ -1373,7 +1368,8 @@ fn cycles_under_fire(
          wait $p1
          cat /tmp/l0 /tmp/l1
          load {load}
-         {bracket}
+         loadgen bind $(seq 7300 7349)
+         dstat STATS {m} stats
          rmmod {m}
          {after}"
     );
@@ -1405,8 +1401,6 @@ fn fprobe_load_unload_under_fire(p: &Prepared) {
         p,
         "rust_kretprobe kind=fprobe events=0 hist=1",
         cycles,
-        "loadgen bind $(seq 7300 7349)
-         dstat STATS rust_kretprobe stats",
         "enabled inet_release AFTER",
     );
     let log = run.module_lines("rust_kretprobe");
@@ -1446,6 +1440,32 @@ fn fprobe_load_unload_under_fire(p: &Prepared) {
     assert_eq!(run.guest_with("AFTER "), ["AFTER 0"], "{:?}", run.guest);
 }
 
+/// The scenario lines an entry probe's `kind` shares with its tests: an `f:` event on
+/// inet_bind (its `port`), `rust_kprobe kind=<kind> pid=` of a load program that binds 50101-3
+/// once `/tmp/go` exists, `while_loaded` lines, another program (`binder`) binding 50200, the
+/// debugfs STATS, the unload, the event's records (`trace_dump`), and whether ftrace still
+/// hooks inet_bind after (`AFTER`). `FILTERED-PID` is the filtered program's pid.
+fn filtered_binds(kind: &str, while_loaded: &str) -> String {
+    format!(
+        "cp /bin/loadgen /tmp/binder
+         fevent rkf/bind 'f:rkf/bind inet_bind port=+2($arg2):u16'
+         (until [ -e /tmp/go ]; do sleep 1; done; exec loadgen bind 50101 50102 50103) & pid=$!
+         echo \"FILTERED-PID $pid\"
+         load rust_kprobe kind={kind} pid=$pid
+         {while_loaded}
+         kprobes_list
+         /tmp/binder bind 50200
+         touch /tmp/go
+         wait
+         dstat STATS rust_kprobe stats
+         rmmod rust_kprobe
+         echo 0 > $T/events/rkf/enable
+         trace_dump
+         fevent_rm rkf/bind
+         enabled inet_bind AFTER"
+    )
+}
+
 /// The entry events `name` (fetching inet_bind's `port`) against `binds`, in order: the same
 /// tasks, the same ports (the two bytes read as a host-order u16: byte-swapped on both
 /// arches); and the debugfs `STATS` of an entry-only probe with `pid=` set on 3 of 4 binds.
@@ -1482,28 +1502,17 @@ fn port_events_agree(run: &Run, name: &str, binds: &[Op]) -> Vec<TraceEvent> {
 fn kprobe_fprobe_agrees_with_tracefs(p: &Prepared) {
     let script = format!(
         "{FPROBE_SH}
-         cp /bin/loadgen /tmp/binder
-         fevent rkf/bind 'f:rkf/bind inet_bind port=+2($arg2):u16'
-         (until [ -e /tmp/go ]; do sleep 1; done; exec loadgen bind 50101 50102 50103) & pid=$!
-         echo \"FILTERED-PID $pid\"
-         load rust_kprobe kind=fprobe pid=$pid
-         kallsyms inet_bind
-         enabled inet_bind ENABLED
-         grep \"^inet_bind \" $T/enabled_functions | sed \"s/^/HOOKED /\"
-         kprobes_list
-         /tmp/binder bind 50200
-         touch /tmp/go
-         wait
-         dstat STATS rust_kprobe stats
-         rmmod rust_kprobe
-         echo 0 > $T/events/rkf/enable
-         trace_dump
-         fevent_rm rkf/bind
-         enabled inet_bind AFTER
+         {}
          load rust_kprobe kind=fprobe symbol=__sys_bind
          loadgen bind 4300
          rmmod rust_kprobe
-         enabled __sys_bind AFTER-SYS"
+         enabled __sys_bind AFTER-SYS",
+        filtered_binds(
+            "fprobe",
+            "kallsyms inet_bind
+             enabled inet_bind ENABLED
+             grep \"^inet_bind \" $T/enabled_functions | sed \"s/^/HOOKED /\"",
+        )
     );
     let run = boot(p, &script);
     let pid = guest_number(&run, "FILTERED-PID ");
@@ -1659,22 +1668,7 @@ fn direct_agrees_with_tracefs(p: &Prepared) {
     let script = format!(
         "{FPROBE_SH}
          {HOOKED_SH}
-         cp /bin/loadgen /tmp/binder
-         fevent rkf/bind 'f:rkf/bind inet_bind port=+2($arg2):u16'
-         (until [ -e /tmp/go ]; do sleep 1; done; exec loadgen bind 50101 50102 50103) & pid=$!
-         echo \"FILTERED-PID $pid\"
-         load rust_kprobe kind=direct pid=$pid
-         hooked inet_bind SHARED
-         kprobes_list
-         /tmp/binder bind 50200
-         touch /tmp/go
-         wait
-         dstat STATS rust_kprobe stats
-         rmmod rust_kprobe
-         echo 0 > $T/events/rkf/enable
-         trace_dump
-         fevent_rm rkf/bind
-         enabled inet_bind AFTER
+         {}
          load rust_kprobe kind=direct
          hooked inet_bind ALONE
          loadgen bind 50300 50301
@@ -1684,7 +1678,8 @@ fn direct_agrees_with_tracefs(p: &Prepared) {
          load rust_kprobe kind=direct symbol=__sys_bind
          loadgen bind 4300
          rmmod rust_kprobe
-         enabled __sys_bind AFTER-SYS"
+         enabled __sys_bind AFTER-SYS",
+        filtered_binds("direct", "hooked inet_bind SHARED")
     );
     let run = boot(p, &script);
     let pid = guest_number(&run, "FILTERED-PID ");
@@ -1861,8 +1856,6 @@ fn direct_load_unload_under_fire(p: &Prepared) {
         p,
         "rust_kprobe kind=direct events=0",
         cycles,
-        "loadgen bind $(seq 7300 7349)
-         dstat STATS rust_kprobe stats",
         "enabled inet_bind AFTER",
     );
     let log = run.module_lines("rust_kprobe");
