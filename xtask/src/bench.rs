@@ -588,19 +588,21 @@ fn measure(p: &Prepared, cpus: u32, boot: usize, rounds: usize, n: u64, only: &O
     out
 }
 
-/// The figures of some rounds: for each configuration, its second least run: the least that
-/// another run confirms. Background work in the guest (timers, RCU callbacks, the other
-/// vCPU's) only ever adds instructions to a run, and it comes in steps, so runs fall in groups
-/// and the lowest group is the probe's cost without it:
+/// The figures of one boot's rounds: for each configuration, its second least run: the least
+/// that another run of the boot confirms. Background work in the guest (timers, RCU callbacks,
+/// the other vCPU's) only ever adds instructions to a run, and it comes in steps, so runs fall
+/// in groups and the lowest group is the probe's cost without it:
 /// - on arm64 7.3 a kretprobe's runs fall in two groups 170 instruction-ns apart, about half
 ///   and half, C's and Rust's alike: a median moves by the step with how many runs of each
 ///   group a configuration happened to get;
 /// - on x86_64 7.3 the lower group can be rare (Rust's aggregate kprobe: 3 runs of 20 at
 ///   10,264-10,296, 17 at 10,453-10,467), and a lower quartile picks different groups for
 ///   different configurations.
-/// But a single run can also fall below its group: x86_64 6.12's Rust aggregate kretprobe once
-/// ran 9,528 where its 19 other runs ran 9,895-9,929, its handler timing the same calls to
-/// the nanosecond; the least run made it 0.40 of C. So one run alone is not a figure.
+/// But a single run can fall below its group alone: x86_64 6.12's Rust aggregate kretprobe
+/// once ran 9,528 where its 19 other runs ran 9,895-9,929 (its handler timing the same calls
+/// to the nanosecond), and on x86_64 7.3 C's aggregate kretprobe ran 10,197 and 10,199 in the
+/// third round of each boot, its other 18 runs 10,328-10,358: one slot of the boot's timeline,
+/// whichever configuration the rotation put there. So a run alone in its boot is no figure.
 fn estimate(r: &Rounds) -> Medians {
     r.iter()
         .map(|(kind, cfgs)| {
@@ -620,17 +622,18 @@ fn second_least(v: &[f64]) -> f64 {
     s.get(1).or(s.first()).copied().unwrap_or(f64::NAN)
 }
 
-/// Rounds of several boots, one after the other.
-fn pool(boots: &[Rounds]) -> Rounds {
-    let mut out = Rounds::new();
-    for b in boots {
-        for (kind, cfgs) in b {
-            for (cfg, v) in cfgs {
-                out.entry(kind.clone())
+/// The figures of several boots: each boot's ([`estimate`]), the least of them.
+fn combine(boots: &[Rounds]) -> Medians {
+    let mut out = Medians::new();
+    for m in boots.iter().map(estimate) {
+        for (kind, cfgs) in m {
+            for (cfg, x) in cfgs {
+                let e = out
+                    .entry(kind.clone())
                     .or_default()
-                    .entry(cfg.clone())
-                    .or_default()
-                    .extend(v);
+                    .entry(cfg)
+                    .or_insert(f64::INFINITY);
+                *e = e.min(x);
             }
         }
     }
@@ -713,8 +716,8 @@ fn table(
         }
     }
     let mut t = format!(
-        "`make bench{}{}`: instruction-ns (icount) per bind+close, the second least run of {boots} \
-         boots x {rounds} rounds of {n}; `+` = over no probe\n\n",
+        "`make bench{}{}`: instruction-ns (icount) per bind+close, each boot's second least of \
+         {rounds} rounds of {n}, the least of {boots} boots; `+` = over no probe\n\n",
         if flavor.arch == Arch::Arm64 {
             " ARCH=arm64"
         } else {
@@ -856,12 +859,7 @@ pub fn run(p: &Prepared) {
     if only.0.is_some() {
         // A quick comparison: costs over no probe, per boot and pooled.
         for (cpus, b) in &per_boot {
-            for (i, m) in b
-                .iter()
-                .map(estimate)
-                .chain([estimate(&pool(b))])
-                .enumerate()
-            {
+            for (i, m) in b.iter().map(estimate).chain([combine(b)]).enumerate() {
                 let which = if i < b.len() {
                     format!("boot {}", i + 1)
                 } else {
@@ -881,7 +879,7 @@ pub fn run(p: &Prepared) {
     }
     let pooled: BTreeMap<u32, Medians> = per_boot
         .iter()
-        .map(|(cpus, b)| (*cpus, estimate(&pool(b))))
+        .map(|(cpus, b)| (*cpus, combine(b)))
         .collect();
     let (one, two) = (&pooled[&1], &pooled[&2]);
 
@@ -955,7 +953,7 @@ pub fn run(p: &Prepared) {
             "ops_per_run": n,
             "rounds_per_boot": rounds,
             "boots_per_vcpu_count": boots,
-            "estimate": "each configuration's second least run (background work only adds instructions, in steps; a single run can fall below its group: see estimate() in xtask/src/bench.rs), rounds of all boots pooled",
+            "estimate": "each configuration's second least run in each boot (background work only adds instructions, in steps; a single run can fall below its group: see estimate() in xtask/src/bench.rs), the least of the boots'",
             "order": "round r runs the configurations rotated by r",
             "qemu": "-icount shift=0,sleep=off",
             "unit": "instruction-ns per bind+close",
@@ -1275,10 +1273,12 @@ mod tests {
             (m["kprobe"]["none"], m["kprobe"]["c_empty"]),
             (9_922.0, 10_272.0)
         );
-        // Boots are pooled round by round.
-        let p = super::pool(&[rounds(&[1.0], &[2.0]), rounds(&[3.0], &[4.0])]);
-        assert_eq!(p["kprobe"]["none"], vec![1.0, 3.0]);
-        assert_eq!(p["kprobe"]["c_empty"], vec![2.0, 4.0]);
+        // x86_64 7.3's lucky slot: one run of C in each boot; each boot's figure is its second
+        // least, and the figure the least of the boots'.
+        let c1 = [10_334.0, 10_337.0, 10_197.0, 10_358.0, 10_333.0];
+        let c2 = [10_331.0, 10_334.0, 10_199.0, 10_330.0, 10_333.0];
+        let m = super::combine(&[rounds(&c1, &c1), rounds(&c2, &c2)]);
+        assert_eq!(m["kprobe"]["c_empty"], 10_330.0);
     }
 
     #[test]
