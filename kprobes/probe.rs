@@ -185,12 +185,12 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
                 // before the memory is freed.
                 // SAFETY: `*slot` was initialised above and is not registered; it is pinned, and
                 // `Self`'s memory is only released after it is unregistered (type invariant).
-                to_result(unsafe { R::register(slot) })?;
                 // rk-out-of-tree-begin
+                to_result(unsafe { R::register(slot) })?;
                 // SAFETY: `*slot` is initialised, and registered as far as the core said.
                 unsafe { check_kept(slot) }
                 // rk-out-of-tree-end
-                // rk-in-tree: Ok(())
+                // rk-in-tree: to_result(unsafe { R::register(slot) })
             }),
         })
     }
