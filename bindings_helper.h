@@ -104,7 +104,7 @@ struct dentry *rk_debugfs_create_show(const char *name, struct dentry *parent,
 /*
  * rust_kprobe kind=direct (helpers.c): an ftrace direct call from the function's ftrace call
  * site to the module's own trampoline. Register by exact name; unregister; the calls the
- * trampoline skipped because they recursed (ftrace's recursion guard).
+ * trampoline skipped because they came while this CPU ran the handler.
  */
 int rk_direct_register(const char *name);
 void rk_direct_unregister(void);

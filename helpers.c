@@ -101,14 +101,13 @@ void rk_kretprobe_params(struct rk_kretprobe_params *out)
 /* rust_kprobe.rs (kprobes::direct::direct_entry!): the handler, for this module's one site. */
 void rk_direct_entry(struct ftrace_regs *fregs, unsigned long ip);
 void rk_direct_tramp(void);
-void rk_direct_call(struct ftrace_regs *fregs, unsigned long ip, unsigned long parent_ip);
+void rk_direct_call(struct ftrace_regs *fregs, unsigned long ip);
 
 static struct ftrace_ops rk_direct_ops;
 static atomic_long_t rk_direct_missed;
 
 /*
- * From rk_direct_tramp: `ip` is the ftrace call site, `parent_ip` the function's return
- * address. Preemption off (the handler's per-CPU counters) and no nesting on a CPU: a call
+ * From rk_direct_tramp: `ip` is the ftrace call site. Preemption off (the handler's per-CPU counters) and no nesting on a CPU: a call
  * that arrives while this CPU runs the handler (an interrupt or NMI whose path calls the
  * function, or the handler's own printk when the function is one printk calls) is skipped and
  * counted, as the kprobe core skips and counts a hit while a probe runs. Stricter than
@@ -117,8 +116,7 @@ static atomic_long_t rk_direct_missed;
  */
 static DEFINE_PER_CPU(int, rk_direct_busy);
 
-__visible void notrace rk_direct_call(struct ftrace_regs *fregs, unsigned long ip,
-				      unsigned long parent_ip)
+__visible void notrace rk_direct_call(struct ftrace_regs *fregs, unsigned long ip)
 {
 	preempt_disable_notrace();
 	if (likely(!__this_cpu_read(rk_direct_busy))) {
@@ -185,7 +183,6 @@ asm(
 "	leaq 16(%rbp), %rdx\n"
 "	movq %rdx, " RK_S(RK_SP) "(%rsp)\n"
 "	subq $" RK_S(MCOUNT_INSN_SIZE) ", %rsi\n"
-"	movq 16(%rbp), %rdx\n"
 "	movq %rsp, %rdi\n"
 "	call rk_direct_call\n"
 "	movq " RK_S(RK_DI) "(%rsp), %rdi\n"
@@ -246,7 +243,6 @@ asm(
 "	str x0, [sp, #" RK_S(RK_SP) "]\n"
 "	mov x0, sp\n"
 "	sub x1, x30, #" RK_S(AARCH64_INSN_SIZE) "\n"
-"	mov x2, x9\n"
 "	bl rk_direct_call\n"
 "	ldp x0, x1, [sp, #" RK_S(RK_X0) "]\n"
 "	ldp x2, x3, [sp, #" RK_S(RK_X2) "]\n"
