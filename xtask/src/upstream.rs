@@ -576,9 +576,10 @@ pub fn kernel(flavor: &Flavor) -> Result<Kernel, String> {
         }
         fs::write(src.join(".applied"), "").map_err(|e| e.to_string())?;
     }
+    let started = std::time::Instant::now();
     eprintln!(
-        "upstream: building the patched 7.3 kernel ({}) with CLIPPY=1 in {} (about 10 minutes \
-         the first time; log: build.log there)",
+        "upstream: building the patched 7.3 kernel ({}) with CLIPPY=1 in {} (what the series \
+         and its KUnit/samples options change; log: build.log there)",
         flavor.name(),
         dir.display()
     );
@@ -681,6 +682,13 @@ pub fn kernel(flavor: &Flavor) -> Result<Kernel, String> {
         ns(mk(&t), &log, "patched kernel crate and samples")?;
     }
     fs::write(dir.join(".built"), "").map_err(|e| e.to_string())?;
+    let t = started.elapsed().as_secs();
+    eprintln!(
+        "upstream: patched 7.3 kernel ({}) built in {} min {} s",
+        flavor.name(),
+        t / 60,
+        t % 60
+    );
     Ok(k)
 }
 
