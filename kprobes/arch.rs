@@ -224,6 +224,9 @@ impl<'a> Regs<'a> {
     }
 }
 
+/// How many of a function's first arguments [`Regs::arg`] reads from their registers.
+pub(crate) const ARG_REGS: usize = imp::ARG_REGS;
+
 // rk-out-of-tree-begin
 /// This CPU's per-CPU offset: `this_cpu_ptr(p)` is `p` plus this. Only meaningful while the
 /// caller cannot migrate (preemption off, as in every kprobe handler).
@@ -270,6 +273,9 @@ mod imp {
     // rk-out-of-tree-end
     // rk-in-tree: use super::pt_regs;
     // rk-in-tree: use crate::bindings;
+
+    /// rdi, rsi, rdx, rcx, r8, r9 (the SysV ABI).
+    pub(super) const ARG_REGS: usize = 6;
 
     #[inline(always)]
     pub(super) fn arg(r: &pt_regs, n: usize) -> Option<u64> {
@@ -453,9 +459,12 @@ mod imp {
         unsafe { &r.__bindgen_anon_1.user_regs }
     }
 
+    /// x0-x7 (AAPCS64).
+    pub(super) const ARG_REGS: usize = 8;
+
     #[inline(always)]
     pub(super) fn arg(r: &pt_regs, n: usize) -> Option<u64> {
-        (n < 8).then(|| user(r).regs[n])
+        (n < ARG_REGS).then(|| user(r).regs[n])
     }
 
     #[inline(always)]
