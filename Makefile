@@ -76,6 +76,12 @@ dkms-add:
 	dkms add $(call dkms_conf,PACKAGE_NAME)/$(call dkms_conf,PACKAGE_VERSION) \
 		--sourcetree $(DKMS_SOURCETREE) $(DKMS_FLAGS)
 
+# The man pages, rust_kprobe(4) and rust_kretprobe(4), into $(DESTDIR)/usr/share/man/man4.
+.PHONY: install-man
+install-man:
+	install -d $(DESTDIR)/usr/share/man/man4
+	install -m 644 man/rust_kprobe.4 man/rust_kretprobe.4 $(DESTDIR)/usr/share/man/man4/
+
 # rust-project.json for rust-analyzer: the kernel's own generator (scripts/generate_rust_analyzer.py,
 # through its rust-analyzer target), then only the two module crates kept among the external
 # ones, with the cfgs Kbuild passes them. Builds in place first: the crates need rk_bindings.rs
