@@ -152,6 +152,8 @@ fn check() {
         "install",
         "--test",
         "upstream",
+        "--test",
+        "docs",
         "--",
         "--test-threads=2",
     ]
