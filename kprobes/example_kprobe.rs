@@ -3,7 +3,8 @@
 //! The example of [`super::kprobe::KprobeHandler`]'s documentation, compiled with the layer (and
 //! never called): a kprobe on `inet_bind` that counts binds to port 80.
 
-use super::kprobe::{Fault, Hit, Kprobe, KprobeHandler};
+use super::hit::{Fault, Hit};
+use super::kprobe::{Kprobe, KprobeHandler};
 use super::percpu::{Counter, PerCpu};
 use kernel::c_str;
 use kernel::prelude::*;

@@ -3,7 +3,7 @@
 //! The example of [`super::kretprobe::KretprobeHandler`]'s documentation, compiled with the
 //! layer (and never called): the return value and duration of each `inet_release` call.
 
-use super::kprobe::Hit;
+use super::hit::Hit;
 use super::kretprobe::{Kretprobe, KretprobeHandler};
 use kernel::c_str;
 use kernel::prelude::*;
