@@ -262,4 +262,4 @@ mod imp {
 }
 
 #[cfg(not(any(CONFIG_X86_64, CONFIG_ARM64)))]
-compile_error!("`kernel::kprobes` is implemented for x86_64 and arm64 only");
+compile_error!("the kprobe abstraction is implemented for x86_64 and arm64 only");
