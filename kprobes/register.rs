@@ -37,14 +37,14 @@ pub(crate) unsafe fn register_kprobe(p: *mut kprobe) -> c_int {
     if ret != 0 {
         return ret;
     }
-    // SAFETY: `p` is registered as far as the core said, and not unregistered; `p` is the
-    // `struct kprobe` of itself.
-    unsafe {
-        held(p, || {
-            // SAFETY: registered as far as the core said (above).
-            unsafe { bindings::unregister_kprobe(p) }
-        })
-    }
+    let undo = || {
+        // SAFETY: `p` is registered as far as the core said (above), and this is its only
+        // unregistration (`held` calls this at most once, and then the result is an error).
+        unsafe { bindings::unregister_kprobe(p) }
+    };
+    // SAFETY: `p` is registered as far as the core said, and not unregistered; it is its own
+    // `struct kprobe`, and `undo` unregisters it.
+    unsafe { held(p, undo) }
 }
 
 /// `register_kretprobe(rp)`, checked (see the module's documentation).
@@ -63,14 +63,17 @@ pub(crate) unsafe fn register_kretprobe(rp: *mut kretprobe) -> c_int {
     if ret != 0 {
         return ret;
     }
-    // SAFETY: `rp` is registered as far as the core said, and not unregistered; only the
-    // address of its `kp` is computed.
-    unsafe {
-        held(addr_of_mut!((*rp).kp), || {
-            // SAFETY: registered as far as the core said (above).
-            unsafe { bindings::unregister_kretprobe(rp) }
-        })
-    }
+    let undo = || {
+        // SAFETY: `rp` is registered as far as the core said (above), and this is its only
+        // unregistration (`held` calls this at most once, and then the result is an error).
+        unsafe { bindings::unregister_kretprobe(rp) }
+    };
+    // SAFETY: `rp` is valid (this function's contract): only the address of its `kp` is
+    // computed.
+    let kp = unsafe { addr_of_mut!((*rp).kp) };
+    // SAFETY: `rp` is registered as far as the core said, and not unregistered; `kp` is its
+    // `struct kprobe`, and `undo` unregisters it.
+    unsafe { held(kp, undo) }
 }
 
 /// 0 if the core holds `kp`, a probe `register_k(ret)probe()` just said 0 for; else `unregister`
