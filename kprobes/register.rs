@@ -37,7 +37,7 @@ pub(crate) unsafe fn register_kprobe(p: *mut kprobe) -> c_int {
     if ret != 0 {
         return ret;
     }
-    let undo = || {
+    let undo = move || {
         // SAFETY: `p` is registered as far as the core said (above), and this is its only
         // unregistration (`held` calls this at most once, and then the result is an error).
         unsafe { bindings::unregister_kprobe(p) }
@@ -63,7 +63,7 @@ pub(crate) unsafe fn register_kretprobe(rp: *mut kretprobe) -> c_int {
     if ret != 0 {
         return ret;
     }
-    let undo = || {
+    let undo = move || {
         // SAFETY: `rp` is registered as far as the core said (above), and this is its only
         // unregistration (`held` calls this at most once, and then the result is an error).
         unsafe { bindings::unregister_kretprobe(rp) }
