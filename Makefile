@@ -14,7 +14,7 @@ ARCH ?= $(patsubst aarch64,arm64,$(shell uname -m))
 KERNEL ?= 6.12
 export ARCH DEBUG ARCHES KERNEL KERNELS
 
-.PHONY: modules clean help setup demo check bench fmt kbuild-args modules_install dkms-add rust-analyzer patches
+.PHONY: modules clean help setup demo check bench fmt kbuild-args modules_install dkms-add rust-analyzer patches new
 
 # Kbuild against KDIR. A distribution's headers lack the Rust metadata a Rust module builds
 # against (Debian's /usr/src/linux-headers-<release>): scripts/rust-headers.sh regenerates it
@@ -34,8 +34,15 @@ $(info rust-kprobes: note: LLVM=$(LLVM) ignored: $(KDIR) is a GCC-built kernel (
 endif
 endif
 
+# The probe modules: every top-level <name>.rs that declares one (Kbuild finds them the same way).
+rk_modules = $(basename $(notdir $(shell grep -ls '^kprobes::compat::rk_module!' $(CURDIR)/*.rs)))
+
 modules:
 	$(kbuild) modules
+
+# A module of one's own: <NAME>.rs from template/probe.rs, a kprobe on SYMBOL.
+new:
+	@sh scripts/new-probe.sh '$(NAME)' '$(SYMBOL)'
 
 # Both modules into $(INSTALL_MOD_PATH)/lib/modules/<release>/updates/, then depmod (Kbuild's
 # own rule; INSTALL_MOD_PATH, INSTALL_MOD_DIR, INSTALL_MOD_STRIP as Kbuild takes them).
@@ -47,7 +54,7 @@ rk_config = $(shell sed -n 's/^$(1)=//p' '$(KDIR)/.config' | tr -d '"')
 rk_unsigned = $(if $(filter y,$(call rk_config,CONFIG_MODULE_SIG_ALL)),$(if $(wildcard \
 	$(rk_kdir)/$(call rk_config,CONFIG_MODULE_SIG_KEY) $(call rk_config,CONFIG_MODULE_SIG_KEY)),,y))
 modules_install:
-	@test -f rust_kprobe.ko -a -f rust_kretprobe.ko || \
+	@for m in $(rk_modules); do test -f $$m.ko || exit 1; done || \
 		{ echo "modules_install: build the modules first: make KDIR=$(KDIR)$(if $(rk_gcc),, LLVM=$(LLVM))" >&2; exit 1; }
 	$(kbuild) $(if $(rk_unsigned),CONFIG_MODULE_SIG_ALL=) modules_install
 	$(if $(rk_unsigned),@echo "rust-kprobes: note: modules installed unsigned (no $(call rk_config,CONFIG_MODULE_SIG_KEY) here); to sign them for Secure Boot see the README")
@@ -61,10 +68,19 @@ dkms_conf = $(shell sed -n 's/^$(1)="\(.*\)"/\1/p' $(CURDIR)/dkms.conf)
 DKMS_DIR = $(DKMS_SOURCETREE)/$(call dkms_conf,PACKAGE_NAME)-$(call dkms_conf,PACKAGE_VERSION)
 dkms-add:
 	mkdir -p $(DKMS_DIR)/scripts
-	cp -r dkms.conf Kbuild rust_kprobe.rs rust_kretprobe.rs helpers.c bindings_helper.h kprobes $(DKMS_DIR)/
+	cp -r Kbuild $(addsuffix .rs,$(rk_modules)) helpers.c bindings_helper.h kprobes $(DKMS_DIR)/
+	{ cat dkms.conf; i=0; for m in $(rk_modules); do \
+		printf 'BUILT_MODULE_NAME[%d]="%s"\nDEST_MODULE_LOCATION[%d]="/updates/dkms"\n' $$i $$m $$i; \
+		i=$$((i + 1)); done; } >$(DKMS_DIR)/dkms.conf
 	cp scripts/dkms-make scripts/rust-headers.sh $(DKMS_DIR)/scripts/
 	dkms add $(call dkms_conf,PACKAGE_NAME)/$(call dkms_conf,PACKAGE_VERSION) \
 		--sourcetree $(DKMS_SOURCETREE) $(DKMS_FLAGS)
+
+# The man pages, rust_kprobe(4) and rust_kretprobe(4), into $(DESTDIR)/usr/share/man/man4.
+.PHONY: install-man
+install-man:
+	install -d $(DESTDIR)/usr/share/man/man4
+	install -m 644 man/rust_kprobe.4 man/rust_kretprobe.4 $(DESTDIR)/usr/share/man/man4/
 
 # rust-project.json for rust-analyzer: the kernel's own generator (scripts/generate_rust_analyzer.py,
 # through its rust-analyzer target), then only the two module crates kept among the external
@@ -86,7 +102,10 @@ clean:
 	rm -rf build target rust-project.json
 
 help:
-	@echo "make KDIR=<dir> LLVM=1   build rust_kprobe.ko and rust_kretprobe.ko against a Rust-enabled kernel"
+	@echo "make KDIR=<dir> LLVM=1   build rust_kprobe.ko, rust_kretprobe.ko (and any module of make new) against"
+	@echo "                         a Rust-enabled kernel"
+	@echo "make new NAME=<name> SYMBOL=<function>"
+	@echo "                         <name>.rs: a kprobe module of one's own, from template/probe.rs"
 	@echo "make modules_install KDIR=<dir> LLVM=1 [INSTALL_MOD_PATH=<root>]"
 	@echo "                         install the built modules for that kernel (then depmod)"
 	@echo "make dkms-add            copy the module sources to /usr/src/rust-kprobes-<version>, dkms add"

@@ -19,6 +19,7 @@
 #include <linux/seq_file.h>
 #include <linux/kallsyms.h>
 #include <linux/random.h>
+#include <linux/moduleparam.h>
 
 /* KSYM_SYMBOL_LEN (a sizeof() expression, which bindgen does not evaluate). */
 enum { rk_ksym_symbol_len = KSYM_SYMBOL_LEN };
@@ -27,33 +28,6 @@ enum { rk_ksym_symbol_len = KSYM_SYMBOL_LEN };
 /* The most entry data an fprobe may ask for (7.3: 15 longs), likewise. */
 enum { rk_max_fprobe_data_size = MAX_FPROBE_DATA_SIZE };
 #endif
-
-/* Module parameters of rust_kprobe.ko (read-only once loaded). */
-struct rk_kprobe_params {
-	const char *symbol;
-	unsigned int offset;
-	int pid;
-	const char *comm;
-	unsigned int port;
-	unsigned int ratelimit;
-	bool events;
-	const char *kind;
-};
-
-/* Module parameters of rust_kretprobe.ko (read-only once loaded). */
-struct rk_kretprobe_params {
-	const char *func;
-	int maxactive;
-	const char *rettype;
-	int pid;
-	const char *comm;
-	bool events;
-	bool hist;
-	const char *kind;
-};
-
-void rk_kprobe_params(struct rk_kprobe_params *out);
-void rk_kretprobe_params(struct rk_kretprobe_params *out);
 
 /*
  * Layouts as C has them. Rust checks its bindings against these before it registers a probe,

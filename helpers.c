@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The C side of rust_kprobe.ko and rust_kretprobe.ko: only what Rust cannot do itself on
- * Linux 6.12. Module parameters (the 6.12 `module!` macro has none), static inlines and
- * macros. Kbuild compiles this file once per module, with RK_KPROBE or
- * RK_KRETPROBE defined, so that each module carries only its own parameters.
+ * Linux 6.12: static inlines and macros, the layout check, and (for a module whose handler
+ * is an ftrace direct call: RK_DIRECT_ENTRY from Kbuild) the trampoline. Nothing in it is
+ * per module: Kbuild compiles it once for each (a .o belongs to one module). Parameters are
+ * declared in Rust (kprobes/params.rs).
  */
 #include <linux/module.h>
 #include <linux/moduleparam.h>
@@ -12,73 +13,7 @@
 #include <linux/cpumask.h>
 #include "bindings_helper.h"
 
-#ifdef RK_KPROBE
-static char symbol[KSYM_NAME_LEN] = "inet_bind";
-module_param_string(symbol, symbol, sizeof(symbol), 0444);
-MODULE_PARM_DESC(symbol, "Function to probe (default inet_bind; inet6_bind decodes IPv6 ports)");
-static unsigned int offset;
-module_param(offset, uint, 0444);
-MODULE_PARM_DESC(offset, "Offset into the function, in bytes (default 0)");
-static int pid;
-module_param(pid, int, 0444);
-MODULE_PARM_DESC(pid, "Only report this pid (0: all)");
-static char comm[TASK_COMM_LEN];
-module_param_string(comm, comm, sizeof(comm), 0444);
-MODULE_PARM_DESC(comm, "Only report tasks with this name (empty: all)");
-static unsigned int port;
-module_param(port, uint, 0444);
-MODULE_PARM_DESC(port, "Only report binds to this port (0: all)");
-static unsigned int ratelimit;
-module_param(ratelimit, uint, 0444);
-MODULE_PARM_DESC(ratelimit, "At most this many event lines per second (0: unlimited)");
-static bool events = true;
-module_param(events, bool, 0444);
-MODULE_PARM_DESC(events, "Log one line per bind (default Y; N: count only, see debugfs stats)");
-static char kind[16] = "kprobe";
-module_param_string(kind, kind, sizeof(kind), 0444);
-MODULE_PARM_DESC(kind, "kprobe (default), fprobe: an entry-only fprobe on the function's ftrace call site (kernels with CONFIG_FPROBE), or direct: an ftrace direct call to this module's own trampoline (CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS); fprobe and direct: no post handler, no offset=");
-
-void rk_kprobe_params(struct rk_kprobe_params *out)
-{
-	*out = (struct rk_kprobe_params){ symbol, offset, pid, comm, port, ratelimit, events,
-					  kind };
-}
-#endif
-
-#ifdef RK_KRETPROBE
-static char func[KSYM_NAME_LEN] = "inet_release";
-module_param_string(func, func, sizeof(func), 0444);
-MODULE_PARM_DESC(func, "Function to kretprobe; reports its return value and time taken (default inet_release)");
-static int maxactive = 20;
-module_param(maxactive, int, 0444);
-MODULE_PARM_DESC(maxactive, "Concurrent instances to track, 0..=4096 (0: the kernel's default; default 20; kind=kretprobe only: an fprobe has no instance pool)");
-static char rettype[8] = "int";
-module_param_string(rettype, rettype, sizeof(rettype), 0444);
-MODULE_PARM_DESC(rettype, "Return type of func: int (default), long, ulong or ptr");
-static int pid;
-module_param(pid, int, 0444);
-MODULE_PARM_DESC(pid, "Only report this pid (0: all)");
-static char comm[TASK_COMM_LEN];
-module_param_string(comm, comm, sizeof(comm), 0444);
-MODULE_PARM_DESC(comm, "Only report tasks with this name (empty: all)");
-static bool events = true;
-module_param(events, bool, 0444);
-MODULE_PARM_DESC(events, "Log one line per call (default Y)");
-static bool hist;
-module_param(hist, bool, 0444);
-MODULE_PARM_DESC(hist, "Print a log2 latency histogram and return-value tally at unload (default N)");
-static char kind[16] = "kretprobe";
-module_param_string(kind, kind, sizeof(kind), 0444);
-MODULE_PARM_DESC(kind, "kretprobe (default) or fprobe: ftrace-based entry and exit, entry data kept by fprobe, no maxactive (kernels with CONFIG_FPROBE)");
-
-void rk_kretprobe_params(struct rk_kretprobe_params *out)
-{
-	*out = (struct rk_kretprobe_params){ func, maxactive, rettype, pid, comm, events, hist,
-					     kind };
-}
-#endif
-
-#if defined(RK_KPROBE) && defined(RK_DIRECT)
+#if defined(RK_DIRECT_ENTRY) && defined(RK_DIRECT)
 /*
  * kind=direct: the function's ftrace call site calls rk_direct_tramp directly (an ftrace direct
  * call, as BPF's fentry trampolines are), with no ftrace_ops list and no fprobe lookup between.

@@ -1,9 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! rust_kprobe: a kprobe on `inet_bind` (or `symbol=`) that logs who binds which port.
+//! rust_kprobe: a kprobe on `inet_bind` (or any function, `symbol=`) that logs who calls it
+//! and what its arguments mean, where the module has a decoder for them.
 //!
-//! `insmod rust_kprobe.ko [symbol=inet_bind] [offset=0] [kind=kprobe] [pid=] [comm=] [port=]
-//! [ratelimit=] [events=Y]`
+//! `insmod rust_kprobe.ko [symbol=inet_bind] [offset=0] [kind=kprobe] [decoder=auto] [args=0]
+//! [pid=] [comm=] [port=] [ratelimit=] [events=Y]`
+//!
+//! Decoders (`kprobes/logic.rs`, `Decoder::TABLE`): `inet_bind`/`inet6_bind` give the port a
+//! socket binds, `tcp_v4_connect`/`tcp_v6_connect` the address and port it connects to; any
+//! other function its name, the task and its first `args=` argument registers, raw, as
+//! `kprobe_events`' `$argN` shows them. `decoder=` names one for a function of the same
+//! arguments.
 //!
 //! `kind=fprobe` (kernels with `CONFIG_FPROBE`, e.g. Debian's) runs the same pre-handler policy
 //! from an entry-only fprobe instead: ftrace's hook on the function's call site, the arguments
@@ -24,6 +31,7 @@ mod kprobes;
 use core::fmt::{self, Write};
 use kernel::c_str;
 use kernel::prelude::*;
+use kprobes::arch::Regs;
 use kprobes::debugfs::{Published, SeqWriter, ShowFn};
 #[cfg(rk_direct)]
 use kprobes::direct::Direct;
@@ -32,7 +40,7 @@ use kprobes::fprobe::{Fprobe, FprobeHandler};
 use kprobes::hit::{Fault, Hit};
 use kprobes::kprobe::{Kprobe, KprobeHandler, Step};
 use kprobes::list::PathTag;
-use kprobes::logic::{Filter, RateLimiter, Sockaddr, Verdict, SOCKADDR_MAX};
+use kprobes::logic::{Decoder, Filter, RateLimiter, Sockaddr, Verdict, SOCKADDR_MAX};
 use kprobes::percpu::{Counter, Flag, PerCpu};
 use kprobes::probe::Unregistered;
 use kprobes::task::{self, Comm};
@@ -40,7 +48,20 @@ use kprobes::task::{self, Comm};
 kprobes::compat::rk_module! {
     type: RustKprobe,
     name: "rust_kprobe",
-    description: "kprobe on inet_bind: who binds which port (Rust)",
+    description: "kprobe on inet_bind or any function: who calls it, and its decoded or raw arguments (Rust)",
+}
+
+kprobes::params::module_params! {
+    symbol: str[512] = "inet_bind", "Function to probe (default inet_bind)";
+    offset: u32 = 0, "Offset into the function, in bytes (default 0)";
+    kind: str[16] = "kprobe", "kprobe (default), fprobe: an entry-only fprobe on the function's ftrace call site (kernels with CONFIG_FPROBE), or direct: an ftrace direct call to this module's own trampoline (CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS); fprobe and direct: no post handler, no offset=";
+    decoder: str[16] = "auto", "How to read the arguments: auto (default: bind for inet_bind/inet6_bind, connect for tcp_v4_connect/tcp_v6_connect, raw for any other function), bind, connect or raw";
+    args: u32 = 0, "raw decoder: print the first N argument registers, as kprobe_events $argN (default 0; at most 6 on x86_64, 8 on arm64)";
+    pid: i32 = 0, "Only report this pid (0: all)";
+    comm: str[16] = "", "Only report tasks with this name (empty: all)";
+    port: u32 = 0, "bind and connect decoders: only report this port (0: all)";
+    ratelimit: u32 = 0, "At most this many event and fault lines per second (0: unlimited)";
+    events: bool = true, "Log one line per hit (default Y; N: count only, see debugfs stats)";
 }
 
 /// What the handlers count, per CPU.
@@ -56,8 +77,12 @@ struct BindProbe {
     /// For printing (`&str` formats in one piece, `CStr` byte by byte).
     symbol: &'static str,
     /// For printing. Arguments are in their registers at the function's entry only (as the
-    /// kprobe core tells, [`Hit::entry`]): past it a hit is reported without a port.
+    /// kprobe core tells, [`Hit::entry`]): past it a hit is reported without them.
     offset: u32,
+    /// What the arguments mean, if the module knows (`decoder=`, else the table).
+    decoder: Decoder,
+    /// The raw decoder's `args=`: how many argument registers its lines show.
+    args: usize,
     pid: i32,
     comm: kprobes::params::ParamStr,
     /// `pid=` or `comm=` is set: one test on the common path, which has neither.
@@ -98,8 +123,13 @@ impl KprobeHandler for BindProbe {
         }
     }
 
+    /// A decoder's read failed: counted, and logged as an event line is (`events=`,
+    /// `ratelimit=`).
     fn fault(&self, hit: &Hit<'_>, f: &Fault) {
         self.stats.this_cpu().faults.add(1);
+        if !self.events || !self.rate_passes() {
+            return;
+        }
         pr_info!(
             "fault_handler: p->addr = {:#x}, reading {} at {:#x} failed ({})\n",
             hit.addr,
@@ -131,6 +161,30 @@ impl FprobeHandler for BindProbe {
 #[cfg(rk_direct)]
 kprobes::direct::direct_entry!(BindProbe);
 
+/// What a hit's line says of the arguments.
+enum Args<'a> {
+    /// Bind or connect: the address the caller passed.
+    Sockaddr(Sockaddr),
+    /// Raw: the first `n` argument registers.
+    Raw(&'a Regs<'a>, usize),
+    /// Past the function's entry: nothing (the registers hold whatever the function put there).
+    Unknown,
+}
+
+/// ` arg1=0x… arg2=0x…`: the first `.1` argument registers, as `kprobe_events` prints
+/// `$arg1`… (hexadecimal, from 1).
+struct RawArgs<'a>(&'a Regs<'a>, usize);
+
+impl fmt::Display for RawArgs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (0..self.1).try_for_each(|i| {
+            let v = self.0.arg::<u64>(i).unwrap_or(0);
+            write!(f, " arg{}={v:#x}", i + 1)
+        })
+    }
+}
+kprobes::compat::printable!(RawArgs<'_>);
+
 impl BindProbe {
     /// The pre-handler policy, for either kind: count, filter, decode, rate-limit, log. `post`:
     /// a post handler will run for this hit (a kprobe's), so a logged hit is marked for it.
@@ -147,9 +201,19 @@ impl BindProbe {
             comm: &[],
             port: self.port,
         };
-        let addr = if hit.entry {
+        let args = if !hit.entry {
+            if self.port != 0 {
+                // No port to match (init refuses this probe; until it has unregistered it).
+                stats.filtered.add(1);
+                return Ok(());
+            }
+            Args::Unknown
+        } else if self.decoder == Decoder::Raw {
+            Args::Raw(&hit.regs, self.args)
+        } else {
             // int inet_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len), and
-            // inet6_bind alike: the address is a kernel copy, at most addr_len bytes of it valid.
+            // inet6_bind, tcp_v4_connect, tcp_v6_connect alike: the address is a kernel copy,
+            // at most addr_len bytes of it valid.
             let (Some(uaddr), Some(addr_len)) =
                 (hit.regs.arg::<*const u8>(1), hit.regs.arg::<i32>(2))
             else {
@@ -163,30 +227,34 @@ impl BindProbe {
                 stats.filtered.add(1);
                 return Ok(());
             }
-            Some(addr)
-        } else if self.port != 0 {
-            // No port to match (init refuses this probe; until it has unregistered it).
-            stats.filtered.add(1);
-            return Ok(());
-        } else {
-            None
+            Args::Sockaddr(addr)
         };
-        match self.limiter.check(kprobes::now_ns) {
-            Verdict::Suppress => return Ok(()),
-            Verdict::Pass { suppressed: 0 } => {}
-            Verdict::Pass { suppressed } => {
-                pr_info!("{} events suppressed by ratelimit\n", suppressed);
-            }
+        if !self.rate_passes() {
+            return Ok(());
         }
         stats.reported.add(1);
         if self.events {
             let task = task::current();
-            self.log(task.pid, &task.comm(), addr);
+            self.log(task.pid, &task.comm(), args);
             if post {
                 self.post_pending.this_cpu().set();
             }
         }
         Ok(())
+    }
+
+    /// `ratelimit=`: whether this line may be printed (and the count of those it held back,
+    /// once it passes one again).
+    #[inline(always)]
+    fn rate_passes(&self) -> bool {
+        match self.limiter.check(kprobes::now_ns) {
+            Verdict::Suppress => false,
+            Verdict::Pass { suppressed: 0 } => true,
+            Verdict::Pass { suppressed } => {
+                pr_info!("{} events suppressed by ratelimit\n", suppressed);
+                true
+            }
+        }
     }
 
     /// Whether `current` passes `pid=` and `comm=`. Out of line: with neither set, `pre` keeps
@@ -202,32 +270,54 @@ impl BindProbe {
         filter.task(task.pid, |want| task.comm_is(want))
     }
 
-    /// The event line: the port, or why the bind has none. Inlined into each kind's entry, as
-    /// it was into the kprobe's `pre` alone: with two callers the compiler would otherwise move
-    /// it out of line, and the kprobe's `pre` would change with the fprobe kind.
+    /// The event line: what the decoder read, or why there is nothing to read. Inlined into
+    /// each kind's entry, as it was into the kprobe's `pre` alone: with two callers the
+    /// compiler would otherwise move it out of line, and the kprobe's `pre` would change with
+    /// the fprobe kind.
     #[inline(always)]
-    fn log(&self, pid: i32, comm: &Comm, addr: Option<Sockaddr>) {
+    fn log(&self, pid: i32, comm: &Comm, args: Args<'_>) {
         let sym = self.symbol;
-        let Some(addr) = addr else {
-            let off = self.offset;
-            pr_info!("{sym}+{off:#x} name:{comm} pid:{pid} socket bind: arguments unknown past the function's entry\n");
-            return;
+        let what = match self.decoder {
+            Decoder::Connect => "connect",
+            _ => "socket bind",
         };
+        let addr = match args {
+            Args::Raw(regs, n) => {
+                let raw = RawArgs(regs, n);
+                pr_info!("{sym} name:{comm} pid:{pid}{raw}\n");
+                return;
+            }
+            Args::Unknown => {
+                let off = self.offset;
+                match self.decoder {
+                    Decoder::Raw => pr_info!("{sym}+{off:#x} name:{comm} pid:{pid}\n"),
+                    _ => pr_info!("{sym}+{off:#x} name:{comm} pid:{pid} {what}: arguments unknown past the function's entry\n"),
+                }
+                return;
+            }
+            Args::Sockaddr(addr) => addr,
+        };
+        if let (Decoder::Connect, Some(peer)) = (self.decoder, addr.peer()) {
+            pr_info!("{sym} name:{comm} pid:{pid} connect to {peer}\n");
+            return;
+        }
         match addr {
-            Sockaddr::Inet { port } | Sockaddr::Inet6 { port } => {
+            Sockaddr::Inet { port, .. } | Sockaddr::Inet6 { port, .. } => {
                 pr_info!("{sym} name:{comm} pid:{pid} socket bind port={port}\n");
             }
             Sockaddr::TooShort { family: None, len } => {
-                pr_info!("{sym} name:{comm} pid:{pid} socket bind: addr_len {len} too short for a family\n");
+                pr_info!(
+                    "{sym} name:{comm} pid:{pid} {what}: addr_len {len} too short for a family\n"
+                );
             }
             Sockaddr::TooShort {
                 family: Some(family),
                 len,
             } => {
-                pr_info!("{sym} name:{comm} pid:{pid} socket bind: addr_len {len} too short for a port (family {family})\n");
+                pr_info!("{sym} name:{comm} pid:{pid} {what}: addr_len {len} too short for a port (family {family})\n");
             }
             Sockaddr::Other { family } => {
-                pr_info!("{sym} name:{comm} pid:{pid} socket bind: family {family} has no port\n");
+                pr_info!("{sym} name:{comm} pid:{pid} {what}: family {family} has no port\n");
             }
         }
     }
@@ -294,7 +384,7 @@ fn no_debugfs(e: Error) {
 
 impl kernel::Module for RustKprobe {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let p = kprobes::params::kprobe();
+        let p = Params::get();
         // First, before anything is allocated or registered.
         let kind = match p.kind.bytes() {
             b"kprobe" => Kind::Kprobe,
@@ -328,9 +418,39 @@ impl kernel::Module for RustKprobe {
             pr_err!("symbol= is not a kernel symbol name\n");
             return Err(EINVAL);
         };
+        let Some(decoder) = Decoder::select(p.decoder.bytes(), p.symbol.bytes()) else {
+            pr_err!("decoder={} is not one of {}\n", p.decoder, Decoder::CHOICES);
+            return Err(EINVAL);
+        };
+        if p.port != 0 && !decoder.has_port() {
+            pr_err!(
+                "port={}: {symbol} has the raw decoder, which reads no port (decoder=bind or connect for a function with their arguments)\n",
+                p.port
+            );
+            return Err(EINVAL);
+        }
+        if p.args != 0 && decoder != Decoder::Raw {
+            pr_err!(
+                "args={}: the {} decoder prints what it decodes, not raw arguments (decoder=raw)\n",
+                p.args,
+                decoder.name()
+            );
+            return Err(EINVAL);
+        }
+        let args = p.args as usize;
+        if args > kprobes::arch::ARG_REGS {
+            pr_err!(
+                "args={}: this architecture passes at most {} arguments in registers\n",
+                p.args,
+                kprobes::arch::ARG_REGS
+            );
+            return Err(EINVAL);
+        }
         let handler = BindProbe {
             symbol,
             offset: p.offset,
+            decoder,
+            args,
             pid: p.pid,
             comm: p.comm,
             task_filter: p.pid != 0 || !p.comm.bytes().is_empty(),
@@ -340,7 +460,7 @@ impl kernel::Module for RustKprobe {
             stats: PerCpu::new().inspect_err(|_| no_memory("per-CPU counters"))?,
             post_pending: PerCpu::new().inspect_err(|_| no_memory("per-CPU post flags"))?,
         };
-        let dir = c_str!("rust_kprobe");
+        let dir = MODULE_NAME;
         let planted = match kind {
             Kind::Kprobe => {
                 let probe = KBox::pin_init(
@@ -356,10 +476,11 @@ impl kernel::Module for RustKprobe {
                         e.to_errno()
                     );
                 })?;
-                if p.port != 0 && !probe.on_func_entry() {
+                if (p.port != 0 || args != 0) && !probe.on_func_entry() {
                     // Dropping `probe` unregisters it: nothing stays behind.
+                    let which = if p.port != 0 { "port" } else { "args" };
                     pr_err!(
-                        "port= needs the probe on the function's entry: {}+{:#x} is past it, where the arguments are unknown\n",
+                        "{which}= needs the probe on the function's entry: {}+{:#x} is past it, where the arguments are unknown\n",
                         p.symbol,
                         p.offset
                     );
@@ -369,10 +490,11 @@ impl kernel::Module for RustKprobe {
                 // probe: past an x86 `endbr64`, for one), and its path, as in
                 // /sys/kernel/debug/kprobes/list.
                 pr_info!(
-                    "Planted kprobe at {:#x} ({}){}\n",
+                    "Planted kprobe at {:#x} ({}){}, decoder {}\n",
                     probe.addr(),
                     kprobes::SymbolOffset::of(probe.addr()).as_str(),
-                    probe.path_tag()
+                    probe.path_tag(),
+                    decoder.name()
                 );
                 let mut probe = Published::new(probe);
                 if let Err(e) = probe.publish(dir, &FILES) {
@@ -395,10 +517,11 @@ impl kernel::Module for RustKprobe {
                 // kernel), as in /sys/kernel/tracing/enabled_functions. Always the entry: the
                 // arguments are there, and `port=` applies.
                 pr_info!(
-                    "Planted fprobe at {}: {:#x} ({}): entry only, no post handler\n",
+                    "Planted fprobe at {}: {:#x} ({}): entry only, no post handler, decoder {}\n",
                     symbol,
                     probe.addr(),
-                    kprobes::SymbolOffset::of(probe.addr()).as_str()
+                    kprobes::SymbolOffset::of(probe.addr()).as_str(),
+                    decoder.name()
                 );
                 let mut probe = Published::new(probe);
                 if let Err(e) = probe.publish(dir, &FILES) {
@@ -420,8 +543,9 @@ impl kernel::Module for RustKprobe {
                 // kernel) to call the trampoline, as /sys/kernel/tracing/enabled_functions
                 // shows (`direct-->rk_direct_tramp`).
                 pr_info!(
-                    "Planted direct call on {}: its ftrace call site calls rk_direct_tramp: entry only, no post handler\n",
-                    symbol
+                    "Planted direct call on {}: its ftrace call site calls rk_direct_tramp: entry only, no post handler, decoder {}\n",
+                    symbol,
+                    decoder.name()
                 );
                 let mut probe = Published::new(probe);
                 if let Err(e) = probe.publish(dir, &FILES) {

@@ -35,6 +35,17 @@ kprobes::compat::rk_module! {
     description: "kretprobe (or fprobe, kind=): return value and time taken of func= (Rust)",
 }
 
+kprobes::params::module_params! {
+    func: str[512] = "inet_release", "Function to kretprobe; reports its return value and time taken (default inet_release)";
+    kind: str[16] = "kretprobe", "kretprobe (default) or fprobe: ftrace-based entry and exit, entry data kept by fprobe, no maxactive (kernels with CONFIG_FPROBE)";
+    maxactive: i32 = 20, "Concurrent instances to track, 0..=4096 (0: the kernel's default; default 20; kind=kretprobe only: an fprobe has no instance pool)";
+    rettype: str[8] = "int", "Return type of func: int (default), long, ulong or ptr";
+    pid: i32 = 0, "Only report this pid (0: all)";
+    comm: str[16] = "", "Only report tasks with this name (empty: all)";
+    events: bool = true, "Log one line per call (default Y)";
+    hist: bool = false, "Print a log2 latency histogram and return-value tally at unload (default N)";
+}
+
 /// The kernel's own limit is none at all (6.12 allocates whatever is asked).
 const MAXACTIVE_LIMIT: i32 = 4096;
 
@@ -170,7 +181,7 @@ fn no_debugfs(e: Error) {
 
 impl kernel::Module for RustKretprobe {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let p = kprobes::params::kretprobe();
+        let p = Params::get();
         // First, before anything is allocated or registered.
         let kind = match p.kind.bytes() {
             b"kretprobe" => Kind::Kretprobe,
@@ -215,7 +226,7 @@ impl kernel::Module for RustKretprobe {
             events: p.events,
             stats: PerCpu::new().inspect_err(|_| no_memory("per-CPU counters"))?,
         };
-        let dir = c_str!("rust_kretprobe");
+        let dir = MODULE_NAME;
         let planted = match kind {
             Kind::Kretprobe => {
                 let probe = KBox::pin_init(

@@ -71,13 +71,18 @@ pub(crate) use printable;
 printable!(
     super::task::Comm,
     super::logic::HistRow,
+    super::logic::Peer,
     super::logic::RetVal,
     super::params::ParamStr,
 );
 
-/// `module!` with this project's author and licence, in the syntax of the kernel at hand.
+/// `module!` with this project's author and licence, in the syntax of the kernel at hand, and
+/// `MODULE_NAME`, the module's name as a C string (its debugfs directory, for one).
 macro_rules! rk_module {
     (type: $t:ident, name: $name:tt, description: $desc:tt $(,)?) => {
+        /// The module's name (`name:` of `module!`).
+        #[allow(dead_code)]
+        const MODULE_NAME: &'static ::kernel::str::CStr = ::kernel::c_str!($name);
         #[cfg(rk_module_authors)]
         ::kernel::prelude::module! {
             type: $t,

@@ -16,21 +16,21 @@ pub(crate) const SIN6_LEN_RFC2133: usize = 24;
 /// The most a handler copies of a bind address: a full `sockaddr_in6`.
 pub(crate) const SOCKADDR_MAX: usize = 28;
 
-/// What a bind address holds, decoded from the bytes the caller passed (`addr_len` of them).
+/// What a socket address holds, decoded from the bytes the caller passed (`addr_len` of them).
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub(crate) enum Sockaddr {
     /// AF_INET (or AF_UNSPEC with INADDR_ANY, which `inet_bind` takes as AF_INET).
-    Inet { port: u16 },
+    Inet { addr: [u8; 4], port: u16 },
     /// AF_INET6.
-    Inet6 { port: u16 },
-    /// `addr_len` too short for the family's port (the kernel refuses such a bind).
+    Inet6 { addr: [u8; 16], port: u16 },
+    /// `addr_len` too short for the family's port (the kernel refuses such an address).
     TooShort { family: Option<u16>, len: usize },
     /// A family with no port.
     Other { family: u16 },
 }
 
 impl Sockaddr {
-    /// Decodes the first `min(addr_len, SOCKADDR_MAX)` bytes of a bind address.
+    /// Decodes the first `min(addr_len, SOCKADDR_MAX)` bytes of a socket address.
     pub(crate) fn decode(bytes: &[u8]) -> Sockaddr {
         let len = bytes.len();
         if len < 2 {
@@ -38,19 +38,41 @@ impl Sockaddr {
         }
         let family = u16::from_ne_bytes([bytes[0], bytes[1]]);
         let port = || u16::from_be_bytes([bytes[2], bytes[3]]);
+        let v4 = || [bytes[4], bytes[5], bytes[6], bytes[7]];
         match family {
             AF_INET | AF_UNSPEC if len < SOCKADDR_IN_LEN => Sockaddr::TooShort {
                 family: Some(family),
                 len,
             },
-            AF_INET => Sockaddr::Inet { port: port() },
-            AF_UNSPEC if bytes[4..8] == [0; 4] => Sockaddr::Inet { port: port() },
+            AF_INET => Sockaddr::Inet {
+                addr: v4(),
+                port: port(),
+            },
+            AF_UNSPEC if v4() == [0; 4] => Sockaddr::Inet {
+                addr: [0; 4],
+                port: port(),
+            },
             AF_INET6 if len < SIN6_LEN_RFC2133 => Sockaddr::TooShort {
                 family: Some(family),
                 len,
             },
-            AF_INET6 => Sockaddr::Inet6 { port: port() },
+            AF_INET6 => {
+                // sin6_family, sin6_port, sin6_flowinfo (4 bytes), then sin6_addr.
+                let mut addr = [0; 16];
+                addr.copy_from_slice(&bytes[8..24]);
+                Sockaddr::Inet6 { addr, port: port() }
+            }
             _ => Sockaddr::Other { family },
+        }
+    }
+
+    /// The address and port, for printing: `127.0.0.1:9`, `[::1]:9` (RFC 5952, as
+    /// `core::net` writes them).
+    pub(crate) fn peer(&self) -> Option<Peer> {
+        match *self {
+            Sockaddr::Inet { addr, port } => Some(Peer(core::net::SocketAddr::from((addr, port)))),
+            Sockaddr::Inet6 { addr, port } => Some(Peer(core::net::SocketAddr::from((addr, port)))),
+            _ => None,
         }
     }
 
@@ -58,9 +80,76 @@ impl Sockaddr {
     #[inline]
     pub(crate) fn port(&self) -> Option<u16> {
         match *self {
-            Sockaddr::Inet { port } | Sockaddr::Inet6 { port } => Some(port),
+            Sockaddr::Inet { port, .. } | Sockaddr::Inet6 { port, .. } => Some(port),
             _ => None,
         }
+    }
+}
+
+/// An address and port, printed as `127.0.0.1:9` or `[::1]:9`.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(crate) struct Peer(pub(crate) core::net::SocketAddr);
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// What `rust_kprobe` knows of a function's arguments: the decoders, and which function has
+/// which (the one table). A function without one gets [`Decoder::Raw`]: its raw argument
+/// registers, never another function's meaning.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(crate) enum Decoder {
+    /// `int inet_bind(struct socket *, struct sockaddr *uaddr, int addr_len)`, `inet6_bind`
+    /// alike: the local port a socket binds.
+    Bind,
+    /// `int tcp_v4_connect(struct sock *, struct sockaddr *uaddr, int addr_len)`,
+    /// `tcp_v6_connect` alike: the address and port a TCP socket connects to.
+    Connect,
+    /// No meaning: the first `args=` argument registers, as `kprobe_events`' `$argN` shows them.
+    Raw,
+}
+
+impl Decoder {
+    /// The table: the functions whose arguments the module decodes.
+    pub(crate) const TABLE: [(&'static [u8], Decoder); 4] = [
+        (b"inet_bind", Decoder::Bind),
+        (b"inet6_bind", Decoder::Bind),
+        (b"tcp_v4_connect", Decoder::Connect),
+        (b"tcp_v6_connect", Decoder::Connect),
+    ];
+
+    /// What `decoder=` accepts, for its error line.
+    pub(crate) const CHOICES: &'static str = "auto, bind, connect, raw";
+
+    /// The decoder `decoder=` names; `auto` (or empty): `symbol`'s in the table, else `Raw`.
+    /// `None`: not a decoder's name.
+    pub(crate) fn select(param: &[u8], symbol: &[u8]) -> Option<Decoder> {
+        Some(match param {
+            b"auto" | b"" => Self::TABLE
+                .iter()
+                .find(|(s, _)| *s == symbol)
+                .map_or(Decoder::Raw, |&(_, d)| d),
+            b"bind" => Decoder::Bind,
+            b"connect" => Decoder::Connect,
+            b"raw" => Decoder::Raw,
+            _ => return None,
+        })
+    }
+
+    /// Its name, as `decoder=` takes it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Decoder::Bind => "bind",
+            Decoder::Connect => "connect",
+            Decoder::Raw => "raw",
+        }
+    }
+
+    /// Whether its lines have a port (`port=` filters on it).
+    pub(crate) fn has_port(self) -> bool {
+        self != Decoder::Raw
     }
 }
 

@@ -51,6 +51,8 @@ pub(crate) mod percpu;
 pub(crate) mod register;
 pub(crate) mod task;
 
+// A module that prints no planted line (the template's) uses none of it.
+#[allow(unused_imports)]
 pub(crate) use list::SymbolOffset;
 
 /// `kind=fprobe` on a kernel without 7.3's fprobe (no `rk_fprobe` from Kbuild): its one line,

@@ -16,6 +16,7 @@
 set -euo pipefail
 die() { echo "rust-kprobes: $*" >&2; exit 1; }
 [ $# = 1 ] || die "usage: $0 <kernel build dir>"
+kdir=$1
 hdr=$(cd "$1" 2>/dev/null && pwd -P) || die "KDIR=$1 does not exist (install the kernel's headers package)"
 cfg=$hdr/.config
 [ -f "$cfg" ] || die "$hdr has no .config: not a kernel build directory"
@@ -27,16 +28,41 @@ rel=$(cat "$hdr/include/config/kernel.release")
 val() { sed -n "s/^$1=\"\\(.*\\)\"\$/\\1/p" "$cfg"; }
 
 # The kernel's own tools, exactly: Rust has no stable ABI, and the crates' symbol names hash the
-# compiler version.
-want=$(val CONFIG_RUSTC_VERSION_TEXT)
-have=$(rustc --version 2>/dev/null || echo "no rustc")
-[ "$want" = "$have" ] || die "$rel was built with $want; here rustc is '$have'. Install that one (Debian 13: apt install rustc rust-src bindgen)"
+# compiler version. A tool of another version first on PATH can hide the right one (rustup's
+# rustc and a cargo-installed bindgen in ~/.cargo/bin before Debian's in /usr/bin): then the
+# message names the directory to put first, not a package that is already installed.
+# tool_is <program> <version text>: the first <program> on PATH, or else in /usr/bin, whose
+# `--version` prints exactly that; nothing if none does.
+tool_is() {
+  local p
+  for p in $(type -ap "$1") "/usr/bin/$1"; do
+    [ -x "$p" ] && [ "$("$p" --version 2>/dev/null)" = "$2" ] && { echo "$p"; return 0; }
+  done
+  return 0
+}
+# check_tool <program> <the kernel's version text> <Debian package>
+check_tool() {
+  local have alt
+  have=$("$1" --version 2>/dev/null || echo "no $1")
+  [ "$2" = "$have" ] && return
+  alt=$(tool_is "$1" "$2")
+  [ -n "$alt" ] && die "$rel was built with $2, but the first $1 on PATH ($(command -v "$1")) is '$have'; $alt is the kernel's. Put $(dirname "$alt") first on PATH: PATH=$(dirname "$alt"):\$PATH make KDIR=$kdir"
+  if [ -x "/usr/bin/$1" ]; then
+    local usr=
+    [ "$(command -v "$1")" = "/usr/bin/$1" ] || usr="; /usr/bin/$1 is '$(/usr/bin/"$1" --version 2>/dev/null)'"
+    die "$rel was built with $2; here $1 is '$have'$usr. Debian's is installed, but another version: upgrade it (apt install --only-upgrade $3), or build against a kernel built with this $1"
+  fi
+  die "$rel was built with $2; here $1 is '$have'. Install Debian's (Debian 13: apt install $3)"
+}
+check_tool rustc "$(val CONFIG_RUSTC_VERSION_TEXT)" "rustc rust-src bindgen"
 [ -d "$(rustc --print sysroot)/lib/rustlib/src/rust/library/core" ] || die "rust-src is missing (apt install rust-src)"
-want=$(val CONFIG_BINDGEN_VERSION_TEXT)
-have=$(bindgen --version 2>/dev/null || echo "no bindgen")
-[ "$want" = "$have" ] || die "$rel was built with $want; here it is '$have' (Debian 13: apt install bindgen)"
+check_tool bindgen "$(val CONFIG_BINDGEN_VERSION_TEXT)" bindgen
 cc=$(val CONFIG_CC_VERSION_TEXT); cc=${cc%% *}
-command -v "$cc" >/dev/null || die "$rel was built with $cc, which is not installed (apt install ${cc#*-linux-gnu-})"
+# x86_64-linux-gnu-gcc-14 is Debian's gcc-14 on x86_64, aarch64-linux-gnu-gcc-14 elsewhere its
+# gcc-14-aarch64-linux-gnu.
+cc_pkg=${cc#*-linux-gnu-}
+[ "${cc%-linux-gnu-*}" = "$(uname -m)" ] || cc_pkg=$cc_pkg-${cc%-gcc*}
+command -v "$cc" >/dev/null || die "$rel was built with $cc, which is not installed (apt install $cc_pkg)"
 
 # The source: Debian's linux-source-<x.y>, of the Debian version the headers were built from
 # (UTS_VERSION names it: "... Debian 7.3.4-1~bpo13+1 (...)").

@@ -160,6 +160,9 @@ impl<'a> Regs<'a> {
     }
 }
 
+/// How many of a function's first arguments [`Regs::arg`] reads from their registers.
+pub(crate) const ARG_REGS: usize = imp::ARG_REGS;
+
 /// Whether the kprobe core emulates (x86) or simulates (arm64) the probed instruction of a
 /// breakpoint probe instead of executing it out of line, from the `ainsn` that
 /// `arch_prepare_kprobe()` filled in (meaningless for a probe that was not prepared).
@@ -176,6 +179,9 @@ pub(in crate::kprobes) fn emulated(ainsn: &bindings::arch_specific_insn) -> bool
 #[cfg(CONFIG_X86_64)]
 mod imp {
     use super::{bindings, pt_regs};
+
+    /// rdi, rsi, rdx, rcx, r8, r9 (the SysV ABI).
+    pub(super) const ARG_REGS: usize = 6;
 
     #[inline(always)]
     pub(super) fn arg(r: &pt_regs, n: usize) -> Option<u64> {
@@ -232,9 +238,12 @@ mod imp {
         unsafe { &r.__bindgen_anon_1.user_regs }
     }
 
+    /// x0-x7 (AAPCS64).
+    pub(super) const ARG_REGS: usize = 8;
+
     #[inline(always)]
     pub(super) fn arg(r: &pt_regs, n: usize) -> Option<u64> {
-        (n < 8).then(|| user(r).regs[n])
+        (n < ARG_REGS).then(|| user(r).regs[n])
     }
 
     #[inline(always)]

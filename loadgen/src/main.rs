@@ -108,6 +108,30 @@ fn bind_raw(domain: i32, family: u16, port: u16, len: usize) -> (i32, i32) {
     (fd, if r == 0 { 0 } else { -errno() })
 }
 
+/// A TCP connect to the loopback address of `family` (127.0.0.1 or ::1) at `port`; nothing
+/// listens there, so it is refused (-ECONNREFUSED) after `tcp_v4_connect`/`tcp_v6_connect` ran.
+/// Returns connect's return value (0 or -errno).
+fn connect_loopback(domain: i32, family: u16, port: u16, len: usize) -> i32 {
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0, "socket: errno {}", errno());
+    let mut sa = [0u8; 28];
+    sa[..2].copy_from_slice(&family.to_ne_bytes());
+    sa[2..4].copy_from_slice(&port.to_be_bytes());
+    if domain == libc::AF_INET {
+        sa[4..8].copy_from_slice(&[127, 0, 0, 1]);
+    } else {
+        // sin6_flowinfo (4 bytes), then sin6_addr ::1.
+        sa[23] = 1;
+    }
+    // SAFETY: `sa` holds `len` (<= 28) initialised bytes.
+    let r = unsafe { libc::connect(fd, sa.as_ptr().cast(), len as libc::socklen_t) };
+    let ret = if r == 0 { 0 } else { -errno() };
+    // SAFETY: closing our socket.
+    unsafe { libc::close(fd) };
+    ret
+}
+
 fn close(fd: i32, family: &str) {
     // SAFETY: closing a socket this program opened.
     let r = unsafe { libc::close(fd) };
@@ -152,7 +176,7 @@ fn family(name: &str) -> (i32, u16, usize) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: loadgen bind [inet|inet6] PORT... | bind-raw FAMILY LEN PORT | inuse PORT | sleep THREADS MS | loop SECONDS | bench N | insmod FILE [PARAM...] | insmod-fail N FILE [PARAM...] | seed FILE");
+    eprintln!("usage: loadgen bind [inet|inet6] PORT... | connect [inet|inet6] PORT... | bind-raw FAMILY LEN PORT | inuse PORT | sleep THREADS MS | loop SECONDS | bench N | insmod FILE [PARAM...] | insmod-fail N FILE [PARAM...] | seed FILE");
     std::process::exit(2)
 }
 
@@ -178,6 +202,23 @@ fn main() {
                 let (fd, ret) = bind_raw(domain, af, port, len);
                 report("bind", fam, port, len, ret);
                 close(fd, fam);
+            }
+        }
+        Some("connect") => {
+            let (fam, ports) = match args.get(1).map(String::as_str) {
+                Some(f @ ("inet" | "inet6")) => (f, &args[2..]),
+                _ => ("inet", &args[1..]),
+            };
+            let (domain, af, len) = family(fam);
+            for p in ports {
+                let port: u16 = num(Some(p));
+                report(
+                    "connect",
+                    fam,
+                    port,
+                    len,
+                    connect_loopback(domain, af, port, len),
+                );
             }
         }
         Some("bind-raw") => {

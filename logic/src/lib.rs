@@ -22,7 +22,10 @@ mod tests {
     fn decodes_inet_port_in_network_order() {
         assert_eq!(
             Sockaddr::decode(&sin(AF_INET, 49152, [127, 0, 0, 1], 16)),
-            Sockaddr::Inet { port: 49152 }
+            Sockaddr::Inet {
+                addr: [127, 0, 0, 1],
+                port: 49152
+            }
         );
         assert_eq!(
             Sockaddr::decode(&sin(AF_INET, 0x1234, [0; 4], 16)).port(),
@@ -35,8 +38,18 @@ mod tests {
         let mut b = vec![0u8; 28];
         b[..2].copy_from_slice(&AF_INET6.to_ne_bytes());
         b[2..4].copy_from_slice(&8080u16.to_be_bytes());
-        assert_eq!(Sockaddr::decode(&b), Sockaddr::Inet6 { port: 8080 });
-        assert_eq!(Sockaddr::decode(&b[..24]), Sockaddr::Inet6 { port: 8080 });
+        // sin6_flowinfo, then sin6_addr ::1.
+        b[4..8].copy_from_slice(&[9, 9, 9, 9]);
+        b[23] = 1;
+        let mut one = [0u8; 16];
+        one[15] = 1;
+        let want = Sockaddr::Inet6 {
+            addr: one,
+            port: 8080,
+        };
+        assert_eq!(Sockaddr::decode(&b), want);
+        assert_eq!(Sockaddr::decode(&b[..24]), want);
+        assert_eq!(want.peer().unwrap().to_string(), "[::1]:8080");
         assert_eq!(
             Sockaddr::decode(&b[..23]),
             Sockaddr::TooShort {
@@ -44,6 +57,45 @@ mod tests {
                 len: 23
             }
         );
+    }
+
+    #[test]
+    fn peers_print_as_the_kernel_would() {
+        let v4 = Sockaddr::decode(&sin(AF_INET, 9, [127, 0, 0, 1], 16));
+        assert_eq!(v4.peer().unwrap().to_string(), "127.0.0.1:9");
+        let mut b = vec![0u8; 28];
+        b[..2].copy_from_slice(&AF_INET6.to_ne_bytes());
+        b[2..4].copy_from_slice(&443u16.to_be_bytes());
+        b[8..24].copy_from_slice(&[
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x42,
+        ]);
+        let v6 = Sockaddr::decode(&b);
+        assert_eq!(v6.peer().unwrap().to_string(), "[2001:db8::42]:443");
+        assert_eq!(Sockaddr::Other { family: 1 }.peer(), None);
+    }
+
+    #[test]
+    fn decoders_come_from_the_table_or_the_parameter() {
+        assert_eq!(Decoder::select(b"auto", b"inet_bind"), Some(Decoder::Bind));
+        assert_eq!(Decoder::select(b"auto", b"inet6_bind"), Some(Decoder::Bind));
+        assert_eq!(
+            Decoder::select(b"auto", b"tcp_v6_connect"),
+            Some(Decoder::Connect)
+        );
+        // No decoder: raw, never another function's meaning.
+        assert_eq!(Decoder::select(b"auto", b"vfs_read"), Some(Decoder::Raw));
+        assert_eq!(Decoder::select(b"auto", b"inet_bin"), Some(Decoder::Raw));
+        assert_eq!(Decoder::select(b"", b"__sys_bind"), Some(Decoder::Raw));
+        // Named: whatever the function.
+        assert_eq!(Decoder::select(b"bind", b"__sys_bind"), Some(Decoder::Bind));
+        assert_eq!(Decoder::select(b"raw", b"inet_bind"), Some(Decoder::Raw));
+        assert_eq!(Decoder::select(b"connect", b"x"), Some(Decoder::Connect));
+        assert_eq!(Decoder::select(b"Bind", b"inet_bind"), None);
+        assert_eq!(Decoder::select(b"sockaddr", b"inet_bind"), None);
+        assert!(!Decoder::Raw.has_port() && Decoder::Bind.has_port());
+        for (_, d) in Decoder::TABLE {
+            assert_eq!(Decoder::select(d.name().as_bytes(), b"x"), Some(d));
+        }
     }
 
     #[test]
@@ -86,7 +138,10 @@ mod tests {
         // inet_bind's compatibility rule: AF_UNSPEC with INADDR_ANY binds as AF_INET.
         assert_eq!(
             Sockaddr::decode(&sin(AF_UNSPEC, 99, [0; 4], 16)),
-            Sockaddr::Inet { port: 99 }
+            Sockaddr::Inet {
+                addr: [0; 4],
+                port: 99
+            }
         );
         assert_eq!(
             Sockaddr::decode(&sin(AF_UNSPEC, 99, [127, 0, 0, 1], 16)),

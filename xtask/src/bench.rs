@@ -256,7 +256,7 @@ fp_off() { echo 0 > $T/events/rkbench/$1/enable; echo "-:rkbench/$1" >> $T/dynam
 "#;
 
 /// `RK_BENCH_ONLY`: configurations to run (besides `none`), each `<cfg>` or `<kind>:<cfg>`;
-/// unset, all. For a quick comparison: the README and `results.json` are then left alone.
+/// unset, all. For a quick comparison: docs/benchmark.md and `results.json` are then left alone.
 #[derive(Default)]
 pub struct Only(Option<Vec<(Option<String>, String)>>);
 
@@ -699,7 +699,7 @@ fn kind_json(m: &BTreeMap<String, f64>) -> Value {
     Value::Object(v)
 }
 
-/// The README's table of a flavor: configurations down, probe kind x vCPUs across.
+/// The benchmark page's table of a flavor: configurations down, probe kind x vCPUs across.
 fn table(
     flavor: &Flavor,
     one: &Medians,
@@ -772,16 +772,19 @@ fn table(
     t
 }
 
-/// Replaces the README's generated table of `flavor`, between `<!-- bench:<flavor> -->` and
-/// `<!-- /bench:<flavor> -->`; false if the README has no such block.
-pub fn refresh_readme(readme: &str, flavor: &str, table: &str) -> Option<String> {
+/// The page the generated tables are written into, relative to the repository.
+pub const BENCH_DOC: &str = "docs/benchmark.md";
+
+/// Replaces the generated table of `flavor` in the text of [`BENCH_DOC`], between
+/// `<!-- bench:<flavor> -->` and `<!-- /bench:<flavor> -->`; `None` if it has no such block.
+pub fn refresh_block(doc: &str, flavor: &str, table: &str) -> Option<String> {
     let (open, close) = (
         format!("<!-- bench:{flavor} -->\n"),
         format!("<!-- /bench:{flavor} -->"),
     );
-    let a = readme.find(&open)? + open.len();
-    let b = a + readme[a..].find(&close)?;
-    Some(format!("{}{}{}", &readme[..a], table, &readme[b..]))
+    let a = doc.find(&open)? + open.len();
+    let b = a + doc[a..].find(&close)?;
+    Some(format!("{}{}{}", &doc[..a], table, &doc[b..]))
 }
 
 fn env_or<T: std::str::FromStr>(var: &str, default: T) -> T {
@@ -985,15 +988,15 @@ pub fn run(p: &Prepared) {
                 .unwrap_or_default()
         );
     }
-    let readme_path = repo_root().join("README.md");
-    let readme = std::fs::read_to_string(&readme_path).unwrap();
-    match refresh_readme(&readme, &p.flavor.name(), &t) {
+    let doc_path = repo_root().join(BENCH_DOC);
+    let doc = std::fs::read_to_string(&doc_path).unwrap();
+    match refresh_block(&doc, &p.flavor.name(), &t) {
         Some(new) => {
-            std::fs::write(&readme_path, new).unwrap();
-            println!("README.md: the {} table refreshed", p.flavor.name());
+            std::fs::write(&doc_path, new).unwrap();
+            println!("{BENCH_DOC}: the {} table refreshed", p.flavor.name());
         }
         None => println!(
-            "README.md has no `<!-- bench:{} -->` block: the table is not in it",
+            "{BENCH_DOC} has no `<!-- bench:{} -->` block: the table is not in it",
             p.flavor.name()
         ),
     }
@@ -1001,10 +1004,11 @@ pub fn run(p: &Prepared) {
     refresh_goals();
 }
 
-/// Rewrites the README's goals table (`<!-- bench:goals -->`) from the results.json of every
-/// flavor measured on this machine (`build/bench/<flavor>/`); `cargo xtask bench-goals` alone.
+/// Rewrites the goals table of [`BENCH_DOC`] (`<!-- bench:goals -->`) from the results.json of
+/// every flavor measured on this machine (`build/bench/<flavor>/`); `cargo xtask bench-goals`
+/// alone.
 pub fn refresh_goals() {
-    let readme_path = repo_root().join("README.md");
+    let doc_path = repo_root().join(BENCH_DOC);
     let results: Vec<(String, Value)> = FLAVORS
         .iter()
         .filter_map(|f| {
@@ -1015,11 +1019,11 @@ pub fn refresh_goals() {
             Some((f.to_string(), serde_json::from_str(&text).ok()?))
         })
         .collect();
-    let readme = std::fs::read_to_string(&readme_path).unwrap();
-    if let Some(new) = refresh_readme(&readme, "goals", &goals_table(&results)) {
-        std::fs::write(&readme_path, new).unwrap();
+    let doc = std::fs::read_to_string(&doc_path).unwrap();
+    if let Some(new) = refresh_block(&doc, "goals", &goals_table(&results)) {
+        std::fs::write(&doc_path, new).unwrap();
         println!(
-            "README.md: the goals table refreshed ({} flavors' results.json)",
+            "{BENCH_DOC}: the goals table refreshed ({} flavors' results.json)",
             results.len()
         );
     }
@@ -1035,7 +1039,7 @@ const FLAVORS: [&str; 6] = [
     "arm64-debian",
 ];
 
-/// The README's goals table: per flavor and vCPU count, each goal's ratio for the kprobe and
+/// The goals table: per flavor and vCPU count, each goal's ratio for the kprobe and
 /// the kretprobe (bold where missed) and how many ratios the two boots put over 1% apart.
 fn goals_table(results: &[(String, Value)]) -> String {
     let mut t = String::from(
@@ -1097,7 +1101,7 @@ fn goals_table(results: &[(String, Value)]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{check, configs, refresh_readme, script, table, Medians};
+    use super::{check, configs, refresh_block, script, table, Medians};
     use crate::util::Flavor;
 
     fn names(flavor: &str, kind: &str) -> Vec<&'static str> {
@@ -1353,12 +1357,12 @@ mod tests {
     }
 
     #[test]
-    fn readme_block_is_replaced_and_only_it() {
+    fn doc_block_is_replaced_and_only_it() {
         let r = "a\n<!-- bench:x86_64 -->\nold\n<!-- /bench:x86_64 -->\n<!-- bench:arm64 -->\nkeep\n<!-- /bench:arm64 -->\n";
         assert_eq!(
-            refresh_readme(r, "x86_64", "new\n").unwrap(),
+            refresh_block(r, "x86_64", "new\n").unwrap(),
             "a\n<!-- bench:x86_64 -->\nnew\n<!-- /bench:x86_64 -->\n<!-- bench:arm64 -->\nkeep\n<!-- /bench:arm64 -->\n"
         );
-        assert!(refresh_readme(r, "x86_64-7.3", "new\n").is_none());
+        assert!(refresh_block(r, "x86_64-7.3", "new\n").is_none());
     }
 }

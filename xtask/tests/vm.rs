@@ -183,7 +183,10 @@ fn kprobe_reports_each_bind(p: &Prepared) {
     let tag = if core.ftrace { " [FTRACE]" } else { "" };
     assert_once(
         &log,
-        &format!("Planted kprobe at {:#x} ({}){tag}", core.addr, core.at),
+        &format!(
+            "Planted kprobe at {:#x} ({}){tag}, decoder bind",
+            core.addr, core.at
+        ),
     );
     let inet: Vec<_> = binds.iter().filter(|o| o.family == "inet").collect();
     assert_eq!(inet.len(), 4);
@@ -294,7 +297,7 @@ fn kprobe_fault_handler_on_unreadable_argument(p: &Prepared) {
     // kernel nofault read refuses: the fault handler reports it and the hit goes on.
     let run = boot(
         p,
-        "load rust_kprobe symbol=__sys_bind
+        "load rust_kprobe symbol=__sys_bind decoder=bind
          loadgen bind 4300
          rmmod rust_kprobe",
     );
@@ -314,6 +317,251 @@ fn kprobe_fault_handler_on_unreadable_argument(p: &Prepared) {
     assert_eq!(count(&log, "socket bind"), 0);
     let t = kprobe_totals(&log);
     assert_eq!((t.hits, t.faults, t.reported), (1, 1, 0), "{t:?}");
+}
+
+/// A decoder's fault line goes through `events=` and `ratelimit=` like every other line: with
+/// `events=0` a failed read is counted, not printed (a hot function must not flood the log).
+fn kprobe_fault_lines_obey_events(p: &Prepared) {
+    let run = boot(
+        p,
+        "load rust_kprobe symbol=__sys_bind decoder=bind events=0
+         loadgen bind 4310 4311 4312
+         dstat KSTATS rust_kprobe stats
+         rmmod rust_kprobe
+         load rust_kprobe symbol=__sys_bind decoder=bind ratelimit=1
+         loadgen bind 4313 4314 4315 4316
+         rmmod rust_kprobe",
+    );
+    let binds = run.ops("bind");
+    assert_eq!(binds.iter().map(|o| o.ret).collect::<Vec<_>>(), [0; 7]);
+    let log = run.module_lines("rust_kprobe");
+    let t = KprobeTotals::all(&log);
+    assert_eq!(t.len(), 2, "{log:#?}");
+    assert_eq!(
+        (t[0].hits, t[0].faults, t[0].reported),
+        (3, 3, 0),
+        "{:?}",
+        t[0]
+    );
+    assert_eq!(run.stat("KSTATS", "faults"), 3);
+    // events=0: none printed. ratelimit=1: the four binds of one second, one line (the
+    // limiter's window may roll over once: two at most), the rest suppressed.
+    let faults = count(&log, "fault_handler: ");
+    assert!((1..=2).contains(&faults), "{faults} fault lines: {log:#?}");
+    assert_eq!((t[1].hits, t[1].faults), (4, 4), "{:?}", t[1]);
+    assert_eq!(t[1].suppressed, 4 - faults as u64, "{:?}", t[1]);
+}
+
+/// `symbol=` of a function without a decoder: its name, the task and (`args=N`) its first N
+/// argument registers as the kernel's own `$argN` shows them; never another function's
+/// meaning, never a fault.
+fn kprobe_raw_args_agree_with_tracefs(p: &Prepared) {
+    let run = boot(
+        p,
+        "load rust_kprobe symbol=__sys_bind args=3
+         kevent rkraw 'p:rkraw __sys_bind a1=$arg1 a2=$arg2 a3=$arg3'
+         loadgen bind 30600 30601
+         loadgen bind-raw 2 2 30602
+         trace_dump
+         kevent_rm rkraw
+         rmmod rust_kprobe
+         load rust_kprobe symbol=__sys_bind
+         loadgen bind 30603
+         rmmod rust_kprobe",
+    );
+    let ops = run.ops("bind");
+    assert_eq!(
+        ops.iter().map(|o| o.ret).collect::<Vec<_>>(),
+        [0, 0, -22, 0],
+        "{:?}",
+        run.guest
+    );
+    let log = run.module_lines("rust_kprobe");
+    let planted: Vec<&str> = log
+        .iter()
+        .filter(|l| l.starts_with("Planted kprobe at "))
+        .copied()
+        .collect();
+    assert_eq!(planted.len(), 2, "{log:#?}");
+    assert!(
+        planted.iter().all(|l| l.ends_with(", decoder raw")),
+        "{planted:?}"
+    );
+    let ev = run.trace_events("rkraw");
+    assert_eq!(ev.len(), 3, "{ev:#?}");
+    let from_trace: Vec<String> = ev
+        .iter()
+        .zip(&ops)
+        .map(|(e, o)| {
+            // __sys_bind(fd, umyaddr, addrlen): the length the load program passed.
+            assert_eq!(e.arg("a3"), o.len as i64, "{e:?} vs {o:?}");
+            assert_eq!((e.comm.as_str(), e.pid), (o.comm.as_str(), o.tid));
+            format!(
+                "__sys_bind name:{} pid:{} arg1={:#x} arg2={:#x} arg3={:#x}",
+                e.comm,
+                e.pid,
+                e.arg("a1"),
+                e.arg("a2"),
+                e.arg("a3")
+            )
+        })
+        .collect();
+    let from_module: Vec<&str> = log
+        .iter()
+        .filter(|l| l.starts_with("__sys_bind name:") && l.contains(" arg1="))
+        .copied()
+        .collect();
+    assert_eq!(from_module, from_trace);
+    // args=0 (the default): the name and the task, nothing else.
+    let o = &ops[3];
+    assert_once(&log, &format!("__sys_bind name:{} pid:{}", o.comm, o.tid));
+    for what in ["socket bind", "port=", "fault_handler", "connect"] {
+        assert_eq!(count(&log, what), 0, "`{what}` in {log:#?}");
+    }
+    let t = KprobeTotals::all(&log);
+    assert_eq!(t.len(), 2, "{log:#?}");
+    assert_eq!(
+        (t[0].hits, t[0].reported, t[0].faults),
+        (3, 3, 0),
+        "{:?}",
+        t[0]
+    );
+    assert_eq!(
+        (t[1].hits, t[1].reported, t[1].faults),
+        (1, 1, 0),
+        "{:?}",
+        t[1]
+    );
+}
+
+/// `tcp_v4_connect` and `tcp_v6_connect` have the connect decoder: the destination address
+/// and port, as the kernel's own event reads them from the same `struct sockaddr`, and as the
+/// load program connected.
+fn kprobe_connect_decoder_agrees_with_tracefs(p: &Prepared) {
+    let run = boot(
+        p,
+        "load rust_kprobe symbol=tcp_v4_connect
+         kevent rkc4 'p:rkc4 tcp_v4_connect family=+0($arg2):u16 hi=+2($arg2):u8 lo=+3($arg2):u8 a=+4($arg2):x32 len=$arg3:s32'
+         loadgen connect 9 30700
+         trace_dump
+         kevent_rm rkc4
+         rmmod rust_kprobe
+         load rust_kprobe symbol=tcp_v6_connect port=30702
+         kevent rkc6 'p:rkc6 tcp_v6_connect family=+0($arg2):u16 hi=+2($arg2):u8 lo=+3($arg2):u8 a0=+8($arg2):x32 a1=+12($arg2):x32 a2=+16($arg2):x32 a3=+20($arg2):x32'
+         loadgen connect inet6 30701 30702
+         trace_dump
+         kevent_rm rkc6
+         rmmod rust_kprobe",
+    );
+    let ops = run.ops("connect");
+    // Nothing listens: refused, after the protocol's connect ran.
+    assert_eq!(
+        ops.iter().map(|o| o.ret).collect::<Vec<_>>(),
+        [-111; 4],
+        "{:?}",
+        run.guest
+    );
+    let log = run.module_lines("rust_kprobe");
+    let planted = log
+        .iter()
+        .filter(|l| l.starts_with("Planted kprobe at ") && l.ends_with(", decoder connect"))
+        .count();
+    assert_eq!(planted, 2, "{log:#?}");
+    let port = |e: &TraceEvent| (e.arg("hi") * 256 + e.arg("lo")) as u16;
+    let v4 = run.trace_events("rkc4");
+    assert_eq!(v4.len(), 2, "{v4:#?}");
+    for (e, o) in v4.iter().zip(&ops[..2]) {
+        assert_eq!((e.comm.as_str(), e.pid), (o.comm.as_str(), o.tid));
+        assert_eq!((e.arg("family"), port(e)), (2, o.port), "{e:?} vs {o:?}");
+        let ip = std::net::Ipv4Addr::from((e.arg("a") as u32).to_le_bytes());
+        assert_eq!(ip, std::net::Ipv4Addr::LOCALHOST, "{e:?}");
+        assert_once(
+            &log,
+            &format!(
+                "tcp_v4_connect name:{} pid:{} connect to {ip}:{}",
+                o.comm, o.tid, o.port
+            ),
+        );
+    }
+    let v6 = run.trace_events("rkc6");
+    assert_eq!(v6.len(), 2, "{v6:#?}");
+    for (e, o) in v6.iter().zip(&ops[2..]) {
+        assert_eq!((e.arg("family"), port(e)), (10, o.port), "{e:?} vs {o:?}");
+        let mut b = [0u8; 16];
+        for (i, k) in ["a0", "a1", "a2", "a3"].iter().enumerate() {
+            b[i * 4..i * 4 + 4].copy_from_slice(&(e.arg(k) as u32).to_le_bytes());
+        }
+        let ip = std::net::Ipv6Addr::from(b);
+        assert_eq!(ip, std::net::Ipv6Addr::LOCALHOST, "{e:?}");
+        // port=30702: only that connect is reported.
+        let line = format!(
+            "tcp_v6_connect name:{} pid:{} connect to [{ip}]:{}",
+            o.comm, o.tid, o.port
+        );
+        let want = usize::from(o.port == 30702);
+        assert_eq!(
+            log.iter().filter(|l| **l == line).count(),
+            want,
+            "`{line}` in {log:#?}"
+        );
+    }
+    assert_eq!(count(&log, " connect to "), 3, "{log:#?}");
+    assert_eq!(count(&log, "socket bind"), 0, "{log:#?}");
+    let t = KprobeTotals::all(&log);
+    assert_eq!(t.len(), 2, "{log:#?}");
+    assert_eq!((t[0].hits, t[0].reported), (2, 2), "{:?}", t[0]);
+    assert_eq!(
+        (t[1].hits, t[1].reported, t[1].filtered),
+        (2, 1, 1),
+        "{:?}",
+        t[1]
+    );
+}
+
+/// Bad `decoder=`, `args=` and `port=` combinations: one line each, EINVAL, nothing left.
+fn kprobe_bad_decoder_input_is_refused(p: &Prepared) {
+    let max = match p.flavor.arch {
+        Arch::X86_64 => 6,
+        Arch::Arm64 => 8,
+    };
+    let script = format!(
+        "refused rust_kprobe decoder=sockaddr
+         refused rust_kprobe symbol=__sys_bind port=80
+         refused rust_kprobe args=2
+         refused rust_kprobe symbol=__sys_bind args={}
+         off=$(past_entry __sys_bind)
+         echo \"OFFSET $off\"
+         refused rust_kprobe symbol=__sys_bind offset=$off args=1
+         not_loaded rust_kprobe
+         kprobes_list KPROBES-REFUSED",
+        max + 1
+    );
+    let run = boot(p, &script);
+    let off = guest_number(&run, "OFFSET ");
+    let kp = "rust_kprobe".to_string();
+    assert_eq!(refusals(&run), vec![(kp, -22); 5], "{:#?}", run.guest);
+    assert!(
+        run.guest_with("KPROBES-REFUSED ").is_empty(),
+        "{:?}",
+        run.guest
+    );
+    let log = run.module_lines("rust_kprobe");
+    for line in [
+        "decoder=sockaddr is not one of auto, bind, connect, raw".to_string(),
+        "port=80: __sys_bind has the raw decoder, which reads no port (decoder=bind or connect for a function with their arguments)".to_string(),
+        "args=2: the bind decoder prints what it decodes, not raw arguments (decoder=raw)".to_string(),
+        format!("args={}: this architecture passes at most {max} arguments in registers", max + 1),
+        format!("args= needs the probe on the function's entry: __sys_bind+{off:#x} is past it, where the arguments are unknown"),
+    ] {
+        assert_once(&log, &line);
+    }
+    let own = log
+        .iter()
+        .filter(|l| !l.starts_with("loading out-of-tree"))
+        .count();
+    // Five refusals, one line each; the past-entry one also planted (then unregistered) its
+    // probe, and says so in no other line.
+    assert_eq!(own, 5, "{log:#?}");
 }
 
 /// Past the entry the argument registers hold whatever the function put there: with
@@ -350,7 +598,7 @@ fn kprobe_past_entry_decodes_no_arguments(p: &Prepared) {
     assert_eq!(
         planted,
         format!(
-            "Planted kprobe at {:#x} (inet_bind+{off:#x})",
+            "Planted kprobe at {:#x} (inet_bind+{off:#x}), decoder bind",
             base + off as u64
         ),
     );
@@ -413,7 +661,10 @@ fn kprobe_ibt_offset_4_is_the_entry(p: &Prepared) {
     );
     let log = run.module_lines("rust_kprobe");
     let tag = if l0[0].ftrace { " [FTRACE]" } else { "" };
-    let planted = format!("Planted kprobe at {:#x} (inet_bind+0x4){tag}", l0[0].addr);
+    let planted = format!(
+        "Planted kprobe at {:#x} (inet_bind+0x4){tag}, decoder bind",
+        l0[0].addr
+    );
     assert_eq!(
         count(&log, &planted),
         2,
@@ -1508,7 +1759,7 @@ fn kprobe_fprobe_agrees_with_tracefs(p: &Prepared) {
     let script = format!(
         "{FPROBE_SH}
          {}
-         load rust_kprobe kind=fprobe symbol=__sys_bind
+         load rust_kprobe kind=fprobe symbol=__sys_bind decoder=bind
          loadgen bind 4300
          rmmod rust_kprobe
          enabled __sys_bind AFTER-SYS",
@@ -1547,7 +1798,9 @@ fn kprobe_fprobe_agrees_with_tracefs(p: &Prepared) {
     );
     let planted = the_line(&log, "Planted fprobe at inet_bind: ");
     assert!(
-        planted.ends_with(&format!(" ({at}): entry only, no post handler")),
+        planted.ends_with(&format!(
+            " ({at}): entry only, no post handler, decoder bind"
+        )),
         "{planted} vs {at}"
     );
     let addr = hex_after(planted, ": ").expect("address in the planted line");
@@ -1680,7 +1933,7 @@ fn direct_agrees_with_tracefs(p: &Prepared) {
          rmmod rust_kprobe
          enabled inet_bind AFTER-ALONE
          kallsyms __sys_bind
-         load rust_kprobe kind=direct symbol=__sys_bind
+         load rust_kprobe kind=direct symbol=__sys_bind decoder=bind
          loadgen bind 4300
          rmmod rust_kprobe
          enabled __sys_bind AFTER-SYS",
@@ -1712,7 +1965,7 @@ fn direct_agrees_with_tracefs(p: &Prepared) {
     assert_eq!(
         count(
             &log,
-            "Planted direct call on inet_bind: its ftrace call site calls rk_direct_tramp: entry only, no post handler"
+            "Planted direct call on inet_bind: its ftrace call site calls rk_direct_tramp: entry only, no post handler, decoder bind"
         ),
         2,
         "{log:#?}"
@@ -2199,6 +2452,8 @@ fn modinfo_lists_own_parameters(p: &Prepared) {
             &[
                 "symbol",
                 "offset",
+                "decoder",
+                "args",
                 "pid",
                 "comm",
                 "port",
@@ -2347,6 +2602,10 @@ macro_rules! all_tests {
             kprobe_inet6_bind,
             kprobe_odd_addresses_claim_no_port,
             kprobe_fault_handler_on_unreadable_argument,
+            kprobe_fault_lines_obey_events,
+            kprobe_raw_args_agree_with_tracefs,
+            kprobe_connect_decoder_agrees_with_tracefs,
+            kprobe_bad_decoder_input_is_refused,
             kprobe_past_entry_decodes_no_arguments,
             kprobe_agrees_with_tracefs,
             kretprobe_agrees_with_tracefs,
