@@ -59,8 +59,9 @@ pub(crate) trait FprobeHandler: Sync + Send + Sized + 'static {
 
     /// Whether there is an exit handler. `false`: an entry-only fprobe (no `exit_handler`, no
     /// entry data), which fprobe runs from an `ftrace_ops` of its own rather than through the
-    /// function graph tracer; [`FprobeHandler::entry`]'s result is then dropped, and
-    /// [`FprobeHandler::exit`] never runs.
+    /// function graph tracer; the data [`FprobeHandler::entry`] returns is then dropped (a
+    /// [`Fault`] still goes to [`FprobeHandler::fault`]), and [`FprobeHandler::exit`] never
+    /// runs.
     const EXIT: bool;
 
     /// At function entry. `Ok(None)` skips this call: no exit handler will run for it; nor
