@@ -111,6 +111,9 @@ help:
 	@echo "make dkms-add            copy the module sources to /usr/src/rust-kprobes-<version>, dkms add"
 	@echo "make rust-analyzer KDIR=<dir> LLVM=1"
 	@echo "                         build in place, write rust-project.json for rust-analyzer"
+	@echo "Needs root (or sudo): setup, demo, check, bench, modules_install, dkms-add, install-man."
+	@echo "Takes long the first time: setup (~20 min), each kernel (12-21 min), check (~100 min cold, ~10 warm)."
+	@echo
 	@echo "make setup               install what is missing (Debian packages, rust-src, musl targets, bindgen,"
 	@echo "                         the Debian 13 environment for KERNEL=debian)"
 	@echo "make demo [ARCH=arm64] [DEBUG=1] [KERNEL=7.3|debian]"

@@ -77,6 +77,16 @@ srcver=$(dpkg-query -W -f='${Version}' "linux-source-$xy" 2>/dev/null || true)
 cache=${RUST_KPROBES_CACHE:-$HOME/.cache/rust-kprobes}/headers
 out=$cache/$rel
 key="$rel $debver $(rustc --version) $(bindgen --version) $(sha256sum <"$cfg" | cut -c1-16)"
+# Under sudo (`sudo make modules_install`) HOME is root's: the metadata the invoking user's
+# build made is used where it is ready, read-only (nothing is written into their home as root).
+if [ -z "${RUST_KPROBES_CACHE:-}" ] && [ -n "${SUDO_USER:-}" ] && [ "$(id -u)" = 0 ]; then
+  user_home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+  theirs=$user_home/.cache/rust-kprobes/headers/$rel
+  if [ -n "$user_home" ] && [ "$(cat "$theirs/.rk-ready" 2>/dev/null)" = "$key" ]; then
+    echo "$theirs"
+    exit 0
+  fi
+fi
 if [ "$(cat "$out/.rk-ready" 2>/dev/null)" = "$key" ]; then
   echo "$out"
   exit 0

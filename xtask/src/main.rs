@@ -155,6 +155,8 @@ fn check() {
         "install",
         "--test",
         "upstream",
+        "--test",
+        "docs",
         "--",
         "--test-threads=2",
     ]

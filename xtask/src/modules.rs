@@ -108,5 +108,50 @@ pub fn test_modules(kernel: &Kernel, flavor: &Flavor) -> Result<Vec<PathBuf>, St
     args.push("modules".into());
     let (cmd, args) = kernel.make(&args);
     try_run_logged(&cmd, &args, &log, "test module build")?;
-    Ok(vec![dir.join("rk_target.ko")])
+    Ok(vec![dir.join("rk_target.ko"), new_probe(kernel, flavor)?])
+}
+
+/// The module a user makes with `make new`: `make new NAME=rk_newprobe SYMBOL=inet_bind` in a
+/// copy of the sources without the two modules (so that Kbuild finds only the new one), then
+/// built like them, into `build/<flavor>/newprobe/`. The VM tests load it.
+pub const NEW_PROBE: &str = "rk_newprobe";
+
+fn new_probe(kernel: &Kernel, flavor: &Flavor) -> Result<PathBuf, String> {
+    let dir = build_dir(flavor).join("newprobe");
+    for s in SOURCES.iter().filter(|s| !s.ends_with(".rs")).chain(&[
+        "Makefile",
+        "template",
+        "scripts/new-probe.sh",
+    ]) {
+        try_sync(&repo_root().join(s), &dir.join(s))?;
+    }
+    let ours = dir.join(format!("{NEW_PROBE}.rs"));
+    let _ = fs::remove_file(&ours);
+    let log = dir.join("build.log");
+    let _ = fs::remove_file(&log);
+    let new: Vec<String> = [
+        "-s",
+        "-C",
+        &dir.display().to_string(),
+        "new",
+        &format!("NAME={NEW_PROBE}"),
+        "SYMBOL=inet_bind",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    try_run_logged("make", &new, &log, "make new")?;
+    let mut args = vec![format!("M={}", dir.display())];
+    args.extend(flavor.make_vars());
+    args.push("modules".into());
+    let (cmd, args) = kernel.make(&args);
+    try_run_logged(&cmd, &args, &log, "make new's module build")?;
+    let text = fs::read_to_string(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    if text.lines().any(|l| l.contains("warning")) {
+        return Err(format!(
+            "make new's module builds with warnings; see {}",
+            log.display()
+        ));
+    }
+    Ok(dir.join(format!("{NEW_PROBE}.ko")))
 }

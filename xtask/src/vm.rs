@@ -555,6 +555,17 @@ impl TraceEvent {
     }
 
     /// The value of fetch argument `key`, as a number. Panics if missing or malformed.
+    /// A field as an unsigned 64-bit number (`x64`, the default type of `$argN`: kernel
+    /// pointers do not fit an `i64`).
+    pub fn arg_u64(&self, key: &str) -> u64 {
+        let v = self.args.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        let n = v.and_then(|v| match v.strip_prefix("0x") {
+            Some(h) => u64::from_str_radix(h, 16).ok(),
+            None => v.parse().ok(),
+        });
+        n.unwrap_or_else(|| panic!("trace event {self:?}: no number `{key}=`"))
+    }
+
     pub fn arg(&self, key: &str) -> i64 {
         let v = self.args.iter().find(|(k, _)| k == key).map(|(_, v)| v);
         let n = v.and_then(|v| match v.strip_prefix("0x") {

@@ -210,6 +210,7 @@ fn modules_install(flavor: Flavor) {
         debian_llvm_ignored(&src, &k, &flavor);
         make(&src, &k, &flavor, &[&root_arg, "modules_install"]);
         debian_installed(&src, &root, &k, &rel);
+        under_sudo(&tmp.0, &src, &k, &flavor, &rel);
         return;
     }
     make(&src, &k, &flavor, &[&root_arg, "modules_install"]);
@@ -256,6 +257,30 @@ fn debian_llvm_ignored(src: &Path, k: &Kernel, flavor: &Flavor) {
         })
         .collect();
     assert!(rebuilt.is_empty(), "LLVM=1 rebuilt {rebuilt:?}:\n{out}");
+}
+
+/// `sudo make modules_install` after a user's build: sudo's HOME is root's, but the Rust
+/// metadata the user's build regenerated (under the home of `SUDO_USER`) is found, not made
+/// again as root. Simulated as root: HOME an empty directory, `SUDO_USER=root`, whose home
+/// holds the metadata the build above used.
+fn under_sudo(tmp: &Path, src: &Path, k: &Kernel, flavor: &Flavor, rel: &str) {
+    let (home, root) = (tmp.join("sudo-home"), tmp.join("sudo-root"));
+    std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{}: {e}", home.display()));
+    let mut c = in_env(k, "env");
+    c.arg(format!("HOME={}", home.display()))
+        .arg("SUDO_USER=root")
+        .arg("make")
+        .arg("-C")
+        .arg(src)
+        .arg(format!("KDIR={}", kdir(k, flavor).display()))
+        .arg(format!("INSTALL_MOD_PATH={}", root.display()))
+        .arg("modules_install");
+    let out = run(&mut c);
+    assert!(
+        !out.contains("regenerating the Rust metadata"),
+        "sudo make modules_install regenerated the metadata:\n{out}"
+    );
+    debian_installed(src, &root, k, rel);
 }
 
 /// Debian's modules_install: Kbuild compresses the modules as the kernel does

@@ -400,9 +400,9 @@ fn kprobe_raw_args_agree_with_tracefs(p: &Prepared) {
                 "__sys_bind name:{} pid:{} arg1={:#x} arg2={:#x} arg3={:#x}",
                 e.comm,
                 e.pid,
-                e.arg("a1"),
-                e.arg("a2"),
-                e.arg("a3")
+                e.arg_u64("a1"),
+                e.arg_u64("a2"),
+                e.arg_u64("a3")
             )
         })
         .collect();
@@ -695,6 +695,77 @@ fn kprobe_ibt_offset_4_is_the_entry(p: &Prepared) {
         "{:?}",
         t[1]
     );
+}
+
+// ---- a module of one's own (`make new`) ---------------------------------------------------
+
+/// The module `make new NAME=rk_newprobe SYMBOL=inet_bind` made from `template/probe.rs`
+/// (the harness builds it like the others): its parameter, its planted line, and per call the
+/// task and the first two arguments, as the kernel's own event reads them; `symbol=` moves it.
+fn new_probe_from_template(p: &Prepared) {
+    let ko = xtask::util::build_dir(&p.flavor).join("newprobe/rk_newprobe.ko");
+    let out = std::process::Command::new("modinfo")
+        .args(["-p"])
+        .arg(&ko)
+        .output()
+        .expect("modinfo");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "symbol:Function to probe (default inet_bind) (string)"
+    );
+    let run = boot(
+        p,
+        "load rk_newprobe
+         kallsyms inet_bind
+         kevent rknew 'p:rknew inet_bind a1=$arg1 a2=$arg2'
+         loadgen bind 30800 30801
+         trace_dump
+         kevent_rm rknew
+         rmmod rk_newprobe
+         load rk_newprobe symbol=__sys_bind
+         loadgen bind-raw 2 16 30802
+         rmmod rk_newprobe",
+    );
+    let log = run.module_lines("rk_newprobe");
+    let planted: Vec<&str> = log
+        .iter()
+        .filter(|l| l.starts_with("Planted kprobe at "))
+        .copied()
+        .collect();
+    assert_eq!(planted.len(), 2, "{log:#?}");
+    assert!(planted[0].ends_with(" on inet_bind"), "{planted:?}");
+    assert!(planted[1].ends_with(" on __sys_bind"), "{planted:?}");
+    let ops = run.ops("bind");
+    assert_eq!(ops.iter().map(|o| o.ret).collect::<Vec<_>>(), [0, 0, 0]);
+    let ev = run.trace_events("rknew");
+    assert_eq!(ev.len(), 2, "{ev:#?}");
+    let from_trace: Vec<String> = ev
+        .iter()
+        .zip(&ops)
+        .map(|(e, o)| {
+            assert_eq!((e.comm.as_str(), e.pid), (o.comm.as_str(), o.tid));
+            format!(
+                "inet_bind name:{} pid:{} arg1={:#x} arg2={:#x}",
+                e.comm,
+                e.pid,
+                e.arg_u64("a1"),
+                e.arg_u64("a2")
+            )
+        })
+        .collect();
+    let from_module: Vec<&str> = log
+        .iter()
+        .filter(|l| l.starts_with("inet_bind name:"))
+        .copied()
+        .collect();
+    assert_eq!(from_module, from_trace);
+    let o = &ops[2];
+    let sys: Vec<&str> = log
+        .iter()
+        .filter(|l| l.starts_with(&format!("__sys_bind name:{} pid:{} arg1=", o.comm, o.tid)))
+        .copied()
+        .collect();
+    assert_eq!(sys.len(), 1, "{log:#?}");
 }
 
 // ---- rust_kretprobe.ko -------------------------------------------------------------------
@@ -2606,6 +2677,7 @@ macro_rules! all_tests {
             kprobe_raw_args_agree_with_tracefs,
             kprobe_connect_decoder_agrees_with_tracefs,
             kprobe_bad_decoder_input_is_refused,
+            new_probe_from_template,
             kprobe_past_entry_decodes_no_arguments,
             kprobe_agrees_with_tracefs,
             kretprobe_agrees_with_tracefs,
