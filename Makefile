@@ -160,5 +160,5 @@ kbuild-args:
 	@cargo xtask kbuild-args
 
 fmt:
-	rustfmt --edition 2021 --config-path $(HOME)/.cache/rust-kprobes/src/6.12/.rustfmt.toml rust_kprobe.rs rust_kretprobe.rs kprobes/*.rs
+	rustfmt --edition 2021 --config-path $(HOME)/.cache/rust-kprobes/src/6.12/.rustfmt.toml rust_kprobe.rs rust_kretprobe.rs kprobes/*.rs kprobes/in_tree/*.rs
 	cargo fmt

@@ -32,12 +32,14 @@ use core::fmt::{self, Write};
 use kernel::c_str;
 use kernel::prelude::*;
 use kprobes::arch::Regs;
-use kprobes::debugfs::{SeqWriter, ShowFn, Source};
+use kprobes::debugfs::{Published, SeqWriter, ShowFn};
 #[cfg(rk_direct)]
 use kprobes::direct::Direct;
 #[cfg(rk_fprobe)]
 use kprobes::fprobe::{Fprobe, FprobeHandler};
-use kprobes::kprobe::{Fault, Hit, Kprobe, KprobeHandler, Step};
+use kprobes::hit::{Fault, Hit};
+use kprobes::kprobe::{Kprobe, KprobeHandler, Step};
+use kprobes::list::PathTag;
 use kprobes::logic::{Decoder, Filter, RateLimiter, Sockaddr, Verdict, SOCKADDR_MAX};
 use kprobes::percpu::{Counter, Flag, PerCpu};
 use kprobes::probe::Unregistered;
@@ -146,11 +148,12 @@ impl FprobeHandler for BindProbe {
     const EXIT: bool = false;
 
     #[inline(always)]
-    fn entry(&self, hit: &Hit<'_>) -> Option<()> {
-        if let Err(fault) = self.on_entry(hit, false) {
-            self.fault(hit, &fault);
-        }
-        None
+    fn entry(&self, hit: &Hit<'_>) -> Result<Option<()>, Fault> {
+        self.on_entry(hit, false).map(|()| None)
+    }
+
+    fn fault(&self, hit: &Hit<'_>, f: &Fault) {
+        KprobeHandler::fault(self, hit, f)
     }
 }
 
@@ -350,11 +353,11 @@ enum Kind {
 
 /// The probe the handler runs on.
 enum Planted {
-    Kprobe(Pin<KBox<Kprobe<BindProbe>>>),
+    Kprobe(Published<Kprobe<BindProbe>>),
     #[cfg(rk_fprobe)]
-    Fprobe(Pin<KBox<Fprobe<BindProbe>>>),
+    Fprobe(Published<Fprobe<BindProbe>>),
     #[cfg(rk_direct)]
-    Direct(Pin<KBox<Direct<BindProbe>>>),
+    Direct(Published<Direct<BindProbe>>),
 }
 
 /// The live files in `/sys/kernel/debug/rust_kprobe/`, for either kind.
@@ -460,7 +463,7 @@ impl kernel::Module for RustKprobe {
         let dir = MODULE_NAME;
         let planted = match kind {
             Kind::Kprobe => {
-                let mut probe = KBox::pin_init(
+                let probe = KBox::pin_init(
                     Kprobe::new(p.symbol.as_cstr(), p.offset, handler),
                     GFP_KERNEL,
                 )
@@ -493,23 +496,23 @@ impl kernel::Module for RustKprobe {
                     probe.path_tag(),
                     decoder.name()
                 );
-                if let Err(e) = probe.as_mut().publish(dir, &FILES) {
+                let mut probe = Published::new(probe);
+                if let Err(e) = probe.publish(dir, &FILES) {
                     no_debugfs(e);
                 }
                 Planted::Kprobe(probe)
             }
             #[cfg(rk_fprobe)]
             Kind::Fprobe => {
-                let mut probe =
-                    KBox::pin_init(Fprobe::new(p.symbol.as_cstr(), handler), GFP_KERNEL)
-                        .inspect_err(|e| {
-                            pr_err!(
-                                "cannot probe {}: {} (errno {})\n",
-                                p.symbol,
-                                kprobes::fprobe::why(*e),
-                                e.to_errno()
-                            );
-                        })?;
+                let probe = KBox::pin_init(Fprobe::new(p.symbol.as_cstr(), handler), GFP_KERNEL)
+                    .inspect_err(|e| {
+                        pr_err!(
+                            "cannot probe {}: {} (errno {})\n",
+                            p.symbol,
+                            kprobes::fprobe::why(*e),
+                            e.to_errno()
+                        );
+                    })?;
                 // The function's ftrace call site fprobe hooks (past an x86 `endbr64` on an IBT
                 // kernel), as in /sys/kernel/tracing/enabled_functions. Always the entry: the
                 // arguments are there, and `port=` applies.
@@ -520,14 +523,15 @@ impl kernel::Module for RustKprobe {
                     kprobes::SymbolOffset::of(probe.addr()).as_str(),
                     decoder.name()
                 );
-                if let Err(e) = probe.as_mut().publish(dir, &FILES) {
+                let mut probe = Published::new(probe);
+                if let Err(e) = probe.publish(dir, &FILES) {
                     no_debugfs(e);
                 }
                 Planted::Fprobe(probe)
             }
             #[cfg(rk_direct)]
             Kind::Direct => {
-                let mut probe = Direct::new(p.symbol.as_cstr(), handler).inspect_err(|e| {
+                let probe = Direct::new(p.symbol.as_cstr(), handler).inspect_err(|e| {
                     pr_err!(
                         "cannot probe {}: {} (errno {})\n",
                         p.symbol,
@@ -543,7 +547,8 @@ impl kernel::Module for RustKprobe {
                     symbol,
                     decoder.name()
                 );
-                if let Err(e) = probe.as_mut().publish(dir, &FILES) {
+                let mut probe = Published::new(probe);
+                if let Err(e) = probe.publish(dir, &FILES) {
                     no_debugfs(e);
                 }
                 Planted::Direct(probe)
@@ -579,11 +584,11 @@ impl Drop for RustKprobe {
             return;
         };
         let (kind, gone) = match planted {
-            Planted::Kprobe(probe) => ("kprobe", Kprobe::unregister(probe)),
+            Planted::Kprobe(probe) => ("kprobe", probe.unregister()),
             #[cfg(rk_fprobe)]
-            Planted::Fprobe(probe) => ("fprobe", Fprobe::unregister(probe)),
+            Planted::Fprobe(probe) => ("fprobe", probe.unregister()),
             #[cfg(rk_direct)]
-            Planted::Direct(probe) => ("direct call", Direct::unregister(probe)),
+            Planted::Direct(probe) => ("direct call", probe.unregister()),
         };
         let Unregistered {
             addr,

@@ -19,10 +19,10 @@ mod kprobes;
 use core::fmt::{self, Write};
 use kernel::c_str;
 use kernel::prelude::*;
-use kprobes::debugfs::{SeqWriter, ShowFn, Source};
+use kprobes::debugfs::{Published, SeqWriter, ShowFn};
 #[cfg(rk_fprobe)]
 use kprobes::fprobe::Fprobe;
-use kprobes::kprobe::Hit;
+use kprobes::hit::Hit;
 use kprobes::kretprobe::{Kretprobe, KretprobeHandler};
 use kprobes::logic::{self, Filter, RetType, BUCKETS, TALLY_SLOTS};
 use kprobes::percpu::{Counter, PerCpu};
@@ -143,9 +143,9 @@ enum Kind {
 
 /// The probe the handler runs on.
 enum Planted {
-    Kretprobe(Pin<KBox<Kretprobe<Timing>>>),
+    Kretprobe(Published<Kretprobe<Timing>>),
     #[cfg(rk_fprobe)]
-    Fprobe(Pin<KBox<Fprobe<Timing>>>),
+    Fprobe(Published<Fprobe<Timing>>),
 }
 
 /// The live files in `/sys/kernel/debug/rust_kretprobe/`, for either kind.
@@ -229,7 +229,7 @@ impl kernel::Module for RustKretprobe {
         let dir = MODULE_NAME;
         let planted = match kind {
             Kind::Kretprobe => {
-                let mut probe = KBox::pin_init(
+                let probe = KBox::pin_init(
                     Kretprobe::new(p.func.as_cstr(), p.maxactive, handler),
                     GFP_KERNEL,
                 )
@@ -242,14 +242,15 @@ impl kernel::Module for RustKretprobe {
                     probe.addr(),
                     kprobes::SymbolOffset::of(probe.addr()).as_str()
                 );
-                if let Err(e) = probe.as_mut().publish(dir, &FILES) {
+                let mut probe = Published::new(probe);
+                if let Err(e) = probe.publish(dir, &FILES) {
                     no_debugfs(e);
                 }
                 Planted::Kretprobe(probe)
             }
             #[cfg(rk_fprobe)]
             Kind::Fprobe => {
-                let mut probe = KBox::pin_init(Fprobe::new(p.func.as_cstr(), handler), GFP_KERNEL)
+                let probe = KBox::pin_init(Fprobe::new(p.func.as_cstr(), handler), GFP_KERNEL)
                     .inspect_err(|e| refused(p.func, kprobes::fprobe::why(*e), *e))?;
                 // The function's ftrace call site fprobe hooks (past an x86 `endbr64` on an IBT
                 // kernel), as in /sys/kernel/tracing/enabled_functions.
@@ -259,7 +260,8 @@ impl kernel::Module for RustKretprobe {
                     probe.addr(),
                     kprobes::SymbolOffset::of(probe.addr()).as_str()
                 );
-                if let Err(e) = probe.as_mut().publish(dir, &FILES) {
+                let mut probe = Published::new(probe);
+                if let Err(e) = probe.publish(dir, &FILES) {
                     no_debugfs(e);
                 }
                 Planted::Fprobe(probe)
@@ -362,9 +364,9 @@ impl Drop for RustKretprobe {
             return;
         };
         let (kind, gone) = match planted {
-            Planted::Kretprobe(probe) => ("kretprobe", Kretprobe::unregister(probe)),
+            Planted::Kretprobe(probe) => ("kretprobe", probe.unregister()),
             #[cfg(rk_fprobe)]
-            Planted::Fprobe(probe) => ("fprobe", Fprobe::unregister(probe)),
+            Planted::Fprobe(probe) => ("fprobe", probe.unregister()),
         };
         let Unregistered {
             addr,

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Read-only debugfs files showing a probe's live state (`/sys/kernel/debug/<dir>/<file>`).
-//! They belong to the probe and are removed before it is unregistered, so a reader never sees
-//! a freed handler.
+//! They are [`Published`] with the probe, and removed before it is unregistered, so a reader
+//! never sees a freed handler.
 //!
 //! C headers: [`include/linux/debugfs.h`](srctree/include/linux/debugfs.h),
 //! [`include/linux/seq_file.h`](srctree/include/linux/seq_file.h)
 
 use super::bindings;
+use super::probe::{Probe, RawProbe, Unregistered};
 use core::fmt;
 use kernel::prelude::*;
 
@@ -28,38 +29,80 @@ impl fmt::Write for SeqWriter {
     }
 }
 
-/// What a probe shows (its handler and the core's missed count), and where it keeps its files.
-///
-/// # Safety
-///
-/// The slot [`Source::debugfs`] returns is not structurally pinned, and the implementer drops
-/// what is in it before the handler stops being valid to show: before the probe is
-/// unregistered, and before its memory is freed.
-pub(crate) unsafe trait Source: Sized {
+/// A registered probe of any kind, as its files show it: its handler and the core's missed
+/// count; and how it is unregistered, which [`Published`] does once its files are gone.
+pub(crate) trait Source: Sized + Sync {
     /// The handler whose state the files show.
     type Handler;
     /// The handler.
     fn handler(&self) -> &Self::Handler;
     /// The core's missed count of the probe.
     fn nmissed(&self) -> u64;
-    /// Where the probe keeps its files.
-    fn debugfs(&mut self) -> &mut Option<Debugfs<Self>>;
+    /// Unregisters the probe, waiting until no handler runs, and hands back what is left.
+    fn unregister(this: Pin<KBox<Self>>) -> Unregistered<Self::Handler>;
+}
+
+impl<R: RawProbe, T: Send + Sync> Source for Probe<R, T> {
+    type Handler = T;
+    fn handler(&self) -> &T {
+        Probe::handler(self)
+    }
+    fn nmissed(&self) -> u64 {
+        Probe::nmissed(self)
+    }
+    fn unregister(this: Pin<KBox<Self>>) -> Unregistered<T> {
+        Probe::unregister(this)
+    }
+}
+
+/// A registered probe and the debugfs files that show it: the files are removed before the
+/// probe is unregistered (on drop, or by [`Published::unregister`]), so a reader never sees a
+/// freed handler.
+///
+/// # Invariants
+///
+/// `files`, when `Some`, shows `*probe`, which is pinned: it stays at its address until `files`
+/// is dropped (first: the fields' order).
+pub(crate) struct Published<P: Source> {
+    files: Option<Debugfs<P>>,
+    probe: Pin<KBox<P>>,
+}
+
+impl<P: Source> Published<P> {
+    /// `probe`, with no files yet.
+    pub(crate) fn new(probe: Pin<KBox<P>>) -> Self {
+        Self { files: None, probe }
+    }
 
     /// Shows the handler's state in `/sys/kernel/debug/<dir>/`, one file per `(name, show)`,
     /// until the probe is unregistered. Without debugfs this is an error the caller may ignore.
-    fn publish(
-        self: Pin<&mut Self>,
+    pub(crate) fn publish(
+        &mut self,
         dir: &CStr,
-        files: &[(&'static CStr, ShowFn<Self::Handler>)],
+        files: &[(&'static CStr, ShowFn<P::Handler>)],
     ) -> Result {
-        let src: *const Self = &*self;
-        // SAFETY: the files' slot is not structurally pinned (trait contract): it is only
-        // assigned here, nothing is moved out of the pinned value.
-        let this = unsafe { self.get_unchecked_mut() };
-        // SAFETY: `*src` is pinned and outlives what is put in the slot, which the implementer
-        // drops before the handler stops being valid (trait contract).
-        *this.debugfs() = Some(unsafe { Debugfs::new(dir, files, src) }?);
+        self.files = None;
+        let src: *const P = &*self.probe;
+        // INVARIANT: the files show `*self.probe`.
+        // SAFETY: `*src` is pinned and outlives the files, which are dropped first (type
+        // invariant).
+        self.files = Some(unsafe { Debugfs::new(dir, files, src) }?);
         Ok(())
+    }
+
+    /// Removes the files, then unregisters the probe, and hands back what is left.
+    pub(crate) fn unregister(self) -> Unregistered<P::Handler> {
+        let Self { files, probe } = self;
+        drop(files);
+        P::unregister(probe)
+    }
+}
+
+impl<P: Source> core::ops::Deref for Published<P> {
+    type Target = P;
+
+    fn deref(&self) -> &P {
+        &self.probe
     }
 }
 
@@ -81,7 +124,7 @@ struct Entry<S: Source> {
 ///
 /// `dir` is a directory created by `debugfs_create_dir()`, owned by `self`; each file in it was
 /// given an element of `entries`, which is not reallocated or moved until `dir` is removed.
-pub(crate) struct Debugfs<S: Source> {
+struct Debugfs<S: Source> {
     dir: *mut bindings::dentry,
     entries: KVec<Entry<S>>,
 }
@@ -104,7 +147,7 @@ impl<S: Source> Debugfs<S> {
     /// # Safety
     ///
     /// `src` must stay valid, at the same address, until the returned value is dropped.
-    pub(crate) unsafe fn new(
+    unsafe fn new(
         dir: &CStr,
         files: &[(&'static CStr, ShowFn<S::Handler>)],
         src: *const S,

@@ -22,9 +22,10 @@
 
 use super::arch::Regs;
 use super::bindings;
-use super::debugfs::{Debugfs, Source};
+use super::debugfs::Source;
 use super::fprobe::FprobeHandler;
-use super::kprobe::Hit;
+use super::ftrace_regs::FtraceEntry;
+use super::hit::Hit;
 use super::probe::Unregistered;
 use core::ffi::c_void;
 use core::marker::PhantomPinned;
@@ -55,19 +56,15 @@ static INSTANCE: AtomicPtr<c_void> = AtomicPtr::new(null_mut());
 /// - While `registered`, `INSTANCE` points to `self` and the module's direct call is
 ///   registered on `symbol`; `registered` changes only in [`Direct::new`] (before `self` is
 ///   shared) and when the call is unregistered, once.
-/// - `debugfs`, when `Some`, shows `self` and is removed before the call is unregistered.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Direct<T: DirectHandler> {
     handler: T,
     registered: bool,
-    debugfs: Option<Debugfs<Direct<T>>>,
     #[pin]
     _pin: PhantomPinned,
 }
 
-// SAFETY: `debugfs` is not structurally pinned, and is dropped before the call is
-// unregistered (type invariant: `stop`).
-unsafe impl<T: DirectHandler> Source for Direct<T> {
+impl<T: DirectHandler> Source for Direct<T> {
     type Handler = T;
     fn handler(&self) -> &T {
         &self.handler
@@ -75,8 +72,8 @@ unsafe impl<T: DirectHandler> Source for Direct<T> {
     fn nmissed(&self) -> u64 {
         Direct::nmissed(self)
     }
-    fn debugfs(&mut self) -> &mut Option<Debugfs<Self>> {
-        &mut self.debugfs
+    fn unregister(this: Pin<KBox<Self>>) -> Unregistered<T> {
+        Direct::unregister(this)
     }
 }
 
@@ -108,7 +105,6 @@ impl<T: DirectHandler> Direct<T> {
             Self {
                 handler,
                 registered: false,
-                debugfs: None,
                 _pin: PhantomPinned,
             },
             GFP_KERNEL,
@@ -156,8 +152,7 @@ impl<T: DirectHandler> Direct<T> {
         let nmissed = this.nmissed();
         let p = KBox::into_raw(this);
         // SAFETY: `p` is from `KBox::into_raw`; `handler` is read once, and the memory is
-        // freed below without dropping a field: `debugfs` is `None` (dropped by `stop`), and the
-        // rest need no drop.
+        // freed below without dropping a field: the rest need no drop.
         let handler = unsafe { addr_of!((*p).handler).read() };
         // SAFETY: as above; `MaybeUninit<Self>` has `Self`'s layout.
         drop(unsafe { KBox::from_raw(p.cast::<core::mem::MaybeUninit<Self>>()) });
@@ -168,9 +163,8 @@ impl<T: DirectHandler> Direct<T> {
         }
     }
 
-    /// Removes the files, then the call (type invariant), once.
+    /// Unregisters the call (type invariant), once.
     fn stop(&mut self) {
-        self.debugfs = None;
         if core::mem::replace(&mut self.registered, false) {
             // SAFETY: the module's direct call is registered (type invariant), by this `Direct`.
             unsafe { bindings::rk_direct_unregister() };
@@ -208,10 +202,12 @@ pub(crate) unsafe fn entry<T: DirectHandler>(fregs: *mut bindings::ftrace_regs, 
         addr: ip as u64,
         // SAFETY: `fregs` is the trampoline's `ftrace_regs`: the arguments, ip and sp, as
         // ftrace's own caller saves them at an entry.
-        regs: unsafe { Regs::from_ftrace(fregs, false) },
+        regs: Regs::new(unsafe { FtraceEntry::from_raw(fregs) }),
         entry: true,
     };
-    let _ = probe.handler.entry(&hit);
+    if let Err(fault) = probe.handler.entry(&hit) {
+        probe.handler.fault(&hit, &fault);
+    }
 }
 
 /// Defines the module's `rk_direct_entry` (what helpers.c's trampoline calls) for the handler

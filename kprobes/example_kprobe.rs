@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The example of [`super::kprobe::KprobeHandler`]'s documentation, compiled with the layer (and
-//! never called): a kprobe on `inet_bind` that counts binds to port 80.
+//! An example [`super::kprobe::KprobeHandler`], compiled with the layer (and never called), that
+//! [`super::percpu::PerCpu`]'s documentation shows: a kprobe on `inet_bind` that counts binds to
+//! port 80. (The in-tree layer's own examples are the doctests of `upstream/`.)
 
-use super::kprobe::{Fault, Hit, Kprobe, KprobeHandler};
+use super::hit::{Fault, Hit};
+use super::kprobe::{Kprobe, KprobeHandler};
 use super::percpu::{Counter, PerCpu};
 use kernel::c_str;
 use kernel::prelude::*;

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The example of [`super::kretprobe::KretprobeHandler`]'s documentation, compiled with the
-//! layer (and never called): the return value and duration of each `inet_release` call.
+//! An example [`super::kretprobe::KretprobeHandler`], compiled with the layer (and never called),
+//! that `docs/layer.md` shows: the return value and duration of each `inet_release` call.
 
-use super::kprobe::Hit;
+use super::hit::Hit;
 use super::kretprobe::{Kretprobe, KretprobeHandler};
 use kernel::c_str;
 use kernel::prelude::*;

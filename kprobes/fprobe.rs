@@ -32,8 +32,9 @@
 use super::arch::Regs;
 use super::bindings;
 use super::compat;
-use super::debugfs::{Debugfs, Source};
-use super::kprobe::Hit;
+use super::debugfs::Source;
+use super::ftrace_regs::{FtraceEntry, FtraceExit};
+use super::hit::{Fault, Hit};
 use super::probe::Unregistered;
 use core::ffi::c_void;
 use core::mem::{align_of, size_of, MaybeUninit};
@@ -58,16 +59,22 @@ pub(crate) trait FprobeHandler: Sync + Send + Sized + 'static {
 
     /// Whether there is an exit handler. `false`: an entry-only fprobe (no `exit_handler`, no
     /// entry data), which fprobe runs from an `ftrace_ops` of its own rather than through the
-    /// function graph tracer; [`FprobeHandler::entry`]'s result is then dropped, and
-    /// [`FprobeHandler::exit`] never runs.
+    /// function graph tracer; the data [`FprobeHandler::entry`] returns is then dropped (a
+    /// [`Fault`] still goes to [`FprobeHandler::fault`]), and [`FprobeHandler::exit`] never
+    /// runs.
     const EXIT: bool;
 
-    /// At function entry. `None` skips this call: no exit handler will run for it.
-    fn entry(&self, hit: &Hit<'_>) -> Option<Self::Data>;
+    /// At function entry. `Ok(None)` skips this call: no exit handler will run for it; nor
+    /// after an `Err`, which the layer hands to [`FprobeHandler::fault`].
+    fn entry(&self, hit: &Hit<'_>) -> Result<Option<Self::Data>, Fault>;
 
     /// When the function returns, with what [`FprobeHandler::entry`] stored. Only with
     /// [`FprobeHandler::EXIT`]: an entry-only handler leaves this empty.
     fn exit(&self, _hit: &Hit<'_>, _data: &Self::Data) {}
+
+    /// Runs when [`FprobeHandler::entry`] returned a [`Fault`], as
+    /// [`KprobeHandler::fault`](super::kprobe::KprobeHandler::fault) does for a kprobe.
+    fn fault(&self, hit: &Hit<'_>, fault: &Fault);
 }
 
 #[cfg(CONFIG_KRETPROBES)]
@@ -79,14 +86,17 @@ where
     const EXIT: bool = true;
 
     #[inline(always)]
-    fn entry(&self, hit: &Hit<'_>) -> Option<T::Data> {
-        super::kretprobe::KretprobeHandler::entry(self, hit)
+    fn entry(&self, hit: &Hit<'_>) -> Result<Option<T::Data>, Fault> {
+        Ok(super::kretprobe::KretprobeHandler::entry(self, hit))
     }
 
     #[inline(always)]
     fn exit(&self, hit: &Hit<'_>, data: &T::Data) {
         super::kretprobe::KretprobeHandler::ret(self, hit, data)
     }
+
+    /// A kretprobe handler's entry does not fault.
+    fn fault(&self, _hit: &Hit<'_>, _fault: &Fault) {}
 }
 
 /// What the entry handler leaves on the shadow stack: the handler's data, and the registration
@@ -137,7 +147,6 @@ impl<D> DataFits<D> {
 ///   `#[repr(transparent)]`: the `struct fprobe *` fprobe passes to a handler is a pointer to
 ///   `Self`.
 /// - `handler` and `generation` are initialised before `raw` is registered, and never change.
-/// - `debugfs`, when `Some`, shows `self` and is removed before `raw` is unregistered.
 #[repr(C)]
 #[pin_data(PinnedDrop)]
 pub(crate) struct Fprobe<T: FprobeHandler> {
@@ -149,20 +158,17 @@ pub(crate) struct Fprobe<T: FprobeHandler> {
     /// period and a free before this one was allocated). Unused without an exit
     /// ([`FprobeHandler::EXIT`]): no entry data.
     generation: u64,
-    debugfs: Option<Debugfs<Fprobe<T>>>,
 }
 
 // SAFETY: Rust reads `raw` only through raw pointers: `nmissed` (an atomic load) and the
 // address fprobe resolved (written by the registration before it returns, freed only by the
 // unregistration); the symbol pointer is only used during the registration. `handler` is
-// `Send + Sync`, `generation` a plain integer, and `Debugfs` may be dropped on any thread.
+// `Send + Sync`, and `generation` a plain integer.
 unsafe impl<T: FprobeHandler> Send for Fprobe<T> {}
 // SAFETY: as above; `&Fprobe` gives access to nothing in `raw` but those reads.
 unsafe impl<T: FprobeHandler> Sync for Fprobe<T> {}
 
-// SAFETY: `debugfs` is not structurally pinned, and is dropped before `raw` is unregistered
-// (type invariant: `unregister` and `PinnedDrop`).
-unsafe impl<T: FprobeHandler> Source for Fprobe<T> {
+impl<T: FprobeHandler> Source for Fprobe<T> {
     type Handler = T;
     fn handler(&self) -> &T {
         &self.handler
@@ -170,8 +176,8 @@ unsafe impl<T: FprobeHandler> Source for Fprobe<T> {
     fn nmissed(&self) -> u64 {
         Fprobe::nmissed(self)
     }
-    fn debugfs(&mut self) -> &mut Option<Debugfs<Self>> {
-        &mut self.debugfs
+    fn unregister(this: Pin<KBox<Self>>) -> Unregistered<T> {
+        Fprobe::unregister(this)
     }
 }
 
@@ -197,7 +203,6 @@ impl<T: FprobeHandler> Fprobe<T> {
             handler,
             // SAFETY: takes no argument; callable in any context.
             generation: unsafe { bindings::get_random_u64() },
-            debugfs: None,
             // Last: once `raw` is registered, a handler may run, and every other field is
             // initialised by then.
             raw <- compat::opaque_try_ffi_init(move |slot: *mut bindings::fprobe| {
@@ -281,10 +286,7 @@ impl<T: FprobeHandler> Fprobe<T> {
         // SAFETY: nothing is moved out of the allocation before `raw` is unregistered, and the
         // allocation is then freed in place: the pinning guarantee is kept.
         let p = KBox::into_raw(unsafe { Pin::into_inner_unchecked(this) });
-        // SAFETY: `p` is valid and owned here (from `KBox::into_raw`); `debugfs` is removed
-        // before `raw` is unregistered (type invariant), and not used again.
-        unsafe { core::ptr::drop_in_place(addr_of_mut!((*p).debugfs)) };
-        // SAFETY: as above; `Opaque::get` only computes the address.
+        // SAFETY: `p` is valid (from `KBox::into_raw`); `Opaque::get` only computes the address.
         let raw = unsafe { (*p).raw.get() };
         // SAFETY: `raw` is registered (type invariant): the address is still there.
         let addr = unsafe { addr_of_registered(raw) };
@@ -311,13 +313,9 @@ impl<T: FprobeHandler> Fprobe<T> {
 #[pinned_drop]
 impl<T: FprobeHandler> PinnedDrop for Fprobe<T> {
     fn drop(self: Pin<&mut Self>) {
-        // SAFETY: `debugfs` is not structurally pinned, and nothing is moved out.
-        let this = unsafe { self.get_unchecked_mut() };
-        // Readers first, then the probe (type invariant).
-        this.debugfs = None;
         // SAFETY: `raw` is registered (type invariant), and this is its only unregistration:
         // `unregister` does not run `drop`.
-        unsafe { unregister(this.raw.get()) };
+        unsafe { unregister(self.raw.get()) };
     }
 }
 
@@ -404,17 +402,19 @@ unsafe extern "C" fn entry_trampoline<T: FprobeHandler>(
     let hit = Hit {
         addr: entry_ip as u64,
         // SAFETY: `fregs` is this entry's `ftrace_regs`, valid during the call.
-        regs: unsafe { Regs::from_ftrace(fregs, false) },
+        regs: Regs::new(unsafe { FtraceEntry::from_raw(fregs) }),
         entry: true,
     };
     if !T::EXIT {
         // Entry only: no data reserved (`entry_data` is NULL), nothing to keep, and fprobe's
         // `ftrace_ops` path ignores the return value.
-        let _ = probe.handler.entry(&hit);
+        if let Err(fault) = probe.handler.entry(&hit) {
+            probe.handler.fault(&hit, &fault);
+        }
         return 0;
     }
     match probe.handler.entry(&hit) {
-        Some(data) => {
+        Ok(Some(data)) => {
             let () = DataFits::<T::Data>::OK;
             // SAFETY: with an exit handler and `entry_data_size` > 0 (both set by `new`),
             // fprobe passes `entry_data` pointing to `entry_data_size` bytes (rounded up to
@@ -429,7 +429,11 @@ unsafe extern "C" fn entry_trampoline<T: FprobeHandler>(
             0
         }
         // Non-zero: fprobe keeps nothing for this call and runs no exit handler.
-        None => 1,
+        Ok(None) => 1,
+        Err(fault) => {
+            probe.handler.fault(&hit, &fault);
+            1
+        }
     }
 }
 
@@ -468,7 +472,7 @@ unsafe extern "C" fn exit_trampoline<T: FprobeHandler>(
     let hit = Hit {
         addr: entry_ip as u64,
         // SAFETY: `fregs` is this exit's `ftrace_regs`, valid during the call.
-        regs: unsafe { Regs::from_ftrace(fregs, true) },
+        regs: Regs::new(unsafe { FtraceExit::from_raw(fregs) }),
         entry: false,
     };
     probe.handler.exit(&hit, &data);

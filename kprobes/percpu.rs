@@ -5,7 +5,7 @@
 //!
 //! C header: [`include/linux/percpu.h`](srctree/include/linux/percpu.h)
 
-use super::{arch, bindings, compat::Zeroable};
+use super::{bindings, compat::Zeroable, cpu};
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use kernel::prelude::*;
@@ -58,7 +58,7 @@ impl<T: Zeroable + Sync> PerCpu<T> {
     /// still be valid memory, another CPU's.
     #[inline(always)]
     pub(crate) fn this_cpu(&self) -> &T {
-        let p = self.ptr.wrapping_byte_add(arch::this_cpu_offset());
+        let p = self.ptr.wrapping_byte_add(cpu::this_cpu_offset());
         // SAFETY: `self.ptr` is a live per-CPU allocation of `T` (type invariant), and adding
         // this CPU's per-CPU offset gives its copy, which lives as long as `self`; a zeroed `T`
         // is a valid `T` (`T: Zeroable`), and it is only shared (`T: Sync`).

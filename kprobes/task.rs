@@ -4,7 +4,7 @@
 //!
 //! C header: [`include/linux/sched.h`](srctree/include/linux/sched.h)
 
-use super::{arch, layout};
+use super::{cpu, layout};
 
 /// What a handler needs of `current` on every hit: two loads. The name is read only when asked
 /// for ([`Current::comm`]): a comm filter or a line to print.
@@ -18,7 +18,7 @@ pub(crate) struct Current {
 /// Reads `current` (handlers only: the task cannot exit under them).
 #[inline]
 pub(crate) fn current() -> Current {
-    let task = arch::current_task().cast::<u8>();
+    let task = cpu::current_task().cast::<u8>();
     // SAFETY: `current` is a live task for the whole handler; the offsets are C's own (see
     // `layout`), of an `int` and a pointer. Neither changes under the running task: `pid` is
     // set at fork, `mm` only by the task itself (exec, `kthread_use_mm()`).
@@ -53,7 +53,7 @@ impl Current {
 /// inlined would cost every hit register spills.
 #[inline(never)]
 fn current_comm() -> Comm {
-    let task = arch::current_task().cast::<u8>();
+    let task = cpu::current_task().cast::<u8>();
     // SAFETY: `current` is live for the whole handler and `task_comm` is C's offset of its
     // `char comm[TASK_COMM_LEN]` (16 bytes, no alignment). The name may be rewritten concurrently
     // (`prctl(PR_SET_NAME)`), hence a volatile read, as tracing copies it without `task_lock()`

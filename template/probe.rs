@@ -8,7 +8,8 @@
 mod kprobes;
 
 use kernel::prelude::*;
-use kprobes::kprobe::{Fault, Hit, Kprobe, KprobeHandler};
+use kprobes::hit::{Fault, Hit};
+use kprobes::kprobe::{Kprobe, KprobeHandler};
 
 kprobes::compat::rk_module! {
     type: ProbeModule,

@@ -1,5 +1,6 @@
 use core::sync::atomic::{AtomicU64, Ordering};
-use kernel::kprobes::kprobe::{Fault, Hit, Kprobe, KprobeHandler};
+use kernel::kprobes::hit::{Fault, Hit};
+use kernel::kprobes::kprobe::{Kprobe, KprobeHandler};
 use kernel::task::Pid;
 use kernel::time::{delay::fsleep, Delta};
 

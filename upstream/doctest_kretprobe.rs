@@ -1,5 +1,5 @@
 use core::sync::atomic::{AtomicU64, Ordering};
-use kernel::kprobes::{kprobe::Hit, now_ns};
+use kernel::kprobes::{hit::Hit, now_ns};
 use kernel::kprobes::kretprobe::{Kretprobe, KretprobeHandler};
 use kernel::task::Pid;
 use kernel::time::{delay::fsleep, Delta};

@@ -8,7 +8,8 @@
 
 use core::mem::offset_of;
 use kernel::bindings;
-use kernel::kprobes::kprobe::{Fault, Hit, Kprobe, KprobeHandler};
+use kernel::kprobes::hit::{Fault, Hit};
+use kernel::kprobes::kprobe::{Kprobe, KprobeHandler};
 use kernel::kprobes::probe::Probe;
 use kernel::prelude::*;
 

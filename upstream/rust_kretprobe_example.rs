@@ -7,7 +7,7 @@
 //! unload it reports the calls it could not time because all `maxactive` instances were in
 //! use: `Missed probing <n> instances of inet_release`.
 
-use kernel::kprobes::kprobe::Hit;
+use kernel::kprobes::hit::Hit;
 use kernel::kprobes::kretprobe::{Kretprobe, KretprobeHandler};
 use kernel::kprobes::now_ns;
 use kernel::kprobes::probe::Probe;

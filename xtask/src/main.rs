@@ -68,11 +68,14 @@ fn demo(flavor: Flavor) {
 fn rustfmt_check() {
     let k = kernel::source(Kver::V6_12).unwrap_or_else(|e| fail(&e));
     let mut files: Vec<String> = vec!["rust_kprobe.rs".into(), "rust_kretprobe.rs".into()];
-    for e in std::fs::read_dir(repo_root().join("kprobes")).unwrap() {
-        files.push(format!(
-            "kprobes/{}",
-            e.unwrap().file_name().to_str().unwrap()
-        ));
+    // The layer and its in-tree part (`kprobes/in_tree/`).
+    for dir in ["kprobes", "kprobes/in_tree"] {
+        for e in std::fs::read_dir(repo_root().join(dir)).unwrap() {
+            let name = e.unwrap().file_name().to_str().unwrap().to_string();
+            if name.ends_with(".rs") {
+                files.push(format!("{dir}/{name}"));
+            }
+        }
     }
     let st = Command::new("rustfmt")
         .args(["--check", "--edition", "2021", "--config-path"])

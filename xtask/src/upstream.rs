@@ -1,18 +1,27 @@
 //! `make patches`: the layer (`kprobes/`) offered upstream, as a `git format-patch` series
 //! against the 7.3 tree the project builds, with Rust twins of `samples/kprobes/`.
 //!
-//! One source: the in-tree `rust/kernel/kprobes*` files are generated from `kprobes/` by a
-//! mechanical, line-based rewrite, so the two cannot drift:
+//! One source: the layer's in-tree part is files of its own, `kprobes/in_tree.rs` (which
+//! becomes `rust/kernel/kprobes.rs`) and `kprobes/in_tree/*.rs` (`rust/kernel/kprobes/*.rs`),
+//! which every out-of-tree build compiles as they are (`kprobes/mod.rs` declares `in_tree` and
+//! re-exports it, beside the out-of-tree extras). The generator copies them, and changes only
+//! paths, in code (not in comments):
 //!
-//! - lines between `// rk-out-of-tree-begin` and `// rk-out-of-tree-end` are dropped (what only
-//!   the out-of-tree modules need: debugfs, per-CPU state, the bindings' layout check, the
-//!   6.12 compatibility shims);
-//! - `// rk-in-tree: <line>` becomes `<line>`, and `// rk-in-tree-doctest: <file>` becomes a
-//!   doctest (`upstream/<file>`) that KUnit runs;
-//! - in code, `pub(crate)` becomes `pub`, `kernel::` becomes `crate::`, the layer's own bindings
-//!   become `crate::bindings`;
-//! - then the kernel's `rustfmt`. Anything out-of-tree left over (an `rk_` name, a marker) is an
-//!   error: the rewrite does not guess.
+//! - `pub(crate)` becomes `pub` (out of tree the layer is a module of a module crate);
+//! - `kernel::` becomes `crate::`;
+//! - the layer's own bindings, `super::bindings` and `crate::kprobes::bindings`, become the
+//!   kernel crate's `crate::bindings`;
+//!
+//! then runs the kernel's `rustfmt`. Doctests: a line `// doctest: upstream/<file>` (a comment,
+//! so out of tree nothing is compiled for it) becomes the doctest `upstream/<file>` that KUnit
+//! runs, as `///` lines with its fences, where the line stood.
+//!
+//! An in-tree file that names the out-of-tree build is an error, with the file and line: an
+//! `rk_` name (a `cfg(rk_...)` too), a path out of the in-tree layer (`super::` in the root other
+//! than `super::bindings`, `super::super::`, `crate::` other than `crate::kprobes::`,
+//! `crate::kprobes::<item>` or `super::<module>` of no in-tree file), a `mod` of no in-tree file,
+//! `include!`/`include_str!`. Out of tree these would compile and in tree not: the rewrite does not
+//! guess.
 //!
 //! The samples, the C helper, the commit messages and the cover letter are in `upstream/`.
 
@@ -24,21 +33,99 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The layer's files that go in-tree, and where.
-pub const LAYER: [(&str, &str); 5] = [
-    ("kprobes/mod.rs", "rust/kernel/kprobes.rs"),
-    ("kprobes/arch.rs", "rust/kernel/kprobes/arch.rs"),
-    ("kprobes/kprobe.rs", "rust/kernel/kprobes/kprobe.rs"),
-    ("kprobes/kretprobe.rs", "rust/kernel/kprobes/kretprobe.rs"),
-    ("kprobes/probe.rs", "rust/kernel/kprobes/probe.rs"),
-];
+/// The in-tree layer's root, which becomes `rust/kernel/kprobes.rs`.
+pub const ROOT: &str = "kprobes/in_tree.rs";
+
+/// The in-tree layer's modules, which become `rust/kernel/kprobes/<name>.rs`.
+pub const DIR: &str = "kprobes/in_tree";
+
+/// The layer's files that go in-tree, and where: [`ROOT`] and every `.rs` file in [`DIR`].
+pub fn layer(repo: &Path) -> Result<Vec<(String, String)>, String> {
+    let mut v = vec![(ROOT.to_string(), "rust/kernel/kprobes.rs".to_string())];
+    for name in rs_stems(&repo.join(DIR))? {
+        v.push((
+            format!("{DIR}/{name}.rs"),
+            format!("rust/kernel/kprobes/{name}.rs"),
+        ));
+    }
+    Ok(v)
+}
 
 /// The series' output: `build/patches/`.
 pub fn out_dir() -> PathBuf {
     repo_root().join("build/patches")
 }
 
-/// Replaces `word` where it is not preceded by an identifier character.
+/// The stems of the `.rs` files in `dir`, sorted.
+fn rs_stems(dir: &Path) -> Result<Vec<String>, String> {
+    let mut v = vec![];
+    for e in fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let p = e.map_err(|e| e.to_string())?.path();
+        if p.extension().is_some_and(|x| x == "rs") {
+            if let Some(s) = p.file_stem() {
+                v.push(s.to_string_lossy().into_owned());
+            }
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// What an in-tree file may name: the in-tree modules, the items of the in-tree root, and the
+/// out-of-tree modules (to name them in errors).
+pub struct Names {
+    /// The modules of [`DIR`].
+    pub modules: Vec<String>,
+    /// The items the in-tree root defines (`fn`, `const`, `static`, `struct`, ...).
+    pub root_items: Vec<String>,
+    /// The out-of-tree modules: `kprobes/*.rs` but `mod.rs`.
+    pub out_of_tree: Vec<String>,
+}
+
+impl Names {
+    /// The layer as it is in `repo`.
+    pub fn of(repo: &Path) -> Result<Names, String> {
+        let root = read(&repo.join(ROOT))?;
+        Ok(Names {
+            modules: rs_stems(&repo.join(DIR))?,
+            root_items: items(&root),
+            out_of_tree: rs_stems(&repo.join("kprobes"))?
+                .into_iter()
+                .filter(|s| s != "mod" && s != "in_tree")
+                .collect(),
+        })
+    }
+}
+
+/// The names of the top-level items `text` defines (no parsing: the word after an item
+/// keyword at the start of a line, visibility aside).
+fn items(text: &str) -> Vec<String> {
+    let mut v = vec![];
+    for l in text.lines() {
+        let mut t = l;
+        for vis in ["pub(crate) ", "pub "] {
+            t = t.strip_prefix(vis).unwrap_or(t);
+        }
+        for kw in [
+            "fn ", "const ", "static ", "struct ", "enum ", "trait ", "type ", "mod ",
+        ] {
+            if let Some(rest) = t.strip_prefix(kw) {
+                v.push(ident(rest).to_string());
+            }
+        }
+    }
+    v
+}
+
+/// The identifier `s` starts with (empty if none).
+fn ident(s: &str) -> &str {
+    let n = s
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(s.len());
+    &s[..n]
+}
+
+/// Replaces `word` where it is not preceded by an identifier character or `:`.
 fn replace_word(line: &str, word: &str, with: &str) -> String {
     let mut out = String::new();
     let mut rest = line;
@@ -52,43 +139,120 @@ fn replace_word(line: &str, word: &str, with: &str) -> String {
     out + rest
 }
 
-/// The in-tree text of one layer file (before rustfmt). `doctest` reads `upstream/<name>`.
+/// The names right after each whole-word `prefix` in `line`: one, or each of a `{...}` group.
+fn after(line: &str, prefix: &str) -> Vec<String> {
+    let mut v = vec![];
+    let mut rest = line;
+    while let Some(i) = rest.find(prefix) {
+        let before = rest[..i].chars().next_back();
+        let whole = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == ':'));
+        rest = &rest[i + prefix.len()..];
+        if !whole {
+            continue;
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            for part in group[..end].split(',') {
+                let w = ident(part.trim());
+                if !w.is_empty() {
+                    v.push(w.to_string());
+                }
+            }
+        } else {
+            v.push(ident(rest).to_string());
+        }
+    }
+    v
+}
+
+/// Why `line` of an in-tree file would not compile in tree (or not as it does out of tree),
+/// if it would not. `root`: the line is in [`ROOT`].
+fn out_of_tree_name(line: &str, root: bool, names: &Names) -> Option<String> {
+    let is_rk = |s: &str| {
+        s.match_indices("rk_").any(|(i, _)| {
+            s[..i]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+        })
+    };
+    if is_rk(line) || line.contains("rk-in-tree") || line.contains("rk-out-of-tree") {
+        return Some("an `rk_` name, which is the out-of-tree build's".into());
+    }
+    if line.contains("include!") || line.contains("include_str!") {
+        return Some("an `include!`: a path of this repository".into());
+    }
+    if line.contains("super::super") {
+        return Some("a path out of the in-tree layer (`super::super`)".into());
+    }
+    let oot = |w: &str| names.out_of_tree.iter().any(|m| m == w);
+    let in_layer = |w: &str| {
+        w == "bindings"
+            || names.modules.iter().any(|m| m == w)
+            || names.root_items.iter().any(|m| m == w)
+    };
+    for w in after(line, "super::") {
+        if w != "bindings" && (oot(&w) || root) {
+            return Some(format!("`super::{w}`, out of the in-tree layer"));
+        }
+    }
+    let layer_paths = after(line, "crate::kprobes::");
+    for w in layer_paths.into_iter().chain(after(line, "kprobes::")) {
+        if !in_layer(&w) && !w.is_empty() {
+            return Some(format!("`kprobes::{w}`, which is not in the in-tree layer"));
+        }
+    }
+    for w in after(line, "crate::") {
+        if w != "kprobes" && !w.is_empty() {
+            return Some(format!(
+                "`crate::{w}`: the module crate's, out of tree (the kernel crate is `kernel::`)"
+            ));
+        }
+    }
+    if line.contains("$crate") {
+        return Some("`$crate`: the module crate's, out of tree".into());
+    }
+    let t = line.trim_start();
+    let t = t.strip_prefix("pub(crate) ").unwrap_or(t);
+    if let Some(rest) = t.strip_prefix("mod ") {
+        let w = ident(rest);
+        let inline = rest[w.len()..].trim_start().starts_with('{');
+        if !inline && !names.modules.iter().any(|m| m == w) {
+            return Some(format!("`mod {w}`, which is no file of {DIR}"));
+        }
+    }
+    None
+}
+
+/// The in-tree text of one layer file (before rustfmt): `name` is its path (for errors and to
+/// tell [`ROOT`]), `doctest` reads `upstream/<name>`.
 pub fn in_tree(
     name: &str,
     text: &str,
+    names: &Names,
     doctest: &dyn Fn(&str) -> Result<String, String>,
 ) -> Result<String, String> {
+    let root = name == ROOT;
     let mut out = String::new();
-    let mut skipping: Option<usize> = None;
     for (n, line) in text.lines().enumerate() {
-        let at = || format!("{name}:{}", n + 1);
+        if let Some(why) = out_of_tree_name(line, root, names) {
+            return Err(format!(
+                "{name}:{}: names the out-of-tree build: {why}: `{}`; in-tree files are \
+                 compiled out of tree as they are, and offered upstream: move it to an \
+                 out-of-tree file (kprobes/*.rs)",
+                n + 1,
+                line.trim()
+            ));
+        }
         let t = line.trim_start();
         let indent = &line[..line.len() - t.len()];
-        if t == "// rk-out-of-tree-begin" {
-            if let Some(b) = skipping {
-                return Err(format!(
-                    "{}: nested out-of-tree block (open since line {})",
-                    at(),
-                    b + 1
-                ));
-            }
-            skipping = Some(n);
-            continue;
-        }
-        if t == "// rk-out-of-tree-end" {
-            if skipping.take().is_none() {
-                return Err(format!("{}: out-of-tree end without a begin", at()));
-            }
-            continue;
-        }
-        if skipping.is_some() {
-            continue;
-        }
-        if let Some(l) = t.strip_prefix("// rk-in-tree: ") {
-            out += &format!("{indent}{l}\n");
-        } else if let Some(f) = t.strip_prefix("// rk-in-tree-doctest: ") {
+        if let Some(f) = t.strip_prefix("// doctest: ") {
+            let f = f.trim();
+            let file = f.strip_prefix("upstream/").ok_or_else(|| {
+                format!("{name}:{}: a doctest is a file of upstream/: `{f}`", n + 1)
+            })?;
             out += &format!("{indent}/// ```\n");
-            for l in doctest(f)?.lines() {
+            for l in doctest(file)?.lines() {
                 out += &if l.is_empty() {
                     format!("{indent}///\n")
                 } else {
@@ -106,35 +270,6 @@ pub fn in_tree(
             l = replace_word(&l, "super::bindings", "crate::bindings");
             out += &l;
             out += "\n";
-        }
-    }
-    if let Some(b) = skipping {
-        return Err(format!("{name}:{}: out-of-tree block never ends", b + 1));
-    }
-    // Whatever is left of the out-of-tree build is a rewrite this function does not know.
-    for (n, l) in out.lines().enumerate() {
-        let code = l.trim_start();
-        let leftover = l.contains("rk-out-of-tree")
-            || l.contains("rk-in-tree")
-            || (!code.starts_with("//") && (l.contains("rk_") || l.contains("compat::")));
-        if leftover {
-            return Err(format!(
-                "{name}: in-tree line {} still names the out-of-tree build: `{}`; mark it \
-                 (`// rk-out-of-tree-begin`/`-end`, `// rk-in-tree:`) in {name}",
-                n + 1,
-                l.trim()
-            ));
-        }
-        // Code lines have `pub(crate)` made `pub`; an `// rk-in-tree:` line is taken as it is
-        // written, and a `pub(crate)` there hides an item the in-tree crate's users need (a
-        // doctest's `hit.regs` was one).
-        if !code.starts_with("//") && l.contains("pub(crate)") {
-            return Err(format!(
-                "{name}: in-tree line {} is `pub(crate)`, which the rest of the layer is not \
-                 in tree: write its `// rk-in-tree:` line with `pub`: `{}`",
-                n + 1,
-                l.trim()
-            ));
         }
     }
     Ok(out)
@@ -271,10 +406,11 @@ pub fn generate() -> Result<Vec<PathBuf>, String> {
     let doctest = |f: &str| read(&up.join(f));
 
     // Patch 1: the abstraction.
+    let names = Names::of(&repo)?;
     let mut generated = vec![];
-    for (from, to) in LAYER {
-        let text = in_tree(from, &read(&repo.join(from))?, &doctest)?;
-        let path = work.join(to);
+    for (from, to) in layer(&repo)? {
+        let text = in_tree(&from, &read(&repo.join(&from))?, &names, &doctest)?;
+        let path = work.join(&to);
         write(&path, &text)?;
         generated.push(path);
     }
@@ -753,44 +889,115 @@ mod tests {
         Err(format!("no doctest {f}"))
     }
 
+    fn names() -> Names {
+        Names {
+            modules: vec!["arch".into(), "hit".into(), "kprobe".into()],
+            root_items: vec!["now_ns".into()],
+            out_of_tree: vec!["compat".into(), "debugfs".into(), "percpu".into()],
+        }
+    }
+
     #[test]
-    fn blocks_and_lines() {
-        let t = "a\n// rk-out-of-tree-begin\nb\n// rk-out-of-tree-end\n    // rk-in-tree: c\npub(crate) fn f() -> kernel::ffi::c_int {}\n";
+    fn paths_are_rewritten_in_code_only() {
+        let t = "//! `kernel::x` and pub(crate) in a comment\n\
+                 use super::bindings;\n\
+                 use super::bindings::{self, pt_regs};\n\
+                 use crate::kprobes::bindings::kprobe;\n\
+                 pub(crate) fn f() -> kernel::ffi::c_int {}\n\
+                 pub(in crate::kprobes) fn g() {}\n";
         assert_eq!(
-            in_tree("t.rs", t, &no_doctest).unwrap(),
-            "a\n    c\npub fn f() -> crate::ffi::c_int {}\n"
+            in_tree("kprobes/in_tree/kprobe.rs", t, &names(), &no_doctest).unwrap(),
+            "//! `kernel::x` and pub(crate) in a comment\n\
+             use crate::bindings;\n\
+             use crate::bindings::{self, pt_regs};\n\
+             use crate::bindings::kprobe;\n\
+             pub fn f() -> crate::ffi::c_int {}\n\
+             pub(in crate::kprobes) fn g() {}\n"
         );
     }
 
     #[test]
-    fn leftovers_are_errors() {
-        for t in [
-            "// rk-out-of-tree-begin\nx\n",
-            "// rk-out-of-tree-end\n",
-            "#[cfg(rk_x86_pcpu_hot)]\n",
-            "let x = compat::cstr_bytes(s);\n",
+    fn out_of_tree_names_are_errors() {
+        for (file, t) in [
+            ("kprobes/in_tree/arch.rs", "#[cfg(rk_x86_pcpu_hot)]\n"),
+            ("kprobes/in_tree/arch.rs", "/// reads `rk_layout`\n"),
+            ("kprobes/in_tree/arch.rs", "// rk-out-of-tree-begin\n"),
+            (
+                "kprobes/in_tree/probe.rs",
+                "let x = super::compat::cstr_bytes(s);\n",
+            ),
+            ("kprobes/in_tree/probe.rs", "use super::{debugfs, hit};\n"),
+            ("kprobes/in_tree/probe.rs", "use super::super::why;\n"),
+            (
+                "kprobes/in_tree/probe.rs",
+                "let p = crate::kprobes::SymbolOffset::of(a);\n",
+            ),
+            ("kprobes/in_tree/probe.rs", "use crate::bindings;\n"),
+            ("kprobes/in_tree/probe.rs", "$crate::kprobes::hit::Hit\n"),
+            (
+                "kprobes/in_tree/probe.rs",
+                "#[doc = include_str!(\"x.md\")]\n",
+            ),
+            ("kprobes/in_tree.rs", "pub(crate) mod percpu;\n"),
+            ("kprobes/in_tree.rs", "use super::SymbolOffset;\n"),
         ] {
-            assert!(in_tree("t.rs", t, &no_doctest).is_err(), "{t}");
+            let r = in_tree(file, t, &names(), &no_doctest);
+            assert!(r.is_err(), "{file}: {t}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn in_tree_names_pass() {
+        for (file, t) in [
+            ("kprobes/in_tree.rs", "pub(crate) mod hit;\n"),
+            ("kprobes/in_tree.rs", "use super::bindings;\n"),
+            ("kprobes/in_tree/hit.rs", "use super::arch::Regs;\n"),
+            ("kprobes/in_tree/hit.rs", "super::now_ns()\n"),
+            ("kprobes/in_tree/hit.rs", "crate::kprobes::kprobe::Step\n"),
+            ("kprobes/in_tree/arch.rs", "mod imp {\n"),
+            ("kprobes/in_tree/arch.rs", "r as u8 != 0 // park_it\n"),
+        ] {
+            let r = in_tree(file, t, &names(), &no_doctest);
+            assert!(r.is_ok(), "{file}: {t}: {r:?}");
         }
     }
 
     #[test]
     fn doctest_is_inlined() {
-        let t = "    // rk-in-tree-doctest: d.rs\n";
-        let d = |_: &str| Ok::<_, String>("let a = 1;\n\nassert_eq!(a, 1);\n".to_string());
+        let t = "    // doctest: upstream/d.rs\n";
+        let d = |f: &str| {
+            assert_eq!(f, "d.rs");
+            Ok::<_, String>("let a = 1;\n\nassert_eq!(a, 1);\n".to_string())
+        };
         assert_eq!(
-            in_tree("t.rs", t, &d).unwrap(),
+            in_tree("kprobes/in_tree/kprobe.rs", t, &names(), &d).unwrap(),
             "    /// ```\n    /// let a = 1;\n    ///\n    /// assert_eq!(a, 1);\n    /// ```\n"
         );
+        assert!(in_tree(
+            "kprobes/in_tree/kprobe.rs",
+            "// doctest: d.rs\n",
+            &names(),
+            &d
+        )
+        .is_err());
     }
 
-    /// The layer as it is: every file translates.
+    /// The layer as it is: every in-tree file translates, and every doctest it names exists.
     #[test]
     fn the_layer_translates() {
-        let up = repo_root().join("upstream");
-        for (from, _) in LAYER {
-            let text = read(&repo_root().join(from)).unwrap();
-            in_tree(from, &text, &|f| read(&up.join(f))).unwrap_or_else(|e| panic!("{e}"));
+        let repo = repo_root();
+        let up = repo.join("upstream");
+        let names = Names::of(&repo).unwrap();
+        for m in ["arch", "hit", "kprobe", "kretprobe", "probe"] {
+            assert!(
+                names.modules.iter().any(|n| n == m),
+                "{m}: {:?}",
+                names.modules
+            );
+        }
+        for (from, _) in layer(&repo).unwrap() {
+            let text = read(&repo.join(&from)).unwrap();
+            in_tree(&from, &text, &names, &|f| read(&up.join(f))).unwrap_or_else(|e| panic!("{e}"));
         }
     }
 }

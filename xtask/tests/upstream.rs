@@ -55,6 +55,38 @@ fn series_applies_with_git_am() {
     assert_eq!(tree_of(&dir), tree_of(&upstream::out_dir().join("git")));
 }
 
+/// The series' `rust/kernel/kprobes*` are the in-tree layer's files, one for one
+/// (`kprobes/in_tree.rs`, `kprobes/in_tree/*.rs`: what every out-of-tree build compiles), with
+/// nothing of the out-of-tree build left in them.
+fn series_is_the_in_tree_layer() {
+    let repo = repo_root();
+    let tree = upstream::out_dir().join("git");
+    let listed = run(Command::new("git").arg("-C").arg(&tree).args([
+        "ls-files",
+        "rust/kernel/kprobes.rs",
+        "rust/kernel/kprobes",
+    ]));
+    let mut in_series: Vec<&str> = listed.lines().collect();
+    in_series.sort();
+    let mut in_layer: Vec<String> = upstream::layer(&repo)
+        .unwrap()
+        .into_iter()
+        .map(|(_, to)| to)
+        .collect();
+    in_layer.sort();
+    assert_eq!(in_series, in_layer);
+    for f in &in_layer {
+        let text = std::fs::read_to_string(tree.join(f)).unwrap();
+        for (n, l) in text.lines().enumerate() {
+            assert!(
+                !l.contains("rk_") && !l.contains("rk-") && !l.contains("pub(crate)"),
+                "{f}:{}: `{l}`",
+                n + 1
+            );
+        }
+    }
+}
+
 /// The kernel's `checkpatch.pl --strict`: no error, warning or check on any patch.
 fn checkpatch_strict_is_clean() {
     let src = xtask::kernel::source(Kver::V7_3).unwrap();
@@ -153,6 +185,8 @@ fn rustfmtcheck_and_rustdoc_are_clean() {
     for f in [
         "kprobes/index.html",
         "kprobes/kprobe/trait.KprobeHandler.html",
+        "kprobes/hit/struct.Hit.html",
+        "kprobes/arch/trait.Frame.html",
     ] {
         let doc = p
             .kernel
@@ -277,6 +311,7 @@ macro_rules! tests {
 mod x86_64_7_3 {
     tests!(
         series_applies_with_git_am,
+        series_is_the_in_tree_layer,
         checkpatch_strict_is_clean,
         clippy_build_has_no_warning,
         rustfmtcheck_and_rustdoc_are_clean,

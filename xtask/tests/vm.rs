@@ -2611,7 +2611,7 @@ fn trampolines_are_blacklisted(p: &Prepared) {
 // ---- arm64 only -----------------------------------------------------------------------------
 
 /// The kernel at EL2 with VHE keeps its per-CPU offset in `tpidr_el2`, not `tpidr_el1`:
-/// `kprobes/arch.rs` picks the register by `CurrentEL`. Two vCPUs, two binding processes, a
+/// `kprobes/cpu.rs` picks the register by `CurrentEL`. Two vCPUs, two binding processes, a
 /// comm filter (reads `current->comm`): every line names the right task and port, and the
 /// per-CPU counters add up to what was done.
 fn arm64_vhe_kernel_at_el2(p: &Prepared) {

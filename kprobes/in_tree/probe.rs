@@ -7,10 +7,6 @@
 //! C header: [`include/linux/kprobes.h`](srctree/include/linux/kprobes.h)
 
 use super::bindings;
-// rk-out-of-tree-begin
-use super::compat;
-use super::debugfs::{Debugfs, Source};
-// rk-out-of-tree-end
 use core::mem::MaybeUninit;
 use core::ptr::{addr_of, addr_of_mut};
 use kernel::error::to_result;
@@ -57,33 +53,53 @@ pub(crate) unsafe trait RawProbe: Sized {
     unsafe fn nmissed(p: *mut Self) -> u64;
 }
 
-// rk-out-of-tree-begin
-/// After `register_k(ret)probe()` returned 0: whether the core holds the probe. Linux 7.x's
-/// `__register_kprobe()` (since its conversion to `guard()`) drops `arm_kprobe()`'s error: when
-/// arming fails (an ftrace-based probe's ftrace hash or ops allocation) it takes the probe out
-/// of its table again but returns 0, for a probe that never fires and that unregistering then
-/// does not find. `enable_kprobe()` on a registered, enabled probe does nothing and returns 0;
-/// on one the core does not hold, `EINVAL`. Then this unregisters what the registration left
-/// (a kretprobe's rethook; the core finds no kprobe and says nothing) and fails with `EAGAIN`,
-/// [`super::why`]'s word for it: nothing stays registered, as on any failed registration.
+/// The C struct of a probe of kind `R`, registered by its pin-initializer ([`Registered::new`]).
 ///
-/// # Safety
+/// # Invariants
 ///
-/// `p` must be initialised and registered by [`RawProbe::register`], and not unregistered.
-unsafe fn check_kept<R: RawProbe>(p: *mut R) -> Result {
-    // SAFETY: `p` is valid (the caller guarantees it); `enable_kprobe()` takes the core's mutex
-    // and only reads the probe unless it is disabled, which it is not (never registered
-    // disabled).
-    if unsafe { bindings::enable_kprobe(R::kprobe(p)) } == 0 {
-        return Ok(());
-    }
-    // SAFETY: registered as far as the core said (the caller guarantees it), and not
-    // unregistered since; the core finds no kprobe in its table and frees what else the
-    // registration allocated.
-    unsafe { R::unregister(p) };
-    Err(EAGAIN)
+/// Once initialised, `raw` holds an initialised `R` that is registered with the kprobe core,
+/// until the [`Probe`] holding it unregisters it.
+#[repr(transparent)]
+#[pin_data]
+struct Registered<R> {
+    #[pin]
+    raw: Opaque<R>,
 }
-// rk-out-of-tree-end
+
+impl<R: RawProbe> Registered<R> {
+    /// A pin-initializer that moves `raw` in place, then registers it: the registration is the
+    /// initializer's last step, so on error nothing is registered, and what is left needs no
+    /// drop (an `Opaque`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Probe::with_raw`]: the handlers set in `raw` must take the pointer the core gives
+    /// them for the [`Probe`] that holds the result, and the pointers in `raw` must be valid for
+    /// as long as it is registered.
+    unsafe fn new(raw: R) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            raw <- Opaque::ffi_init(move |slot: *mut R| {
+                // SAFETY: `slot` is valid for writes: the uninitialised `R` of the `Opaque`.
+                unsafe { slot.write(raw) }
+            }),
+        }? Error)
+        .pin_chain(|this| {
+            // INVARIANT: on success `raw` is registered; it stays in place (`this` is pinned)
+            // until the `Probe` holding it unregisters it, which it does before the memory is
+            // freed.
+            // SAFETY: `this.raw` holds the `R` written above, not registered; it is pinned, and
+            // the `Probe` holding it releases its memory only after unregistering it (its type
+            // invariant). The handlers and pointers in it are as this function's contract says.
+            to_result(unsafe { R::register(this.raw.get()) })
+        })
+    }
+
+    /// The `R`: only its address is computed.
+    #[inline(always)]
+    fn get(&self) -> *mut R {
+        self.raw.get()
+    }
+}
 
 /// A probe of kind `R`, registered with the kprobe core, that runs the handler `T`.
 ///
@@ -95,31 +111,22 @@ unsafe fn check_kept<R: RawProbe>(p: *mut R) -> Result {
 ///
 /// - `raw` is registered with the kprobe core from the moment the initializer returns `Ok`
 ///   until `self` is dropped or [`Probe::unregister`]ed, and only then unregistered, once.
-/// - `raw` is the first field of this `#[repr(C)]` struct and `Opaque<R>` is
-///   `#[repr(transparent)]`: the pointer the core passes to a handler, to `raw`, is a pointer to
-///   `Self`.
+/// - `raw` is the first field of this `#[repr(C)]` struct, and `Registered<R>` and the
+///   `Opaque<R>` in it are `#[repr(transparent)]`: the pointer the core passes to a handler, to
+///   `raw`, is a pointer to `Self`.
 /// - `handler` is initialised before `raw` is registered, so a handler may run at once.
-// rk-out-of-tree-begin
-/// - `debugfs`, when `Some`, shows `self` and is removed before `raw` is unregistered.
-// rk-out-of-tree-end
 #[repr(C)]
 #[pin_data(PinnedDrop)]
 pub(crate) struct Probe<R: RawProbe, T: Send + Sync> {
     #[pin]
-    raw: Opaque<R>,
+    raw: Registered<R>,
     handler: T,
-    // rk-out-of-tree-begin
-    debugfs: Option<Debugfs<Probe<R, T>>>,
-    // rk-out-of-tree-end
 }
 
 // SAFETY: Rust reads `raw` only through raw pointers, and only `addr` (written by the
 // registration before it returns, unchanged while registered) and `nmissed` (with an atomic
 // load); the pointers Rust put in it are to `'static` data (`with_raw`'s contract). The
 // handler is `Send + Sync`.
-// rk-out-of-tree-begin
-// `Debugfs` may be dropped on any thread.
-// rk-out-of-tree-end
 unsafe impl<R: RawProbe, T: Send + Sync> Send for Probe<R, T> {}
 // SAFETY: as above; `&Probe` gives access to nothing in `raw` but those two reads.
 unsafe impl<R: RawProbe, T: Send + Sync> Sync for Probe<R, T> {}
@@ -135,30 +142,9 @@ pub(crate) struct Unregistered<T> {
     pub(crate) handler: T,
 }
 
-// rk-out-of-tree-begin
-// SAFETY: `debugfs` is not structurally pinned, and is dropped before `raw` is unregistered
-// (type invariant: `unregister` and `PinnedDrop`).
-unsafe impl<R: RawProbe, T: Send + Sync> Source for Probe<R, T> {
-    type Handler = T;
-    fn handler(&self) -> &T {
-        &self.handler
-    }
-    fn nmissed(&self) -> u64 {
-        Probe::nmissed(self)
-    }
-    fn debugfs(&mut self) -> &mut Option<Debugfs<Self>> {
-        &mut self.debugfs
-    }
-}
-// rk-out-of-tree-end
-
 impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
-    // rk-out-of-tree-begin
-    /// A pin-initializer that checks the bindings' layouts (see `layout`), stores `handler`,
-    /// then registers `raw`. On error nothing stays registered, and the handler is dropped.
-    // rk-out-of-tree-end
-    // rk-in-tree: /// A pin-initializer that stores `handler`, then registers `raw`. On error nothing stays
-    // rk-in-tree: /// registered, and the handler is dropped.
+    /// A pin-initializer that stores `handler`, then registers `raw`. On error nothing stays
+    /// registered, and the handler is dropped.
     ///
     /// # Safety
     ///
@@ -168,30 +154,11 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
     pub(super) unsafe fn with_raw(raw: R, handler: T) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             handler,
-            // rk-out-of-tree-begin
-            debugfs: None,
-            // rk-out-of-tree-end
             // Last: once `raw` is registered, a handler may run, and every other field is
             // initialised by then.
-            // rk-out-of-tree-begin
-            raw <- compat::opaque_try_ffi_init(move |slot: *mut R| {
-                super::layout::check()?;
-                // rk-out-of-tree-end
-            // rk-in-tree: raw <- Opaque::try_ffi_init(move |slot: *mut R| {
-                // SAFETY: `slot` is valid for writes: the uninitialised `raw` of `Self`.
-                unsafe { slot.write(raw) };
-                // INVARIANT: on success `raw` is registered; it stays at `slot` (`Self` is
-                // pinned) until `PinnedDrop::drop` or `unregister` unregisters it, which they do
-                // before the memory is freed.
-                // SAFETY: `*slot` was initialised above and is not registered; it is pinned, and
-                // `Self`'s memory is only released after it is unregistered (type invariant).
-                // rk-out-of-tree-begin
-                to_result(unsafe { R::register(slot) })?;
-                // SAFETY: `*slot` is initialised, and registered as far as the core said.
-                unsafe { check_kept(slot) }
-                // rk-out-of-tree-end
-                // rk-in-tree: to_result(unsafe { R::register(slot) })
-            }),
+            // SAFETY: the handlers and pointers in `raw` are as `Registered::new` requires
+            // (this function's contract).
+            raw <- unsafe { Registered::new(raw) },
         })
     }
 
@@ -204,8 +171,9 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
     #[inline(always)]
     pub(super) unsafe fn from_raw<'a>(raw: *mut R) -> &'a Self {
         // SAFETY: `raw` is the first field of `Self`, at offset 0 of the `#[repr(C)]` struct,
-        // and `Opaque<R>` has `R`'s layout (type invariant); `Self` is alive for `'a` (function
-        // contract). A shared reference is sound: `raw` is an `Opaque`, which the core may write.
+        // and `Registered<R>` has `R`'s layout (type invariant); `Self` is alive for `'a` (function
+        // contract). A shared reference is sound: `raw` holds an `Opaque`, which the core may
+        // write.
         unsafe { &*raw.cast::<Self>() }
     }
 
@@ -247,12 +215,8 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
         // SAFETY: nothing is moved out of the allocation before `raw` is unregistered, and the
         // allocation is then freed in place: the pinning guarantee is kept.
         let p = KBox::into_raw(unsafe { Pin::into_inner_unchecked(this) });
-        // rk-out-of-tree-begin
-        // SAFETY: `p` is valid and owned here (from `KBox::into_raw`); `debugfs` is removed
-        // before `raw` is unregistered (type invariant), and not used again.
-        unsafe { core::ptr::drop_in_place(addr_of_mut!((*p).debugfs)) };
-        // rk-out-of-tree-end
-        // SAFETY: as above; `Opaque::get` only computes the address.
+        // SAFETY: `p` is valid (from `KBox::into_raw`); `Registered::get` only computes the
+        // address.
         let raw = unsafe { (*p).raw.get() };
         // SAFETY: `raw` is registered (type invariant); `Self`'s `PinnedDrop` does not run for
         // `p`, so this is the only unregistration.
@@ -279,15 +243,8 @@ impl<R: RawProbe, T: Send + Sync> Probe<R, T> {
 #[pinned_drop]
 impl<R: RawProbe, T: Send + Sync> PinnedDrop for Probe<R, T> {
     fn drop(self: Pin<&mut Self>) {
-        // rk-out-of-tree-begin
-        // SAFETY: `debugfs` is not structurally pinned, and nothing is moved out.
-        let this = unsafe { self.get_unchecked_mut() };
-        // Readers first, then the probe (type invariant).
-        this.debugfs = None;
-        // rk-out-of-tree-end
-        // rk-in-tree: let this = self;
         // SAFETY: `raw` is registered (type invariant), and this is its only unregistration:
         // `unregister` does not run `drop`.
-        unsafe { R::unregister(this.raw.get()) };
+        unsafe { R::unregister(self.raw.get()) };
     }
 }

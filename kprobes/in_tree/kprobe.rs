@@ -8,23 +8,11 @@
 
 use super::arch::Regs;
 use super::bindings;
+use super::hit::{Fault, Hit};
 use super::probe::{Probe, RawProbe};
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::prelude::*;
-
-/// What a handler is given at one hit.
-pub(crate) struct Hit<'a> {
-    /// Address of the probe (the probed instruction).
-    pub(crate) addr: u64,
-    /// Registers at the hit.
-    pub(crate) regs: Regs<'a>,
-    /// Whether the probe is on the function's entry, as the kprobe core decided it
-    /// (`KPROBE_FLAG_ON_FUNC_ENTRY`): offset 0, or whatever the architecture takes as the entry
-    /// (x86 with IBT: offset 0 and 4 are both the instruction after `endbr64`). Only there are
-    /// the arguments in their registers ([`Regs::arg`]).
-    pub(crate) entry: bool,
-}
 
 /// How the probed instruction was passed, as the post handler is told: the kprobe core has
 /// three paths, and `/sys/kernel/debug/kprobes/list` shows which one a probe is on.
@@ -42,34 +30,6 @@ pub(crate) enum Step {
     Ftrace,
 }
 
-/// A read of probed memory that faulted (the modern meaning of the pre-5.14 `fault_handler`).
-pub(crate) struct Fault {
-    /// What was being read, for the log line.
-    pub(crate) what: &'static str,
-    /// The address that could not be read.
-    pub(crate) addr: usize,
-    /// The errno of the nofault copy.
-    pub(crate) errno: i32,
-}
-
-impl Hit<'_> {
-    /// Copies `buf.len()` bytes at kernel address `src` with `copy_from_kernel_nofault()`; a
-    /// fault becomes a [`Fault`] naming `what`, which the layer hands to
-    /// [`KprobeHandler::fault`] when [`KprobeHandler::pre`] returns it.
-    pub(crate) fn read(
-        &self,
-        what: &'static str,
-        src: *const u8,
-        buf: &mut [u8],
-    ) -> Result<(), Fault> {
-        super::read_kernel(src, buf).map_err(|errno| Fault {
-            what,
-            addr: src as usize,
-            errno,
-        })
-    }
-}
-
 /// The handlers of a kprobe.
 ///
 /// They run in atomic context on any CPU, with preemption disabled, and on x86_64 as an int3
@@ -78,15 +38,9 @@ impl Hit<'_> {
 ///
 /// # Examples
 ///
-// rk-out-of-tree-begin
-/// A kprobe on `inet_bind` that counts binds to port 80; this is `kprobes/example_kprobe.rs`,
-/// which the modules compile (`rust_kprobe.rs` is a full one):
+/// A kprobe on `usleep_range_state()` that checks the argument a sleep passed it:
 ///
-#[doc = concat!("```ignore\n", include_str!("example_kprobe.rs"), "```")]
-// rk-out-of-tree-end
-// rk-in-tree: /// A kprobe on `usleep_range_state()` that checks the argument a sleep passed it:
-// rk-in-tree: ///
-// rk-in-tree-doctest: doctest_kprobe.rs
+// doctest: upstream/doctest_kprobe.rs
 pub(crate) trait KprobeHandler: Sync + Send + Sized + 'static {
     /// Whether [`KprobeHandler::post`] is wanted, asked once at registration (a post handler
     /// costs a second trap per hit and prevents jump optimization).
@@ -147,22 +101,6 @@ impl<T: KprobeHandler> Kprobe<T> {
     pub(crate) fn on_func_entry(&self) -> bool {
         self.flags() & bindings::KPROBE_FLAG_ON_FUNC_ENTRY != 0
     }
-
-    // rk-out-of-tree-begin
-    /// What `/sys/kernel/debug/kprobes/list` appends for the probe's path: `[FTRACE]` for an
-    /// ftrace-based one, `[OPTIMIZED]` once the optimizer turned it into a jump, else nothing
-    /// (a breakpoint).
-    pub(crate) fn path_tag(&self) -> &'static str {
-        let f = self.flags();
-        if f & bindings::KPROBE_FLAG_FTRACE != 0 {
-            " [FTRACE]"
-        } else if f & bindings::KPROBE_FLAG_OPTIMIZED != 0 {
-            " [OPTIMIZED]"
-        } else {
-            ""
-        }
-    }
-    // rk-out-of-tree-end
 
     /// A pin-initializer of a kprobe at `symbol` + `offset` running `handler`. On error nothing
     /// stays registered, and `handler` is dropped.

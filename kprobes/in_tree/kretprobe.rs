@@ -9,13 +9,9 @@
 
 use super::arch::Regs;
 use super::bindings;
-use super::kprobe::Hit;
+use super::hit::Hit;
 use super::probe::{Probe, RawProbe};
 use core::ptr::addr_of_mut;
-// rk-out-of-tree-begin
-#[cfg(not(CONFIG_KRETPROBE_ON_RETHOOK))]
-use core::ptr::addr_of;
-// rk-out-of-tree-end
 use core::sync::atomic::{AtomicI32, Ordering};
 use kernel::prelude::*;
 
@@ -23,15 +19,9 @@ use kernel::prelude::*;
 ///
 /// # Examples
 ///
-// rk-out-of-tree-begin
-/// The return value and duration of each `inet_release` call; this is
-/// `kprobes/example_kretprobe.rs`, which the modules compile (`rust_kretprobe.rs` is a full one):
+/// A return probe on `usleep_range_state()` that times a sleep:
 ///
-#[doc = concat!("```ignore\n", include_str!("example_kretprobe.rs"), "```")]
-// rk-out-of-tree-end
-// rk-in-tree: /// A return probe on `usleep_range_state()` that times a sleep:
-// rk-in-tree: ///
-// rk-in-tree-doctest: doctest_kretprobe.rs
+// doctest: upstream/doctest_kretprobe.rs
 pub(crate) trait KretprobeHandler: Sync + Send + Sized + 'static {
     /// Per-instance data, stored by the kernel between entry and return (`data_size` is its
     /// size).
@@ -104,38 +94,15 @@ impl<T: KretprobeHandler> Kretprobe<T> {
     }
 }
 
-// rk-out-of-tree-begin
-/// `get_kretprobe(ri)`, read inline as the static inline does (it is on every call's path; a
-/// helpers.c shim cost a call and its spills per entry and return on arm64): with rethook
-/// (x86_64) the rethook's `data`, without (arm64) the holder's `rp`, which is NULL once the
-/// kretprobe is being unregistered.
-// rk-out-of-tree-end
-// rk-in-tree: /// `get_kretprobe(ri)`, which returns NULL once the kretprobe is being unregistered.
+/// `get_kretprobe(ri)`, which returns NULL once the kretprobe is being unregistered.
 ///
 /// # Safety
 ///
 /// `ri` must be a live instance of a registered kretprobe.
 #[inline(always)]
 unsafe fn kretprobe_of(ri: *mut bindings::kretprobe_instance) -> Option<*mut bindings::kretprobe> {
-    // rk-out-of-tree-begin
-    #[cfg(CONFIG_KRETPROBE_ON_RETHOOK)]
-    // SAFETY: a live instance's `node.rethook` points to its kretprobe's rethook, whose `data`
-    // is set to the kretprobe at registration and never changed ("rethook::data is non-changed
-    // field, so that you can access it freely", <linux/kprobes.h>); the core never calls a
-    // handler with it NULL (`kretprobe_rethook_handler` warns and returns).
-    return Some(unsafe { (*(*ri).node.rethook).data.cast() });
-    #[cfg(not(CONFIG_KRETPROBE_ON_RETHOOK))]
-    // SAFETY: a live instance's `rph` points to its kretprobe's holder, which is freed only
-    // after the last instance (`objpool_fini()` once all are back). `unregister_kretprobe()`
-    // sets the holder's `rp` to NULL while handlers may run on other CPUs, hence a volatile
-    // load (`rcu_dereference_check()` is `READ_ONCE()`), a NULL test, and no reference to the
-    // field. (`kretprobe_holder` may come from `kernel::bindings`, with its own `kretprobe`
-    // type: the same C struct, hence the cast.)
-    return Some(unsafe { core::ptr::read_volatile(addr_of!((*(*ri).rph).rp)) }.cast())
-        .filter(|rp: &*mut bindings::kretprobe| !rp.is_null());
-    // rk-out-of-tree-end
-    // rk-in-tree: // SAFETY: `ri` is live, per this function's contract.
-    // rk-in-tree: Some(unsafe { bindings::get_kretprobe(ri) }).filter(|rp| !rp.is_null())
+    // SAFETY: `ri` is live, per this function's contract.
+    Some(unsafe { bindings::get_kretprobe(ri) }).filter(|rp| !rp.is_null())
 }
 
 /// Instance data is aligned for `D`: the core allocates instances from an `objpool`, whose
