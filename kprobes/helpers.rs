@@ -25,10 +25,13 @@ pub(crate) unsafe fn get_kretprobe(ri: *mut kretprobe_instance) -> *mut kretprob
         // `data` is set to the kretprobe at registration and never changed ("rethook::data is
         // non-changed field, so that you can access it freely", <linux/kprobes.h>).
         let rp: *mut kretprobe = unsafe { (*(*ri).node.rethook).data.cast() };
-        // SAFETY: that kretprobe is not NULL: the core never calls a handler with it NULL
-        // (`kretprobe_rethook_handler()` warns and returns). Said to the compiler, the in-tree
-        // code's test of a NULL `get_kretprobe()` (which arm64 needs) costs nothing here.
-        unsafe { core::hint::assert_unchecked(!rp.is_null()) };
+        if rp.is_null() {
+            // SAFETY: that kretprobe is not NULL: the core never calls a handler with it NULL
+            // (`kretprobe_rethook_handler()` warns and returns). Said to the compiler, the
+            // in-tree code's test of a NULL `get_kretprobe()` (which arm64 needs) costs nothing
+            // here. (Not `assert_unchecked()`: 6.12's minimum rustc is 1.78.)
+            unsafe { core::hint::unreachable_unchecked() }
+        }
         rp
     }
     #[cfg(not(CONFIG_KRETPROBE_ON_RETHOOK))]
