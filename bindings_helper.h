@@ -61,7 +61,7 @@ enum {
 void __percpu *rk_alloc_percpu(size_t size, size_t align);
 
 /* Per-CPU accessors are macros. (`this_cpu_ptr()` and `current`, on every hit, are read in
- * Rust: kprobes/arch.rs.) */
+ * Rust: kprobes/cpu.rs.) */
 void *rk_per_cpu_ptr(void __percpu *ptr, unsigned int cpu);
 unsigned int rk_nr_cpu_ids(void);
 bool rk_cpu_possible(unsigned int cpu);

@@ -19,8 +19,8 @@
  * call, as BPF's fentry trampolines are), with no ftrace_ops list and no fprobe lookup between.
  * The trampoline is assembly because it runs before the function's own prologue: it must keep
  * every argument register and return into the function as if nothing ran. It saves them in an
- * ftrace_regs, as ftrace's own caller does (the arguments, ip, sp), for kprobes/arch.rs's
- * Regs::from_ftrace, and calls rk_direct_call(). It is C's asm, not Rust's global_asm!,
+ * ftrace_regs, as ftrace's own caller does (the arguments, ip, sp), for kprobes/ftrace_regs.rs's
+ * FtraceEntry, and calls rk_direct_call(). It is C's asm, not Rust's global_asm!,
  * for the kernel's macros: ASM_ENDBR, CALL_DEPTH_ACCOUNT and ASM_RET (the return thunk) are
  * alternatives and config choices only C sees.
  */

@@ -3,8 +3,8 @@
 //! What differs between the kernels this layer builds on (6.12 LTS and 7.3), in one place.
 //!
 //! Each difference is a cfg that Kbuild derives from the kernel tree itself (see `Kbuild`), not
-//! from a version number; `arch.rs` holds the one per-architecture difference
-//! (`rk_x86_pcpu_hot`). Code outside this file and `arch.rs` is the same on both kernels.
+//! from a version number; `cpu.rs` holds the one per-architecture difference
+//! (`rk_x86_pcpu_hot`). Code outside this file and `cpu.rs` is the same on both kernels.
 //!
 //! | cfg | set when the kernel tree has | 6.12 | 7.3 |
 //! |-----|------------------------------|------|-----|
