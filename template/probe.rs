@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! @NAME@: a kprobe on `@SYMBOL@` (or `symbol=`): each call's task and first two arguments.
-//! From `make new NAME=@NAME@ SYMBOL=@SYMBOL@`; edit `pre`, then `make`, `insmod`, `dmesg`.
+//! @NAME@ (from `make new`): a kprobe on `@SYMBOL@` (`symbol=`) logging task and arguments.
 
 #[allow(dead_code)]
 #[path = "kprobes/mod.rs"]
