@@ -630,10 +630,11 @@ fn deb_package() {
         let status = run(in_env(&k, "dkms").args(["status", &module]));
         for f in &flavors {
             let rel = xtask::debian::release(f).unwrap();
-            // dkms names the machine's architecture (x86_64) for every release it builds for
-            // without -a, as the postinst does; the modules' own architecture is the tree's.
+            // dkms names the machine's architecture (`uname -m`) for every release it builds
+            // for without -a, as the postinst does; the modules' own architecture is the tree's.
+            let machine = std::env::consts::ARCH;
             assert!(
-                status.contains(&format!("{module}, {rel}, x86_64: installed")),
+                status.contains(&format!("{module}, {rel}, {machine}: installed")),
                 "dkms status: {status}\napt install:\n{out}"
             );
             let dir = format!("/lib/modules/{rel}/updates/dkms");
