@@ -14,7 +14,7 @@ ARCH ?= $(patsubst aarch64,arm64,$(shell uname -m))
 KERNEL ?= 6.12
 export ARCH DEBUG ARCHES KERNEL KERNELS
 
-.PHONY: modules clean help setup demo check bench fmt kbuild-args modules_install dkms-add rust-analyzer patches new
+.PHONY: modules clean help setup demo check bench fmt kbuild-args modules_install dkms-add dkms-source deb rust-analyzer patches new
 
 # Kbuild against KDIR. A distribution's headers lack the Rust metadata a Rust module builds
 # against (Debian's /usr/src/linux-headers-<release>): scripts/rust-headers.sh regenerates it
@@ -65,16 +65,33 @@ modules_install:
 # DKMS_FLAGS: more dkms options (--sourcetree, --dkmstree, ...).
 DKMS_SOURCETREE ?= /usr/src
 dkms_conf = $(shell sed -n 's/^$(1)="\(.*\)"/\1/p' $(CURDIR)/dkms.conf)
-DKMS_DIR = $(DKMS_SOURCETREE)/$(call dkms_conf,PACKAGE_NAME)-$(call dkms_conf,PACKAGE_VERSION)
+dkms_dir = $(DKMS_SOURCETREE)/$(call dkms_conf,PACKAGE_NAME)-$(call dkms_conf,PACKAGE_VERSION)
 dkms-add:
-	mkdir -p $(DKMS_DIR)/scripts
-	cp -r Kbuild $(addsuffix .rs,$(rk_modules)) helpers.c bindings_helper.h kprobes $(DKMS_DIR)/
+	@$(MAKE) --no-print-directory dkms-source DKMS_DIR='$(dkms_dir)'
+	dkms add $(call dkms_conf,PACKAGE_NAME)/$(call dkms_conf,PACKAGE_VERSION) \
+		--sourcetree $(DKMS_SOURCETREE) $(DKMS_FLAGS)
+
+# The DKMS source tree in DKMS_DIR, for `make dkms-add` and the Debian package (debian/rules)
+# alike: the module sources, scripts/dkms-make and scripts/rust-headers.sh, and dkms.conf with
+# one BUILT_MODULE_NAME/DEST_MODULE_LOCATION pair per probe module appended.
+dkms_files = Kbuild $(addsuffix .rs,$(rk_modules)) helpers.c bindings_helper.h kprobes \
+	scripts/dkms-make scripts/rust-headers.sh
+dkms-source:
+	$(if $(DKMS_DIR),,$(error dkms-source: give the directory: make dkms-source DKMS_DIR=<dir>))
+	mkdir -p $(DKMS_DIR)
+	cp -r --parents $(dkms_files) $(DKMS_DIR)/
 	{ cat dkms.conf; i=0; for m in $(rk_modules); do \
 		printf 'BUILT_MODULE_NAME[%d]="%s"\nDEST_MODULE_LOCATION[%d]="/updates/dkms"\n' $$i $$m $$i; \
 		i=$$((i + 1)); done; } >$(DKMS_DIR)/dkms.conf
-	cp scripts/dkms-make scripts/rust-headers.sh $(DKMS_DIR)/scripts/
-	dkms add $(call dkms_conf,PACKAGE_NAME)/$(call dkms_conf,PACKAGE_VERSION) \
-		--sourcetree $(DKMS_SOURCETREE) $(DKMS_FLAGS)
+
+# The Debian package, build/deb/rust-kprobes-dkms_<version>_all.deb (debian/), built by
+# dpkg-buildpackage in the Debian 13 environment from a copy of what it uses in build/deb/,
+# then checked by lintian (scripts/deb.sh).
+deb_src = build/deb/$(call dkms_conf,PACKAGE_NAME)-$(call dkms_conf,PACKAGE_VERSION)
+deb:
+	@rm -rf build/deb && mkdir -p $(deb_src)
+	@cp -r --parents Makefile dkms.conf LICENSE debian man $(dkms_files) $(deb_src)/
+	@bash scripts/deb.sh $(deb_src)
 
 # The man pages, rust_kprobe(4) and rust_kretprobe(4), into $(DESTDIR)/usr/share/man/man4.
 .PHONY: install-man
@@ -109,6 +126,7 @@ help:
 	@echo "make modules_install KDIR=<dir> LLVM=1 [INSTALL_MOD_PATH=<root>]"
 	@echo "                         install the built modules for that kernel (then depmod)"
 	@echo "make dkms-add            copy the module sources to /usr/src/rust-kprobes-<version>, dkms add"
+	@echo "make deb                 build/deb/rust-kprobes-dkms_<version>_all.deb (in the Debian 13 environment), lintian"
 	@echo "make rust-analyzer KDIR=<dir> LLVM=1"
 	@echo "                         build in place, write rust-project.json for rust-analyzer"
 	@echo "Needs root (or sudo): setup, demo, check, bench, modules_install, dkms-add, install-man."

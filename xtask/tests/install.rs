@@ -456,6 +456,279 @@ fn dkms_build(flavor: Flavor) {
     );
 }
 
+// ---- The Debian package -------------------------------------------------------------------
+
+/// `dpkg-query`'s status of `pkg` in the environment of `k`: `install ok installed`, or "".
+fn deb_status(k: &Kernel, pkg: &str) -> String {
+    let mut c = in_env(k, "dpkg-query");
+    c.args(["-W", "-f=${Status}", pkg]);
+    c.output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// `apt <args> -y`, non-interactive, in the environment of `k`.
+fn apt(k: &Kernel, args: &[&str]) -> Command {
+    let mut c = in_env(k, "env");
+    c.args(["DEBIAN_FRONTEND=noninteractive", "apt"])
+        .args(args)
+        .arg("-y");
+    c
+}
+
+/// What the scenario of [`deb_boot`] runs: the hashes of the modules it loads, then the demo.
+const DEB_SCENARIO: &str = "
+sha256sum $M/rust_kprobe.ko $M/rust_kretprobe.ko | sed 's/^/SHA256 /'
+load rust_kprobe
+load rust_kretprobe func=inet_release
+loadgen bind 49152
+rmmod rust_kretprobe
+rmmod rust_kprobe
+";
+
+/// Boots Debian's kernel of `flavor` with the modules the package installed (`kos`, host paths)
+/// instead of the harness's: its initramfs (`cargo xtask prepare`) followed by an archive
+/// holding these two at /lib/modules (the kernel unpacks the archives in order, the later
+/// files replacing the earlier). The guest prints their hashes; both modules print their
+/// lines. False (with a message) if the flavor is not prepared and need not be.
+fn deb_boot(flavor: Flavor, kos: &[PathBuf], tmp: &Path) -> bool {
+    // Under `make check` (RK_FLAVORS) a listed flavor is prepared.
+    let listed =
+        std::env::var("RK_FLAVORS").is_ok_and(|l| l.split_whitespace().any(|f| f == flavor.name()));
+    let p = match xtask::vm::prepared(flavor) {
+        Ok(p) => p,
+        Err(e) if !listed => {
+            say(&format!(
+                "deb_package: {} not booted ({e}; KERNEL=debian ARCH={} cargo xtask prepare)",
+                flavor.name(),
+                flavor.arch.name()
+            ));
+            return false;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let dir = tmp.join(flavor.name());
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut list = "dir /lib/modules 755 0 0\n".to_string();
+    let mut want = vec![];
+    for ko in kos {
+        let name = ko.file_name().unwrap().to_str().unwrap();
+        let m = name.split('.').next().unwrap();
+        let plain = dir.join(format!("{m}.ko"));
+        // Compressed by dkms (.ko.xz, ...): the guest's finit_module is given the ELF file.
+        if name.ends_with(".ko") {
+            std::fs::copy(ko, &plain).unwrap_or_else(|e| panic!("{}: {e}", ko.display()));
+        } else {
+            let out = run(Command::new("sh")
+                .arg("-c")
+                .arg("xz -dc \"$1\" > \"$2\" || zstd -dcq \"$1\" > \"$2\"")
+                .args(["sh", ko.to_str().unwrap(), plain.to_str().unwrap()]));
+            assert!(plain.exists(), "{out}");
+        }
+        let sum = run(Command::new("sha256sum").arg(&plain));
+        want.push(format!("SHA256 {}  /lib/modules/{m}.ko", &sum[..64]));
+        list += &format!("file /lib/modules/{m}.ko {} 644 0 0\n", plain.display());
+    }
+    let list_file = dir.join("modules.list");
+    std::fs::write(&list_file, list).unwrap();
+    let tool = p.kernel.gen_init_cpio();
+    let cpio = Command::new(&tool)
+        .arg(&list_file)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", tool.display()));
+    assert!(
+        cpio.status.success(),
+        "{}: {}",
+        tool.display(),
+        String::from_utf8_lossy(&cpio.stderr)
+    );
+    let mut bytes =
+        std::fs::read(&p.initramfs).unwrap_or_else(|e| panic!("{}: {e}", p.initramfs.display()));
+    bytes.extend(cpio.stdout);
+    let initramfs = dir.join("initramfs.cpio");
+    std::fs::write(&initramfs, bytes).unwrap();
+    let p = xtask::vm::Prepared { initramfs, ..p };
+    let r = xtask::vm::run(
+        &p,
+        "deb_package",
+        DEB_SCENARIO,
+        &xtask::vm::Opts::for_flavor(&flavor),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let log = r.log_path.display();
+    assert_eq!(r.exit, 0, "scenario failed; serial log: {log}");
+    assert!(
+        r.splats().is_empty(),
+        "kernel complained: {:#?}\nserial log: {log}",
+        r.splats()
+    );
+    let got = r.guest_with("SHA256 ");
+    assert_eq!(
+        got, want,
+        "the guest did not load the package's modules; serial log: {log}"
+    );
+    let kp = r.module_lines("rust_kprobe");
+    let kr = r.module_lines("rust_kretprobe");
+    let has = |lines: &[&str], s: &str| lines.iter().any(|l| l.contains(s));
+    for (lines, s) in [
+        (&kp, "Planted kprobe at "),
+        (&kp, "inet_bind name:loadgen pid:"),
+        (&kp, "socket bind port=49152"),
+        (&kp, "unregistered: "),
+        (&kr, "Planted return probe at inet_release"),
+        (&kr, "inet_release returned "),
+        (&kr, "unregistered"),
+    ] {
+        assert!(
+            has(lines, s),
+            "no `{s}` line in {lines:#?}\nserial log: {log}"
+        );
+    }
+    say(&format!(
+        "deb_package: {} booted the package's modules",
+        flavor.name()
+    ));
+    true
+}
+
+/// The Debian package (debian/, `make deb`) as a Debian 13 user installs it: `apt install
+/// ./rust-kprobes-dkms_<version>_all.deb` in the Debian 13 root, whose postinst (dh_dkms's)
+/// builds and installs both modules with dkms for every kernel whose headers are there:
+/// x86_64's, and arm64's, which `make setup` unpacks beside them (a cross build there:
+/// scripts/dkms-make takes ARCH from the tree). Then `dkms status`, the installed files'
+/// vermagic, a boot of Debian's own kernel with them (each architecture whose flavor is
+/// prepared), and `apt purge`, which must leave nothing. The package is purged whatever
+/// happens, and dkms's signing key removed if its first build made it.
+fn deb_package() {
+    let flavor = Flavor {
+        arch: Arch::X86_64,
+        debug: false,
+        kernel: Kver::Debian,
+    };
+    let Some(k) = tree(&flavor, "deb_package") else {
+        return;
+    };
+    if !k.in_debian {
+        say("deb_package: skipped (it installs into the Debian 13 root; this host is Debian 13 itself)");
+        return;
+    }
+    if root_prefix().is_none() {
+        say("deb_package: skipped (apt and dkms need root: run as root or with passwordless sudo)");
+        return;
+    }
+    let start = std::time::Instant::now();
+    let (name, version) = (dkms_conf("PACKAGE_NAME"), dkms_conf("PACKAGE_VERSION"));
+    let pkg = format!("{name}-dkms");
+    let droot = xtask::debian::root();
+    let host = |p: &str| droot.join(p.trim_start_matches('/'));
+    if deb_status(&k, &pkg).contains("installed") {
+        say(&format!(
+            "deb_package: purging the {pkg} already installed in the Debian 13 root"
+        ));
+        run(&mut apt(&k, &["purge", &pkg]));
+    }
+    let mok_before: Vec<bool> = MOK.iter().map(|p| host(p).exists()).collect();
+    // The releases dkms builds for: x86_64's, and arm64's where its headers are unpacked.
+    let arm = Flavor {
+        arch: Arch::Arm64,
+        ..flavor
+    };
+    let mut flavors = vec![flavor];
+    let arm_rel = xtask::debian::release(&arm).unwrap_or_else(|e| panic!("{e}"));
+    if host(&format!("/usr/src/linux-headers-{arm_rel}/.config")).exists() {
+        flavors.push(arm);
+    } else {
+        say("deb_package: no arm64 headers in the Debian 13 root (make setup KERNEL=debian ARCHES=arm64): x86_64 only");
+    }
+    let tmp = TempDir::new("deb", &k);
+    let booted = std::sync::Mutex::new(vec![]);
+
+    let result = std::panic::catch_unwind(|| {
+        let out = run(Command::new("make").arg("-C").arg(repo_root()).arg("deb"));
+        let deb = out
+            .lines()
+            .find_map(|l| l.strip_prefix("deb: ").filter(|p| p.ends_with(".deb")))
+            .unwrap_or_else(|| panic!("make deb printed no .deb:\n{out}"));
+        assert_eq!(
+            Path::new(deb).file_name().unwrap().to_str().unwrap(),
+            format!("{pkg}_{version}_all.deb")
+        );
+        assert!(out.contains("lintian: no tags"), "lintian:\n{out}");
+        let out = run(&mut apt(&k, &["install", deb]));
+        let module = format!("{name}/{version}");
+        let status = run(in_env(&k, "dkms").args(["status", &module]));
+        for f in &flavors {
+            let rel = xtask::debian::release(f).unwrap();
+            // dkms names the machine's architecture (`uname -m`) for every release it builds
+            // for without -a, as the postinst does; the modules' own architecture is the tree's.
+            let machine = std::env::consts::ARCH;
+            assert!(
+                status.contains(&format!("{module}, {rel}, {machine}: installed")),
+                "dkms status: {status}\napt install:\n{out}"
+            );
+            let dir = format!("/lib/modules/{rel}/updates/dkms");
+            let mut kos = vec![];
+            for m in ["rust_kprobe", "rust_kretprobe"] {
+                let ko = module_file(&host(&dir), m);
+                let inside = Path::new(&dir).join(ko.file_name().unwrap());
+                let vermagic = modinfo(&k, "vermagic", &inside);
+                assert!(
+                    vermagic.starts_with(&format!("{rel} ")),
+                    "{}: vermagic {vermagic}",
+                    inside.display()
+                );
+                kos.push(ko);
+            }
+            if deb_boot(*f, &kos, &tmp.0) {
+                booted.lock().unwrap().push(f.name());
+            }
+        }
+    });
+
+    // Whatever happened: apt purge (its prerm runs dkms remove --all), then nothing may be left.
+    let purged = apt(&k, &["purge", &pkg]).output();
+    for (p, before) in MOK.iter().zip(mok_before) {
+        if !before && host(p).exists() {
+            let _ = in_env(&k, "rm").args(["-f", p]).status();
+        }
+    }
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    let purged = purged.expect("apt purge");
+    assert!(
+        purged.status.success(),
+        "apt purge {pkg}: {}",
+        String::from_utf8_lossy(&purged.stderr)
+    );
+    let status = run(in_env(&k, "dkms").arg("status"));
+    assert!(
+        !status.contains(&name),
+        "dkms status after apt purge: {status}"
+    );
+    assert_eq!(deb_status(&k, &pkg), "", "{pkg} after apt purge");
+    let mut left = vec![
+        format!("/usr/src/{name}-{version}"),
+        format!("/var/lib/dkms/{name}"),
+    ];
+    for f in &flavors {
+        let rel = xtask::debian::release(f).unwrap();
+        for m in ["rust_kprobe", "rust_kretprobe"] {
+            for ext in ["ko", "ko.xz", "ko.zst"] {
+                left.push(format!("/lib/modules/{rel}/updates/dkms/{m}.{ext}"));
+            }
+        }
+    }
+    left.retain(|p| host(p).exists());
+    assert!(left.is_empty(), "left after apt purge: {left:?}");
+    say(&format!(
+        "deb_package: make deb, apt install ({} releases built by dkms), booted {:?}, apt purge: {:.0}s",
+        flavors.len(),
+        booted.lock().unwrap(),
+        start.elapsed().as_secs_f64()
+    ));
+}
+
 // ---- make rust-analyzer -------------------------------------------------------------------
 
 /// Kbuild's `srctree` (host path), whose files decide the modules' cfgs: the kernel's source, or
@@ -640,6 +913,11 @@ mod arm64_7_3 {
 
 mod x86_64_debian {
     install_tests!(Arch::X86_64, Kver::Debian);
+    /// The Debian package, for both architectures' headers in the Debian 13 root.
+    #[test]
+    fn deb_package() {
+        super::deb_package()
+    }
 }
 
 mod arm64_debian {
