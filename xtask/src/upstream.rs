@@ -719,6 +719,23 @@ pub fn kernel(flavor: &Flavor) -> Result<Kernel, String> {
         flavor.name(),
         dir.display()
     );
+    // Every file the series writes is made newer than anything the base build generated: the
+    // copy of the source may be older than this architecture's base build (one copy serves
+    // every architecture), and make decides by mtime (an arm64 base built after the copy kept
+    // its stale `bindings_helpers_generated.rs`, without the series' helper).
+    for p in &series {
+        let out = Command::new("git")
+            .args(["apply", "--numstat"])
+            .arg(p)
+            .current_dir(&src)
+            .output()
+            .map_err(|e| format!("git apply --numstat: {e}"))?;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(path) = line.split('\t').nth(2) {
+                sh("touch \"$1\"", &[&src.join(path)])?;
+            }
+        }
+    }
     let from = previous.as_deref().unwrap_or(&base.dir);
     sh(
         "rm -rf \"$2\"; cp -a \"$1\" \"$2\"; rm -f \"$2\"/.built \"$2\"/*.log",
