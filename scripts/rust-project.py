@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
-"""Trims the rust-project.json the kernel's generate_rust_analyzer.py wrote for this directory.
+"""Writes the module crates into the rust-project.json the kernel's generate_rust_analyzer.py wrote.
 
-The kernel's script takes as a crate every .rs under the external module's directory that a
-Kbuild names, which here includes the harness's copies under build/*/src/. This keeps, among the
-crates rooted in this directory, only rust_kprobe.rs and rust_kretprobe.rs (the kprobes/ layer is
-part of both, through #[path]), gives them the --cfg flags Kbuild passed to their rustc (read
-from the in-place build's .<name>_rs.o.cmd: rk_* and whatever else the Kbuild adds) and keeps
-rust-analyzer from indexing build/ and target/.
+The kernel's script takes as a crate every .rs under the external module's directory whose name
+a Kbuild or Makefile beside it mentions as `<name>.o`. This Kbuild names no module (it finds
+them, see its rk_modules), and the harness's copies under build/*/src/ carry a Kbuild of their
+own. So every crate rooted in this directory is dropped, and one crate is added per module
+Kbuild builds: each top-level <name>.rs that declares `kprobes::compat::rk_module!` (the kprobes/
+layer is part of each, through #[path]). A module crate is shaped as the kernel's script shapes
+an external one: the kernel crate's cfgs, plus the --cfg flags Kbuild passed to its rustc (read
+from the in-place build's .<name>_rs.o.cmd: rk_* and whatever else the Kbuild adds), and as deps
+core, kernel and, where the tree has them, pin_init and zerocopy (7.3's list). rust-analyzer is
+kept from indexing build/ and target/.
 
 usage: rust-project.py <module dir>     (rewrites <module dir>/rust-project.json)
 """
@@ -18,7 +22,10 @@ import shlex
 import sys
 from pathlib import Path
 
-MODULES = ["rust_kprobe", "rust_kretprobe"]
+# What Kbuild greps for (rk_modules).
+MODULE_MARK = re.compile(r"^kprobes::compat::rk_module!", re.M)
+# The crates the kernel's script makes an external crate depend on, those the tree has.
+MODULE_DEPS = ["core", "kernel", "pin_init", "zerocopy", "zerocopy_derive"]
 
 
 def fail(msg):
@@ -55,16 +62,18 @@ def main():
     except (OSError, ValueError) as e:
         fail(f"{path}: {e}")
 
+    modules = sorted(p.stem for p in root.glob("*.rs")
+                     if MODULE_MARK.search(p.read_text(errors="replace")))
+    if not modules:
+        fail(f"{root}: no <name>.rs declares kprobes::compat::rk_module!")
     crates = project["crates"]
-    wanted = {str(root / f"{m}.rs"): m for m in MODULES}
     keep = []
     for i, c in enumerate(crates):
         # 7.3's generator names the external crates relative to the module directory.
         r = root / c["root_module"]
         c["root_module"] = str(r)
-        if r.is_relative_to(root) and str(r) not in wanted:
-            continue  # a copy under build/*/src/ or anything else under this directory
-        keep.append(i)
+        if not r.is_relative_to(root):
+            keep.append(i)  # a copy under build/*/src/ or anything else here is dropped
     index = {old: new for new, old in enumerate(keep)}
     out = []
     for old in keep:
@@ -73,26 +82,34 @@ def main():
             if d["crate"] not in index:
                 fail(f"{path}: {c['display_name']} depends on a dropped crate")
         c["deps"] = [dict(d, crate=index[d["crate"]]) for d in c["deps"]]
-        name = wanted.get(c["root_module"])
-        if name:
-            extra = kbuild_cfgs(root / f".{name}_rs.o.cmd")
-            c["cfg"] = list(c["cfg"]) + [x for x in extra if x not in c["cfg"]]
-            c["source"] = {
-                "include_dirs": [str(root)],
-                "exclude_dirs": [str(root / "build"), str(root / "target")],
-            }
         out.append(c)
 
-    names = [c["display_name"] for c in out]
-    missing = [m for m in MODULES + ["kernel"] if m not in names]
-    if missing:
-        fail(f"{path}: no crate {', '.join(missing)} (is {root}/Kbuild there?)")
+    by_name = {c["display_name"]: i for i, c in enumerate(out)}
+    if "kernel" not in by_name or "core" not in by_name:
+        fail(f"{path}: no kernel or core crate (did the kernel's generator run?)")
+    kernel = out[by_name["kernel"]]
+    for name in modules:
+        extra = kbuild_cfgs(root / f".{name}_rs.o.cmd")
+        out.append({
+            "display_name": name,
+            "root_module": str(root / f"{name}.rs"),
+            "is_workspace_member": True,
+            "deps": [{"crate": by_name[d], "name": d} for d in MODULE_DEPS if d in by_name],
+            "cfg": list(kernel["cfg"]) + [x for x in extra if x not in kernel["cfg"]],
+            "edition": "2021",
+            "env": {"RUST_MODFILE": "This is only for rust-analyzer"},
+            "source": {
+                "include_dirs": [str(root)],
+                "exclude_dirs": [str(root / "build"), str(root / "target")],
+            },
+        })
+
     project["crates"] = out
     path.write_text(json.dumps(project, sort_keys=True, indent=4) + "\n")
-    rk = sorted({x for m in MODULES for c in out if c["display_name"] == m
-                 for x in c["cfg"] if x.startswith("rk_")})
-    print(f"rust-project.json: {len(out)} crates ({len(crates) - len(out)} copies dropped), "
-          f"modules with {' '.join(rk) or 'no rk_* cfg'}")
+    rk = sorted({x for c in out[-len(modules):] for x in c["cfg"] if x.startswith("rk_")})
+    print(f"rust-project.json: modules {' '.join(modules)} "
+          f"({len(crates) - len(keep)} crates under {root} dropped), "
+          f"with {' '.join(rk) or 'no rk_* cfg'}")
 
 
 if __name__ == "__main__":

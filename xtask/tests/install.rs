@@ -773,6 +773,12 @@ fn rust_analyzer(flavor: Flavor) {
     for s in xtask::modules::SOURCES {
         sync(&repo_root().join(s), &copy.join(s));
     }
+    // A module of the user's own, which no list names: a crate like the others.
+    sync(&repo_root().join("template"), &src.join("template"));
+    run(Command::new("make")
+        .arg("-C")
+        .arg(&src)
+        .args(["new", "NAME=rk_ra_probe", "SYMBOL=vfs_read"]));
     make(&src, &k, &flavor, &["-j2", "rust-analyzer"]);
     let crates = crates(&src.join("rust-project.json"));
     let find = |name: &str| {
@@ -810,7 +816,7 @@ fn rust_analyzer(flavor: Flavor) {
     {
         want.push("rk_cstr_is_core");
     }
-    for m in ["rust_kprobe", "rust_kretprobe"] {
+    for m in ["rust_kprobe", "rust_kretprobe", "rk_ra_probe"] {
         let c = find(m);
         assert_eq!(Path::new(&c.1), src.join(format!("{m}.rs")), "{c:?}");
         assert!(
@@ -852,7 +858,7 @@ fn rust_analyzer(flavor: Flavor) {
     let out = c.output().expect("rust-analyzer diagnostics");
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    for m in ["rust_kprobe", "rust_kretprobe"] {
+    for m in ["rust_kprobe", "rust_kretprobe", "rk_ra_probe"] {
         let root = src.join(format!("{m}.rs"));
         assert!(
             text.contains(&format!("processing {}", root.display())),
