@@ -54,6 +54,10 @@ fn fragments(repo: &Path, flavor: &Flavor) -> Vec<PathBuf> {
     if kver.exists() {
         v.push(kver);
     }
+    if flavor.hardened {
+        v.push(repo.join("kernel/hardened.fragment"));
+        v.push(repo.join(format!("kernel/hardened-{}.fragment", flavor.arch.name())));
+    }
     if flavor.debug {
         v.push(repo.join("kernel/debug.fragment"));
         if flavor.function_tracer() {

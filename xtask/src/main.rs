@@ -99,12 +99,20 @@ fn list(var: &str, default: &str) -> Vec<String> {
 /// `KERNELS` x `ARCHES` (6.12, 7.3 and Debian's, both arches by default; the project's two
 /// kernels, x86_64 only, with `DEBUG=1`).
 fn flavors() -> Vec<Flavor> {
-    let debug = Flavor::from_env().unwrap_or_else(|e| fail(&e)).debug;
+    let env = Flavor::from_env().unwrap_or_else(|e| fail(&e));
+    let (debug, hardened) = (env.debug, env.hardened);
     let arches = list("ARCHES", if debug { "x86_64" } else { "x86_64 arm64" });
-    // Debian ships no debug kernel: the debug suite is the project's kernels'.
+    // Debian ships no debug kernel: the debug suite is the project's kernels'. The hardened
+    // kernel is a 7.3 one.
     let kernels = list(
         "KERNELS",
-        if debug { "6.12 7.3" } else { "6.12 7.3 debian" },
+        if debug {
+            "6.12 7.3"
+        } else if hardened {
+            "7.3"
+        } else {
+            "6.12 7.3 debian"
+        },
     );
     let mut v = vec![];
     for k in &kernels {
@@ -114,6 +122,7 @@ fn flavors() -> Vec<Flavor> {
                 arch: Arch::parse(a).unwrap_or_else(|e| fail(&e)),
                 debug,
                 kernel,
+                hardened,
             });
         }
     }
@@ -129,7 +138,10 @@ fn check() {
     let names: Vec<String> = fl.iter().map(|f| f.name()).collect();
     // The upstream series is checked on 7.3 (`xtask/tests/upstream.rs`): booted on x86_64,
     // compiled for arm64.
-    for f in fl.iter().filter(|f| f.kernel == Kver::V7_3 && !f.debug) {
+    for f in fl
+        .iter()
+        .filter(|f| f.kernel == Kver::V7_3 && !f.debug && !f.hardened)
+    {
         eprintln!(
             "upstream: the patch series (make patches) and the patched 7.3 kernel, {}",
             f.arch.name()
@@ -164,8 +176,16 @@ fn check() {
     .to_vec();
     // Test modules are named after flavors (`x86_64_debug_7_3::`): skip the others.
     for kernel in Kver::ALL {
-        for f in ["x86_64", "arm64", "x86_64-debug"] {
-            if f.ends_with("-debug") && !kernel.built_here() {
+        for f in [
+            "x86_64",
+            "arm64",
+            "x86_64-debug",
+            "x86_64-hardened",
+            "arm64-hardened",
+        ] {
+            if f.ends_with("-debug") && !kernel.built_here()
+                || f.ends_with("-hardened") && kernel != Kver::V7_3
+            {
                 continue;
             }
             let f = format!("{f}{}", kernel.suffix());

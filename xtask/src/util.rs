@@ -126,12 +126,14 @@ impl Kver {
     }
 }
 
-/// One kernel build: a release, an architecture, with or without the debug options.
+/// One kernel build: a release, an architecture, with or without the debug options, or
+/// hardened as production hardens it (`HARDENED=1`, 7.3 only: kernel/hardened*.fragment).
 #[derive(Clone, Copy, Debug)]
 pub struct Flavor {
     pub arch: Arch,
     pub debug: bool,
     pub kernel: Kver,
+    pub hardened: bool,
 }
 
 impl Flavor {
@@ -149,8 +151,13 @@ impl Flavor {
             std::env::var("DEBUG").as_deref(),
             Ok("1") | Ok("y") | Ok("yes")
         );
+        let hardened = matches!(
+            std::env::var("HARDENED").as_deref(),
+            Ok("1") | Ok("y") | Ok("yes")
+        );
         let kernel = match std::env::var("KERNEL") {
             Ok(k) if !k.trim().is_empty() => Kver::parse(k.trim())?,
+            _ if hardened => Kver::V7_3,
             _ => Kver::V6_12,
         };
         if debug && kernel == Kver::Debian {
@@ -158,19 +165,24 @@ impl Flavor {
                 "DEBUG=1 is for the project's own kernels; Debian ships no debug kernel".into(),
             );
         }
+        if hardened && (debug || kernel != Kver::V7_3) {
+            return Err("HARDENED=1 is a 7.3 kernel of the project's own, without DEBUG=1".into());
+        }
         Ok(Flavor {
             arch,
             debug,
             kernel,
+            hardened,
         })
     }
-    /// `x86_64`, `arm64`, `x86_64-debug`, `x86_64-7.3`, ...: names of cache and `build/`
-    /// folders.
+    /// `x86_64`, `arm64`, `x86_64-debug`, `x86_64-7.3`, `arm64-hardened-7.3`, ...: names of
+    /// cache and `build/` folders.
     pub fn name(&self) -> String {
         format!(
-            "{}{}{}",
+            "{}{}{}{}",
             self.arch.name(),
             if self.debug { "-debug" } else { "" },
+            if self.hardened { "-hardened" } else { "" },
             self.kernel.suffix()
         )
     }
@@ -179,6 +191,10 @@ impl Flavor {
         let (rest, kernel) = match name.rsplit_once('-') {
             Some((r, k)) if k.contains('.') || k == "debian" => (r, Kver::parse(k)?),
             _ => (name, Kver::V6_12),
+        };
+        let (rest, hardened) = match rest.strip_suffix("-hardened") {
+            Some(a) => (a, true),
+            None => (rest, false),
         };
         let (arch, debug) = match rest.strip_suffix("-debug") {
             Some(a) => (a, true),
@@ -193,6 +209,7 @@ impl Flavor {
             arch,
             debug,
             kernel,
+            hardened,
         })
     }
     /// `make` variables for the kernel and for Kbuild module builds.

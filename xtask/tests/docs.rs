@@ -62,6 +62,7 @@ fn readme_quick_start_runs_as_written() {
         arch: Arch::X86_64,
         debug: false,
         kernel: Kver::Debian,
+        hardened: false,
     };
     if let Ok(l) = std::env::var("RK_FLAVORS") {
         if !l.split_whitespace().any(|f| f == flavor.name()) {

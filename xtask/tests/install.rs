@@ -604,6 +604,7 @@ fn deb_package() {
         arch: Arch::X86_64,
         debug: false,
         kernel: Kver::Debian,
+        hardened: false,
     };
     let Some(k) = tree(&flavor, "deb_package") else {
         return;
@@ -885,6 +886,7 @@ macro_rules! install_tests {
             arch: $arch,
             debug: false,
             kernel: $kernel,
+            hardened: false,
         };
         #[test]
         fn modules_install() {

@@ -15,6 +15,7 @@ fn flavor() -> Flavor {
         arch: Arch::X86_64,
         debug: false,
         kernel: Kver::V7_3,
+        hardened: false,
     }
 }
 

@@ -6,11 +6,16 @@ use xtask::util::{Arch, Flavor, Kver};
 use xtask::vm::{self, hex_after, number_after, KprobeTotals, Op, Opts, Prepared, Run, TraceEvent};
 
 fn prep(arch: Arch, debug: bool, kernel: Kver) -> Prepared {
-    vm::prepared(Flavor {
+    prep_flavor(Flavor {
         arch,
         debug,
         kernel,
+        hardened: false,
     })
+}
+
+fn prep_flavor(f: Flavor) -> Prepared {
+    vm::prepared(f)
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
