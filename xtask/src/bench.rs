@@ -467,6 +467,7 @@ fn measure(p: &Prepared, cpus: u32, boot: usize, rounds: usize, n: u64, only: &O
         timeout: Duration::from_secs(3600),
         icount: true,
         el2: false,
+        cmdline: String::new(),
     };
     let t = std::time::Instant::now();
     let run = vm::run(

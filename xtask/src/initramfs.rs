@@ -112,6 +112,41 @@ pub fn build_at(
     );
     list += &format!("file /bin/loadgen {} 755 0 0\n", loadgen.display());
     list += "dir /lib/bpf 755 0 0\n";
+    // A kernel that loads only signed modules (the hardened ones) gets signed copies, and the
+    // kprobe module unsigned too, in /lib/modules/unsigned/, for the test that it is refused.
+    let signed;
+    let files = if crate::signing::required(&kernel.dir) {
+        let dir = out.with_extension("signed");
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut copies = vec![];
+        for m in files
+            .iter()
+            .filter(|m| m.extension().is_some_and(|e| e == "ko"))
+        {
+            let c = dir.join(m.file_name().unwrap());
+            fs::copy(m, &c).map_err(|e| format!("copy {}: {e}", m.display()))?;
+            copies.push(c);
+        }
+        crate::signing::sign(&kernel.dir, &copies)?;
+        list += "dir /lib/modules/unsigned 755 0 0\n";
+        for m in files.iter().filter(|m| m.ends_with("rust_kprobe.ko")) {
+            list += &format!(
+                "file /lib/modules/unsigned/rust_kprobe.ko {} 644 0 0\n",
+                m.display()
+            );
+        }
+        copies.extend(
+            files
+                .iter()
+                .filter(|m| !m.extension().is_some_and(|e| e == "ko"))
+                .cloned(),
+        );
+        signed = copies;
+        &signed[..]
+    } else {
+        files
+    };
     for m in files {
         let name = m
             .file_name()

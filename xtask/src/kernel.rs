@@ -60,9 +60,9 @@ fn fragments(repo: &Path, flavor: &Flavor) -> Vec<PathBuf> {
     }
     if flavor.debug {
         v.push(repo.join("kernel/debug.fragment"));
-        if flavor.function_tracer() {
-            v.push(repo.join("kernel/debug-7.3.fragment"));
-        }
+    }
+    if flavor.function_tracer() {
+        v.push(repo.join("kernel/fprobe-7.3.fragment"));
     }
     v
 }
@@ -76,6 +76,10 @@ fn cache_key(repo: &Path, flavor: &Flavor, src: &Path) -> Result<String, String>
     );
     for f in fragments(repo, flavor) {
         s += &read(&f)?;
+    }
+    if flavor.hardened {
+        // The certificate the kernel trusts (kernel/hardened.fragment): a new key, a new kernel.
+        s += &read(&crate::signing::mok()?.join("mok.pem"))?;
     }
     let clang = flavor.kernel.clang();
     let lld = clang.replace("clang", "ld.lld");
@@ -176,6 +180,14 @@ pub fn ensure(repo: &Path, flavor: &Flavor) -> Result<Kernel, String> {
         dir.display(),
         log.display()
     );
+    if flavor.hardened {
+        // CONFIG_SYSTEM_TRUSTED_KEYS (kernel/hardened.fragment), relative to the build tree.
+        let certs = dir.join("certs");
+        fs::create_dir_all(&certs).map_err(|e| format!("{}: {e}", certs.display()))?;
+        let pem = crate::signing::mok()?.join("mok.pem");
+        fs::copy(&pem, certs.join("rk-mok.pem"))
+            .map_err(|e| format!("copy {}: {e}", pem.display()))?;
+    }
     mk(&["tinyconfig"], "tinyconfig")?;
     let mut merge = vec![
         "-m".to_string(),

@@ -5,6 +5,7 @@ pub mod debian;
 pub mod initramfs;
 pub mod kernel;
 pub mod modules;
+pub mod signing;
 pub mod upstream;
 pub mod util;
 pub mod vm;

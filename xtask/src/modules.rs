@@ -108,7 +108,33 @@ pub fn test_modules(kernel: &Kernel, flavor: &Flavor) -> Result<Vec<PathBuf>, St
     args.push("modules".into());
     let (cmd, args) = kernel.make(&args);
     try_run_logged(&cmd, &args, &log, "test module build")?;
-    Ok(vec![dir.join("rk_target.ko"), new_probe(kernel, flavor)?])
+    let mut v = vec![dir.join("rk_target.ko"), new_probe(kernel, flavor)?];
+    if flavor.hardened {
+        v.push(cfi_module(kernel, flavor)?);
+    }
+    Ok(v)
+}
+
+/// `vm/cfi/rk_cfi.rs`: the hardened kernels' test-only module (a pre handler of a wrong type,
+/// for kCFI), built with the project's Kbuild in a copy of the sources without the two modules,
+/// into `build/<flavor>/cfi/`.
+fn cfi_module(kernel: &Kernel, flavor: &Flavor) -> Result<PathBuf, String> {
+    let dir = build_dir(flavor).join("cfi");
+    for s in SOURCES.iter().filter(|s| !s.ends_with(".rs")) {
+        try_sync(&repo_root().join(s), &dir.join(s))?;
+    }
+    try_sync(
+        &repo_root().join("vm/cfi/rk_cfi.rs"),
+        &dir.join("rk_cfi.rs"),
+    )?;
+    let log = dir.join("build.log");
+    let _ = fs::remove_file(&log);
+    let mut args = vec![format!("M={}", dir.display())];
+    args.extend(flavor.make_vars());
+    args.push("modules".into());
+    let (cmd, args) = kernel.make(&args);
+    try_run_logged(&cmd, &args, &log, "rk_cfi module build")?;
+    Ok(dir.join("rk_cfi.ko"))
 }
 
 /// The module a user makes with `make new`: `make new NAME=rk_newprobe SYMBOL=inet_bind` in a

@@ -138,10 +138,10 @@ pub struct Flavor {
 
 impl Flavor {
     /// Whether this flavor's kernel has the function tracer and 7.3's fprobe: Debian's, and the
-    /// project's 7.3 debug kernel (kernel/debug-7.3.fragment). The project's other kernels have
-    /// none (kernel/config.fragment says why).
+    /// project's 7.3 debug and hardened kernels (kernel/fprobe-7.3.fragment). The project's
+    /// other kernels have none (kernel/config.fragment says why).
     pub fn function_tracer(&self) -> bool {
-        !self.kernel.built_here() || (self.debug && self.kernel == Kver::V7_3)
+        !self.kernel.built_here() || ((self.debug || self.hardened) && self.kernel == Kver::V7_3)
     }
 
     /// The flavor `ARCH`, `DEBUG` and `KERNEL` select (x86_64, 6.12 by default).

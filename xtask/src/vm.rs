@@ -17,9 +17,11 @@ pub struct Opts {
     pub timeout: Duration,
     /// `-icount shift=0,sleep=off`: guest time counts instructions (repeatable timings).
     pub icount: bool,
-    /// arm64: boot the kernel at EL2 (`-M virt,virtualization=on`); on cortex-a76 it then keeps
-    /// EL2 with VHE, where per-CPU data hangs off `tpidr_el2` instead of `tpidr_el1`.
+    /// arm64: boot the kernel at EL2 (`-M virt,virtualization=on`); it then keeps EL2 with VHE,
+    /// where per-CPU data hangs off `tpidr_el2` instead of `tpidr_el1`.
     pub el2: bool,
+    /// More of the kernel's command line (`lockdown=integrity`), or empty.
+    pub cmdline: String,
 }
 
 impl Opts {
@@ -33,6 +35,7 @@ impl Opts {
             timeout: Duration::from_secs(timeout),
             icount: false,
             el2: false,
+            cmdline: String::new(),
         }
     }
 }
@@ -147,13 +150,17 @@ fn qemu_cmd(arch: Arch, accel: &str, el2: bool) -> Command {
         Arch::X86_64 => Command::new("qemu-system-x86_64"),
         Arch::Arm64 => {
             let mut c = Command::new("qemu-system-aarch64");
+            // The CPU production arm64 kernels run on (Graviton, Ampere, Apple silicon): `max`
+            // has PAN, pointer authentication (`pauth-impdef=on`: QEMU's own cipher, much faster
+            // under TCG than QARMA), BTI and MTE (which needs the machine's tag memory,
+            // `mte=on`). Debian's kernel and the hardened one use them all
+            // (ARM64_PTR_AUTH_KERNEL, ARM64_BTI(_KERNEL), ARM64_MTE); the others, what they have.
             let machine = if el2 {
-                "virt,virtualization=on"
+                "virt,virtualization=on,mte=on"
             } else {
-                "virt"
+                "virt,mte=on"
             };
-            // cortex-a76: ARMv8.2, so the kernel runs with PAN (no kernel access to user memory).
-            c.args(["-M", machine, "-cpu", "cortex-a76"]);
+            c.args(["-M", machine, "-cpu", "max,pauth-impdef=on"]);
             c
         }
     };
@@ -268,8 +275,13 @@ fn boot(
     } else {
         ""
     };
+    let extra = if opts.cmdline.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", opts.cmdline)
+    };
     let append = format!(
-        "console={} loglevel=2 panic=-1 log_buf_len=16M{timer}{debug}",
+        "console={} loglevel=2 panic=-1 log_buf_len=16M{timer}{debug}{extra}",
         console(flavor.arch)
     );
     c.args(["-append", &append]);

@@ -776,10 +776,11 @@ fn rust_analyzer(flavor: Flavor) {
     }
     // A module of the user's own, which no list names: a crate like the others.
     sync(&repo_root().join("template"), &src.join("template"));
-    run(Command::new("make")
-        .arg("-C")
-        .arg(&src)
-        .args(["new", "NAME=rk_ra_probe", "SYMBOL=vfs_read"]));
+    run(Command::new("make").arg("-C").arg(&src).args([
+        "new",
+        "NAME=rk_ra_probe",
+        "SYMBOL=vfs_read",
+    ]));
     make(&src, &k, &flavor, &["-j2", "rust-analyzer"]);
     let crates = crates(&src.join("rust-project.json"));
     let find = |name: &str| {

@@ -5,18 +5,40 @@
 use xtask::util::{Arch, Flavor, Kver};
 use xtask::vm::{self, hex_after, number_after, KprobeTotals, Op, Opts, Prepared, Run, TraceEvent};
 
-fn prep(arch: Arch, debug: bool, kernel: Kver) -> Prepared {
+/// What a test module's flavor adds to its arch and kernel: `false`/`true` (the debug
+/// options) or [`HARDENED`].
+#[derive(Clone, Copy)]
+struct Variant {
+    debug: bool,
+    hardened: bool,
+}
+
+impl From<bool> for Variant {
+    fn from(debug: bool) -> Variant {
+        Variant {
+            debug,
+            hardened: false,
+        }
+    }
+}
+
+const HARDENED: Variant = Variant {
+    debug: false,
+    hardened: true,
+};
+
+fn prep(arch: Arch, v: impl Into<Variant>, kernel: Kver) -> Prepared {
+    let v = v.into();
     prep_flavor(Flavor {
         arch,
-        debug,
+        debug: v.debug,
         kernel,
-        hardened: false,
+        hardened: v.hardened,
     })
 }
 
 fn prep_flavor(f: Flavor) -> Prepared {
-    vm::prepared(f)
-    .unwrap_or_else(|e| panic!("{e}"))
+    vm::prepared(f).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Boots `script` in the run folder named after the running test and checks the run ended
@@ -2615,6 +2637,197 @@ fn trampolines_are_blacklisted(p: &Prepared) {
 
 // ---- arm64 only -----------------------------------------------------------------------------
 
+/// The arm64 guest CPU has what production arm64 kernels use (vm.rs: `-cpu max,pauth-impdef=on`
+/// on `-M virt,mte=on`), and the kernels built with them detect it: pointer authentication,
+/// BTI and MTE (Debian's kernel and the hardened one), and the probes work there.
+fn arm64_pac_bti_mte_are_on(p: &Prepared) {
+    let run = boot(
+        p,
+        "load rust_kprobe
+         load rust_kretprobe func=inet_release
+         loadgen bind 41010
+         rmmod rust_kretprobe
+         rmmod rust_kprobe",
+    );
+    for f in [
+        "CPU features: detected: Address authentication",
+        "CPU features: detected: Branch Target Identification",
+        "CPU features: detected: Memory Tagging Extension",
+    ] {
+        assert!(
+            run.serial.contains(f),
+            "no `{f}` in {}",
+            run.log_path.display()
+        );
+    }
+    let binds = run.ops("bind");
+    assert_eq!(binds.len(), 1, "{:?}", run.guest);
+    assert_once(
+        &run.module_lines("rust_kprobe"),
+        &binds[0].kprobe_line("inet_bind"),
+    );
+    let r = run.module_lines("rust_kretprobe");
+    assert_eq!(count(&r, "inet_release returned 0 and took "), 1, "{r:#?}");
+}
+
+/// A kCFI kernel checks the type of the core's call of each handler. `rk_cfi` (vm/cfi/, a
+/// test-only module) plants a Rust pre handler of the C type, which must run with no CFI
+/// complaint, then one called through a pointer of another type, which the kernel must stop
+/// as a CFI failure naming it (a kernel that lets the mistyped call through fails the test).
+fn cfi_catches_a_mistyped_handler(p: &Prepared) {
+    let run = boot(
+        p,
+        "load rk_cfi
+         loadgen bind 41011
+         rmmod rk_cfi",
+    );
+    let log = run.module_lines("rk_cfi");
+    assert_once(&log, "Planted kprobe on inet_bind, right-typed pre handler");
+    assert_once(&log, "right-typed pre handler ran");
+    assert!(
+        !run.serial.contains("CFI failure"),
+        "{}",
+        run.log_path.display()
+    );
+
+    // The mistyped call: the guest may not survive it (the failure is a BUG in the breakpoint
+    // handler), so what counts is the serial log, however the boot ended.
+    let name = format!("{}-mistyped", vm::test_name());
+    let opts = Opts {
+        timeout: std::time::Duration::from_secs(120),
+        ..Opts::for_flavor(&p.flavor)
+    };
+    let serial = match vm::run(
+        p,
+        &name,
+        "load rk_cfi mistyped=1
+         loadgen bind 41012
+         rmmod rk_cfi",
+        &opts,
+    ) {
+        Ok(r) => r.serial,
+        Err(_) => {
+            let f = xtask::util::build_dir(&p.flavor)
+                .join("runs")
+                .join(&name)
+                .join("serial.log");
+            String::from_utf8_lossy(&std::fs::read(&f).unwrap_or_default()).into_owned()
+        }
+    };
+    assert!(
+        serial.contains("rk_cfi: Planted kprobe on inet_bind, mistyped pre handler"),
+        "the mistyped probe was not planted:\n{serial}"
+    );
+    let cfi: Vec<&str> = serial
+        .lines()
+        .filter(|l| l.contains("CFI failure at "))
+        .collect();
+    assert!(
+        !cfi.is_empty(),
+        "the mistyped call was not caught by kCFI:\n{serial}"
+    );
+    assert!(
+        cfi[0].contains("rk_cfi") && cfi[0].contains("wrong"),
+        "the CFI failure does not name rk_cfi's handler: {cfi:?}"
+    );
+    assert!(
+        !serial.contains("mistyped pre handler ran"),
+        "the mistyped handler ran:\n{serial}"
+    );
+}
+
+/// The hardened kernels load only signed modules (`MODULE_SIG_FORCE`): every module of the suite
+/// is signed by docs/install.md's steps (xtask/src/signing.rs); rust_kprobe unsigned is refused
+/// with the kernel's line and EKEYREJECTED ("Key was rejected by service"), leaving nothing.
+fn unsigned_module_is_refused(p: &Prepared) {
+    let run = boot(
+        p,
+        "if loadgen insmod /lib/modules/unsigned/rust_kprobe.ko; then exit 1; fi
+         not_loaded rust_kprobe
+         load rust_kprobe
+         loadgen bind 41013
+         rmmod rust_kprobe",
+    );
+    assert_eq!(
+        run.guest_with("INSMOD errno=-129"),
+        ["INSMOD errno=-129"],
+        "{:?}",
+        run.guest
+    );
+    assert_eq!(
+        count(
+            &run.dmesg.iter().map(String::as_str).collect::<Vec<_>>(),
+            "Loading of unsigned module is rejected"
+        ),
+        1,
+        "{:#?}",
+        run.dmesg
+    );
+    let binds = run.ops("bind");
+    assert_eq!(binds.len(), 1, "{:?}", run.guest);
+    assert_once(
+        &run.module_lines("rust_kprobe"),
+        &binds[0].kprobe_line("inet_bind"),
+    );
+}
+
+/// `lockdown=integrity`, as Secure Boot machines run: the lockdown LSM says so, signed modules
+/// load and report, the unsigned one is refused, the modules' debugfs files (read-only) stay
+/// readable, and a writable debugfs file (the kprobe core's `enabled`) is refused with the
+/// kernel's lockdown line: what lockdown removes, the modules do not need.
+fn lockdown_integrity(p: &Prepared) {
+    let opts = Opts {
+        cmdline: "lockdown=integrity".into(),
+        ..Opts::for_flavor(&p.flavor)
+    };
+    let run = boot_with(
+        p,
+        "mount -t securityfs securityfs /sys/kernel/security
+         echo \"LOCKDOWN $(cat /sys/kernel/security/lockdown)\"
+         if loadgen insmod /lib/modules/unsigned/rust_kprobe.ko; then exit 1; fi
+         load rust_kprobe
+         load rust_kretprobe func=inet_release
+         loadgen bind 41014
+         dstat KSTATS rust_kprobe stats
+         if echo 0 > /sys/kernel/debug/kprobes/enabled; then echo DEBUGFS-WRITE allowed; else echo DEBUGFS-WRITE refused; fi
+         rmmod rust_kretprobe
+         rmmod rust_kprobe",
+        opts,
+    );
+    assert_eq!(
+        run.guest_with("LOCKDOWN "),
+        ["LOCKDOWN none [integrity] confidentiality"],
+        "{:?}",
+        run.guest
+    );
+    assert_eq!(
+        run.guest_with("INSMOD errno=-129"),
+        ["INSMOD errno=-129"],
+        "{:?}",
+        run.guest
+    );
+    let binds = run.ops("bind");
+    assert_eq!(binds.len(), 1, "{:?}", run.guest);
+    assert_once(
+        &run.module_lines("rust_kprobe"),
+        &binds[0].kprobe_line("inet_bind"),
+    );
+    let r = run.module_lines("rust_kretprobe");
+    assert_eq!(count(&r, "inet_release returned 0 and took "), 1, "{r:#?}");
+    assert_eq!(run.stat("KSTATS", "hits"), 1);
+    assert_eq!(
+        run.guest_with("DEBUGFS-WRITE "),
+        ["DEBUGFS-WRITE refused"],
+        "{:?}",
+        run.guest
+    );
+    let dmesg: Vec<&str> = run.dmesg.iter().map(String::as_str).collect();
+    assert!(
+        count(&dmesg, "Lockdown: ") >= 1 && count(&dmesg, "debugfs access is restricted") >= 1,
+        "{dmesg:#?}"
+    );
+}
+
 /// The kernel at EL2 with VHE keeps its per-CPU offset in `tpidr_el2`, not `tpidr_el1`:
 /// `kprobes/cpu.rs` picks the register by `CurrentEL`. Two vCPUs, two binding processes, a
 /// comm filter (reads `current->comm`): every line names the right task and port, and the
@@ -2744,8 +2957,51 @@ mod x86_64_debug_7_3 {
     // 4 vCPUs on the 7.3 kernels (both arches) and the debug kernels: 1.5 to 3.5 minutes a run.
     vm_tests!(Arch::X86_64, true, Kver::V7_3; load_unload_under_fire_4_vcpus);
     vm_tests!(Arch::X86_64, true, Kver::V7_3; load_fails_cleanly_at_every_allocation);
-    // The fprobe and direct kinds under KASAN, lockdep and kmemleak (kernel/debug-7.3.fragment).
+    // The fprobe and direct kinds under KASAN, lockdep and kmemleak (kernel/fprobe-7.3.fragment).
     vm_tests!(Arch::X86_64, true, Kver::V7_3;
+        fprobe_agrees_with_tracefs,
+        fprobe_return_values_agree_with_tracefs,
+        fprobe_load_unload_under_fire,
+        kprobe_fprobe_agrees_with_tracefs,
+        kprobe_fprobe_offset_is_refused,
+        direct_agrees_with_tracefs,
+        direct_bad_input_is_refused,
+        direct_does_not_nest,
+        direct_load_unload_under_fire,
+    );
+}
+
+mod x86_64_hardened_7_3 {
+    use super::{Arch, Kver, HARDENED};
+    all_tests!(Arch::X86_64, HARDENED, Kver::V7_3);
+    vm_tests!(Arch::X86_64, HARDENED, Kver::V7_3;
+        load_unload_under_fire_4_vcpus,
+        cfi_catches_a_mistyped_handler,
+        unsigned_module_is_refused,
+        lockdown_integrity,
+        kprobe_ibt_offset_4_is_the_entry,
+        fprobe_agrees_with_tracefs,
+        fprobe_return_values_agree_with_tracefs,
+        fprobe_load_unload_under_fire,
+        kprobe_fprobe_agrees_with_tracefs,
+        kprobe_fprobe_offset_is_refused,
+        direct_agrees_with_tracefs,
+        direct_bad_input_is_refused,
+        direct_does_not_nest,
+        direct_load_unload_under_fire,
+    );
+}
+
+mod arm64_hardened_7_3 {
+    use super::{Arch, Kver, HARDENED};
+    all_tests!(Arch::Arm64, HARDENED, Kver::V7_3);
+    vm_tests!(Arch::Arm64, HARDENED, Kver::V7_3;
+        load_unload_under_fire_4_vcpus,
+        arm64_vhe_kernel_at_el2,
+        arm64_pac_bti_mte_are_on,
+        cfi_catches_a_mistyped_handler,
+        unsigned_module_is_refused,
+        lockdown_integrity,
         fprobe_agrees_with_tracefs,
         fprobe_return_values_agree_with_tracefs,
         fprobe_load_unload_under_fire,
@@ -2778,7 +3034,7 @@ mod x86_64_debian {
 mod arm64_debian {
     use super::{Arch, Kver};
     all_tests!(Arch::Arm64, false, Kver::Debian);
-    vm_tests!(Arch::Arm64, false, Kver::Debian; arm64_vhe_kernel_at_el2);
+    vm_tests!(Arch::Arm64, false, Kver::Debian; arm64_vhe_kernel_at_el2, arm64_pac_bti_mte_are_on);
     vm_tests!(Arch::Arm64, false, Kver::Debian;
         fprobe_agrees_with_tracefs,
         fprobe_return_values_agree_with_tracefs,
