@@ -12,7 +12,7 @@ LLVM ?= 1
 # kernel, and the harness boots guests of this architecture.
 ARCH ?= $(patsubst aarch64,arm64,$(shell uname -m))
 KERNEL ?= 6.12
-export ARCH DEBUG ARCHES KERNEL KERNELS
+export ARCH DEBUG HARDENED ARCHES KERNEL KERNELS
 
 .PHONY: modules clean help setup demo check bench fmt kbuild-args modules_install dkms-add dkms-source deb rust-analyzer patches new
 
@@ -134,11 +134,13 @@ help:
 	@echo
 	@echo "make setup               install what is missing (Debian packages, rust-src, musl targets, bindgen,"
 	@echo "                         the Debian 13 environment for KERNEL=debian)"
-	@echo "make demo [ARCH=arm64] [DEBUG=1] [KERNEL=7.3|debian]"
+	@echo "make demo [ARCH=arm64] [DEBUG=1|HARDENED=1] [KERNEL=7.3|debian]"
 	@echo "                         build the project's kernel (cached) or take Debian's, the modules, boot QEMU, show the log"
 	@echo "make check               host unit tests + VM tests on 6.12, 7.3 and Debian's 7.3, x86_64 and arm64"
 	@echo "                         (KERNELS=\"7.3 debian\" or ARCHES=x86_64 narrow it)"
 	@echo "make check DEBUG=1       the VM tests on the debug kernels, x86_64 (KASAN, lockdep, kmemleak, ...)"
+	@echo "make check HARDENED=1    the VM tests on 7.3 hardened as production is (kCFI, signed modules only,"
+	@echo "                         lockdown; x86_64 IBT; arm64 shadow call stack, PAC, BTI): docs/testing.md"
 	@echo "make -s kbuild-args [KERNEL=7.3|debian] [ARCH=arm64] [DEBUG=1]"
 	@echo "                         make arguments for building against the project's kernel tree:"
 	@echo "                         make \$$(make -s kbuild-args KERNEL=7.3)"

@@ -20,7 +20,7 @@ cache=${RUST_KPROBES_CACHE:-$HOME/.cache/rust-kprobes}
 # Both LLVMs: 14 (bookworm's default, builds 6.12 as it always has) and 19 (7.3 needs >= 17.0.1).
 # Having both is also what proves the module's bindgen run uses the kernel's own libclang.
 pkgs=(linux-source-6.12 clang lld llvm libclang-dev clang-19 lld-19 llvm-19 libclang-19-dev
-      flex bison bc libelf-dev libssl-dev cpio xz-utils make gcc python3 kmod dkms)
+      flex bison bc libelf-dev libssl-dev openssl cpio xz-utils make gcc python3 kmod dkms)
 missing=()
 for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
