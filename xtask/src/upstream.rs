@@ -1,5 +1,7 @@
 //! `make patches`: the layer (`kprobes/`) offered upstream, as a `git format-patch` series
-//! against the 7.3 tree the project builds, with Rust twins of `samples/kprobes/`.
+//! against the 7.3 tree the project builds, with Rust twins of `samples/kprobes/`, after a fix
+//! to 7.3's kprobes core (patch 1: `__register_kprobe()` returns `arm_kprobe()`'s error), an
+//! exact replace in `kernel/kprobes.c` ([`Edit`], `upstream/0001.edit`).
 //!
 //! One source: the layer's in-tree part is files of its own, `kprobes/in_tree.rs` (which
 //! becomes `rust/kernel/kprobes.rs`) and `kprobes/in_tree/*.rs` (`rust/kernel/kprobes/*.rs`),
@@ -313,6 +315,65 @@ fn insert(
     Ok(out.join("\n") + "\n")
 }
 
+/// An exact replace in one file of the 7.3 tree (`upstream/0001.edit`, the fix of patch 1):
+/// `#` comment lines, `file: <path>`, then `old:` and the lines it replaces, `new:` and the
+/// lines that replace them.
+pub struct Edit {
+    /// The file, relative to the tree (one of [`TOUCHED`]).
+    pub file: String,
+    /// The lines of the pristine tree, exactly.
+    pub old: String,
+    /// What they become.
+    pub new: String,
+}
+
+impl Edit {
+    /// `text` as an edit; `what` names it in errors.
+    pub fn parse(what: &str, text: &str) -> Result<Edit, String> {
+        let bad = |why: &str| format!("{what}: {why} (`#` lines, `file: <path>`, `old:`, `new:`)");
+        let mut lines = text.lines();
+        let mut file = None;
+        for l in lines.by_ref() {
+            if l == "old:" {
+                break;
+            } else if let Some(f) = l.strip_prefix("file: ") {
+                file = Some(f.trim().to_string());
+            } else if !l.starts_with('#') && !l.trim().is_empty() {
+                return Err(bad(&format!("unexpected line before `old:`: `{l}`")));
+            }
+        }
+        let file = file.ok_or_else(|| bad("no `file:`"))?;
+        let (mut old, mut new, mut in_new) = (String::new(), String::new(), false);
+        for l in lines {
+            if l == "new:" && !in_new {
+                in_new = true;
+            } else {
+                let s = if in_new { &mut new } else { &mut old };
+                *s += l;
+                *s += "\n";
+            }
+        }
+        if !in_new || old.trim().is_empty() || old == new {
+            return Err(bad("no `old:` lines, no `new:`, or nothing changed"));
+        }
+        Ok(Edit { file, old, new })
+    }
+
+    /// `text` (the file's content) with the old lines replaced: an error unless they are in it
+    /// exactly once.
+    pub fn apply(&self, text: &str) -> Result<String, String> {
+        match text.matches(self.old.as_str()).count() {
+            1 => Ok(text.replacen(&self.old, &self.new, 1)),
+            n => Err(format!(
+                "{}: the old lines of upstream/0001.edit are in it {n} times, not once (the \
+                 first: `{}`): the tree is not 7.3's, or the edit is out of date",
+                self.file,
+                self.old.lines().next().unwrap_or_default().trim()
+            )),
+        }
+    }
+}
+
 /// `git -C dir args...` with the project's identity and a fixed date (the series is
 /// reproducible).
 fn git(dir: &Path, args: &[&str], ident: &(String, String, String)) -> Result<String, String> {
@@ -360,8 +421,9 @@ fn identity() -> (String, String, String) {
 }
 
 /// The files of the tree the series touches, with their pristine 7.3 content.
-pub const TOUCHED: [&str; 6] = [
+pub const TOUCHED: [&str; 7] = [
     "MAINTAINERS",
+    "kernel/kprobes.c",
     "rust/bindings/bindings_helper.h",
     "rust/helpers/helpers.c",
     "rust/kernel/lib.rs",
@@ -404,8 +466,25 @@ pub fn generate() -> Result<Vec<PathBuf>, String> {
     base_repo(&work, &src)?;
     let ident = identity();
     let doctest = |f: &str| read(&up.join(f));
+    let pristine = git(&work, &["rev-parse", "HEAD"], &ident)?;
+    let edit = |f: &str, e: &dyn Fn(&str) -> Result<String, String>| -> Result<(), String> {
+        let p = work.join(f);
+        let t = e(&read(&p)?)?;
+        write(&p, &t)
+    };
 
-    // Patch 1: the abstraction.
+    // Patch 1: the fix to the kprobes core, first (it stands alone, for stable).
+    let fix = Edit::parse("upstream/0001.edit", &read(&up.join("0001.edit"))?)?;
+    if !TOUCHED.contains(&fix.file.as_str()) {
+        return Err(format!(
+            "upstream/0001.edit: {} is not one of the files the series touches (TOUCHED)",
+            fix.file
+        ));
+    }
+    edit(&fix.file, &|t| fix.apply(t))?;
+    commit(&work, &up.join("0001.msg"), &ident)?;
+
+    // Patch 2: the abstraction.
     let names = Names::of(&repo)?;
     let mut generated = vec![];
     for (from, to) in layer(&repo)? {
@@ -419,11 +498,6 @@ pub fn generate() -> Result<Vec<PathBuf>, String> {
         &work.join("rust/helpers/kprobes.c"),
         &read(&up.join("helpers_kprobes.c"))?,
     )?;
-    let edit = |f: &str, e: &dyn Fn(&str) -> Result<String, String>| -> Result<(), String> {
-        let p = work.join(f);
-        let t = e(&read(&p)?)?;
-        write(&p, &t)
-    };
     // Each addition where the file's sorted order puts it: (file, a line inside the sorted
     // run, the first line that sorts after the addition, the addition).
     type Pred = dyn Fn(&str) -> bool;
@@ -467,9 +541,9 @@ pub fn generate() -> Result<Vec<PathBuf>, String> {
             &format!("{layer_entry}\n"),
         )
     })?;
-    commit(&work, &up.join("0001.msg"), &ident)?;
+    commit(&work, &up.join("0002.msg"), &ident)?;
 
-    // Patch 2: the samples.
+    // Patch 3: the samples.
     for s in ["rust_kprobe_example.rs", "rust_kretprobe_example.rs"] {
         let text = read(&up.join(s))?.replace("@AUTHOR@", &ident.0);
         write(&work.join("samples/rust").join(s), &text)?;
@@ -509,7 +583,7 @@ pub fn generate() -> Result<Vec<PathBuf>, String> {
         let start = v
             .iter()
             .position(|l| *l == title)
-            .ok_or("MAINTAINERS: the entry of patch 1 is gone")?;
+            .ok_or("MAINTAINERS: the entry of patch 2 is gone")?;
         let end = v[start..]
             .iter()
             .position(|l| l.is_empty())
@@ -520,7 +594,7 @@ pub fn generate() -> Result<Vec<PathBuf>, String> {
         }
         Ok(v.join("\n") + "\n")
     })?;
-    commit(&work, &up.join("0002.msg"), &ident)?;
+    commit(&work, &up.join("0003.msg"), &ident)?;
 
     // The series, cover letter first.
     for e in fs::read_dir(&out).map_err(|e| format!("{}: {e}", out.display()))? {
@@ -537,7 +611,7 @@ pub fn generate() -> Result<Vec<PathBuf>, String> {
             "--no-signature",
             "-o",
             out.to_str().ok_or("non-UTF-8 path")?,
-            "base~2..base",
+            &format!("{}..base", pristine.trim()),
         ],
         &ident,
     )?;
@@ -558,13 +632,23 @@ pub fn generate() -> Result<Vec<PathBuf>, String> {
 }
 
 /// Commits everything in `dir` with the message in `msg` (its first line the subject) and a
-/// `Signed-off-by:` of the project's identity.
+/// `Signed-off-by:` of the project's identity: in the message's last paragraph if that is its
+/// tags (`Fixes:`, `Cc:`), a paragraph of its own otherwise.
 fn commit(dir: &Path, msg: &Path, ident: &(String, String, String)) -> Result<(), String> {
     git(dir, &["add", "-A"], ident)?;
     let m = read(msg)?;
+    let m = m.trim_end();
+    let is_tag = |l: &str| {
+        l.split_once(": ").is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+    };
+    let tags = m
+        .rsplit_once("\n\n")
+        .is_some_and(|(_, last)| last.lines().all(is_tag));
     let m = format!(
-        "{}\n\nSigned-off-by: {} <{}>\n",
-        m.trim_end(),
+        "{m}{}Signed-off-by: {} <{}>\n",
+        if tags { "\n" } else { "\n\n" },
         ident.0,
         ident.1
     );
@@ -997,6 +1081,53 @@ mod tests {
             &d
         )
         .is_err());
+    }
+
+    #[test]
+    fn edit_replaces_its_lines_once_or_fails() {
+        let e = Edit::parse(
+            "t.edit",
+            "# a comment\nfile: kernel/kprobes.c\nold:\n\tfoo();\n\treturn 0;\nnew:\n\tfoo();\n\treturn ret;\n",
+        )
+        .unwrap();
+        assert_eq!(e.file, "kernel/kprobes.c");
+        assert_eq!(
+            e.apply("{\n\tfoo();\n\treturn 0;\n}\n").unwrap(),
+            "{\n\tfoo();\n\treturn ret;\n}\n"
+        );
+        for text in [
+            "{\n\tfoo();\n}\n",
+            "\tfoo();\n\treturn 0;\n\tfoo();\n\treturn 0;\n",
+        ] {
+            let r = e.apply(text);
+            assert!(
+                r.as_ref()
+                    .is_err_and(|m| m.starts_with("kernel/kprobes.c: ")),
+                "{text:?}: {r:?}"
+            );
+        }
+        for bad in [
+            "old:\na\nnew:\nb\n",
+            "file: f\nold:\na\nb\n",
+            "file: f\nold:\nnew:\nb\n",
+            "file: f\nold:\na\nnew:\na\n",
+            "file: f\nstray\nold:\na\nnew:\nb\n",
+        ] {
+            assert!(Edit::parse("t.edit", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// The fix of patch 1 parses, edits a file the series touches, and adds a `return ret;`.
+    #[test]
+    fn the_fix_is_an_edit_of_kprobes_c() {
+        let e = Edit::parse(
+            "0001.edit",
+            &read(&repo_root().join("upstream/0001.edit")).unwrap(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(e.file, "kernel/kprobes.c");
+        assert!(TOUCHED.contains(&e.file.as_str()));
+        assert_eq!(e.new.replacen("\t\t\treturn ret;\n", "", 1), e.old);
     }
 
     /// The layer as it is: every in-tree file translates, and every doctest it names exists.
