@@ -81,7 +81,11 @@ impl kernel::Module for CfiModule {
             pr_err!("cannot probe inet_bind: errno {ret}\n");
             return Err(Error::from_errno(ret));
         }
-        let how = if Params::get().mistyped { "mistyped" } else { "right-typed" };
+        let how = if Params::get().mistyped {
+            "mistyped"
+        } else {
+            "right-typed"
+        };
         pr_info!("Planted kprobe on inet_bind, {how} pre handler\n");
         Ok(CfiModule { probe })
     }
