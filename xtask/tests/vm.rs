@@ -55,23 +55,33 @@ fn boot_with(p: &Prepared, script: &str, opts: Opts) -> Run {
 
 /// The run ended cleanly: exit 0, on a debug kernel a kmemleak scan, and none of `splats`.
 fn assert_clean(p: &Prepared, run: &Run, splats: Vec<&str>) {
-    assert_eq!(
-        run.exit,
-        0,
-        "scenario failed; serial log: {}",
-        run.log_path.display()
-    );
-    if p.flavor.debug {
-        assert!(
-            run.guest.iter().any(|l| l == "RK-KMEMLEAK scanned"),
-            "no kmemleak scan ran"
-        );
+    if let Some(e) = unclean(p, run, &splats).first() {
+        panic!("{e}");
     }
-    assert!(
-        splats.is_empty(),
-        "kernel complained: {splats:#?}\nserial log: {}",
-        run.log_path.display()
-    );
+}
+
+/// What [`assert_clean`] checks, each failure as the message it panics with, in order.
+fn unclean(p: &Prepared, run: &Run, splats: &[&str]) -> Vec<String> {
+    let mut v = vec![];
+    if run.exit != 0 {
+        let why = format!("scenario failed; serial log: {}", run.log_path.display());
+        v.push(not_equal(run.exit, 0, &why));
+    }
+    if p.flavor.debug && !run.guest.iter().any(|l| l == "RK-KMEMLEAK scanned") {
+        v.push("no kmemleak scan ran".into());
+    }
+    if !splats.is_empty() {
+        v.push(format!(
+            "kernel complained: {splats:#?}\nserial log: {}",
+            run.log_path.display()
+        ));
+    }
+    v
+}
+
+/// `assert_eq!(left, right, "{msg}")`'s message, for checks that collect their failures.
+fn not_equal(left: impl std::fmt::Debug, right: impl std::fmt::Debug, msg: &str) -> String {
+    format!("assertion `left == right` failed: {msg}\n  left: {left:?}\n right: {right:?}")
 }
 
 fn count(lines: &[&str], needle: &str) -> usize {
@@ -178,12 +188,20 @@ fn entry_on_ftrace(p: &Prepared) -> bool {
 
 /// The number a scenario printed after `prefix` (one such line).
 fn guest_number(run: &Run, prefix: &str) -> u32 {
+    try_guest_number(run, prefix).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`guest_number`], its failure as the message it panics with.
+fn try_guest_number(run: &Run, prefix: &str) -> Result<u32, String> {
     let v = run.guest_with(prefix);
-    assert_eq!(v.len(), 1, "want one `{prefix}` line in {:?}", run.guest);
+    if v.len() != 1 {
+        let why = format!("want one `{prefix}` line in {:?}", run.guest);
+        return Err(not_equal(v.len(), 1, &why));
+    }
     v[0].trim_start_matches(prefix)
         .trim()
         .parse()
-        .unwrap_or_else(|_| panic!("`{}`", v[0]))
+        .map_err(|_| format!("`{}`", v[0]))
 }
 
 // ---- rust_kprobe.ko ----------------------------------------------------------------------
@@ -1196,24 +1214,57 @@ fn probed_module_goes_away(p: &Prepared) {
 /// bind or close is reported.
 fn load_fails_cleanly_at_every_allocation(p: &Prepared) {
     let opts = Opts::for_flavor(&p.flavor);
-    let run = vm::run(
-        p,
-        &vm::test_name(),
-        "failinit
+    let run = vm::run(p, &vm::test_name(), SWEEP, &opts).unwrap_or_else(|e| panic!("{e}"));
+    if let Some(f) = sweep_failures(p, &run).first() {
+        panic!("{}", f.msg());
+    }
+}
+
+/// The scenario of [`load_fails_cleanly_at_every_allocation`]: `fail_each` (`vm/lib.sh`) over
+/// both modules, slab allocations only, then pages too.
+const SWEEP: &str = "failinit
          fail_each slab rust_kprobe
          fail_each slab rust_kretprobe
          fail_each all rust_kprobe
-         fail_each all rust_kretprobe",
-        &opts,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert_clean(p, &run, run.splats_beyond_allocation_failures());
+         fail_each all rust_kretprobe";
+
+/// One failed check of [`sweep_failures`].
+#[derive(Debug)]
+enum SweepFailure {
+    /// A load that went through despite its injected failure reported no event: its probe
+    /// never fired.
+    NoEvent(String),
+    /// Any other.
+    Other(String),
+}
+
+impl SweepFailure {
+    /// What the test fails with.
+    fn msg(&self) -> &str {
+        match self {
+            SweepFailure::NoEvent(msg) | SweepFailure::Other(msg) => msg,
+        }
+    }
+}
+
+/// The checks of [`SWEEP`]'s run (see [`load_fails_cleanly_at_every_allocation`]): every
+/// failure, in the order the checks ran (the first is what that test fails with); where the run
+/// lacks what the later checks read (a pass's `FAILPOINTS` line), the list ends there.
+fn sweep_failures(p: &Prepared, run: &Run) -> Vec<SweepFailure> {
+    use SweepFailure::{NoEvent, Other};
+    let mut fails: Vec<SweepFailure> = unclean(p, run, &run.splats_beyond_allocation_failures())
+        .into_iter()
+        .map(Other)
+        .collect();
+    let mut check = |ok: bool, f: &dyn Fn() -> SweepFailure| {
+        if !ok {
+            fails.push(f());
+        }
+    };
     for bad in ["LEFT", "LEFT-DEBUGFS", "STILL-LOADED", "UNEXPECTED"] {
-        assert!(
-            run.guest_with(&format!("{bad} ")).is_empty(),
-            "{:?}",
-            run.guest
-        );
+        check(run.guest_with(&format!("{bad} ")).is_empty(), &|| {
+            Other(format!("{:?}", run.guest))
+        });
     }
     let passes = [
         ("slab", "rust_kprobe"),
@@ -1228,7 +1279,18 @@ fn load_fails_cleanly_at_every_allocation(p: &Prepared) {
         } else {
             "inet_release returned 0 and took "
         };
-        let points = guest_number(&run, &format!("FAILPOINTS {mode} {m} "));
+        let points = match try_guest_number(run, &format!("FAILPOINTS {mode} {m} ")) {
+            Ok(n) => n,
+            Err(e) => {
+                fails.push(Other(e));
+                return fails;
+            }
+        };
+        let mut check = |ok: bool, f: &dyn Fn() -> SweepFailure| {
+            if !ok {
+                fails.push(f());
+            }
+        };
         // This pass's outcomes: the guest lines after the previous pass's `FAILPOINTS`.
         let previous = k
             .checked_sub(1)
@@ -1245,7 +1307,13 @@ fn load_fails_cleanly_at_every_allocation(p: &Prepared) {
             .take_while(|l| !l.starts_with(&format!("FAILPOINTS {mode} {m} ")))
             .filter(|l| l.starts_with("INSMOD-FAIL "))
             .collect();
-        assert_eq!(outcomes.len() as u32, points + 1, "{mode} {m}: outcomes");
+        check(outcomes.len() as u32 == points + 1, &|| {
+            Other(not_equal(
+                outcomes.len() as u32,
+                points + 1,
+                &format!("{mode} {m}: outcomes"),
+            ))
+        });
         // The kernel log of each attempt: from its marker to the next.
         let marker = format!("RKFAIL {mode} {m} n=");
         let prefix = format!("{m}: ");
@@ -1265,11 +1333,13 @@ fn load_fails_cleanly_at_every_allocation(p: &Prepared) {
                 }
             }
         }
-        assert_eq!(
-            attempts.len() as u32,
-            points + 1,
-            "{mode} {m}: attempts in the log"
-        );
+        check(attempts.len() as u32 == points + 1, &|| {
+            Other(not_equal(
+                attempts.len() as u32,
+                points + 1,
+                &format!("{mode} {m}: attempts in the log"),
+            ))
+        });
         let (mut failed, mut through, mut init_errors) = (0, 0, 0);
         for (i, (lines, outcome)) in attempts
             .iter()
@@ -1278,42 +1348,41 @@ fn load_fails_cleanly_at_every_allocation(p: &Prepared) {
             .take(points as usize)
         {
             let n = i + 1;
-            assert!(
-                outcome.starts_with(&format!("INSMOD-FAIL n={n} ")),
-                "{mode} {m}: {outcome}"
-            );
-            assert!(outcome.contains("injected=yes"), "{mode} {m}: {outcome}");
+            check(outcome.starts_with(&format!("INSMOD-FAIL n={n} ")), &|| {
+                Other(format!("{mode} {m}: {outcome}"))
+            });
+            check(outcome.contains("injected=yes"), &|| {
+                Other(format!("{mode} {m}: {outcome}"))
+            });
             if outcome.ends_with(" ok") {
                 through += 1;
-                assert!(
-                    lines.iter().any(|l| l.starts_with("Planted ")),
-                    "{mode} {m} n={n}: {lines:#?}"
-                );
-                assert!(
-                    lines.iter().any(|l| l.starts_with(event)),
-                    "{mode} {m} n={n}: no event: {lines:#?}"
-                );
+                check(lines.iter().any(|l| l.starts_with("Planted ")), &|| {
+                    Other(format!("{mode} {m} n={n}: {lines:#?}"))
+                });
+                check(lines.iter().any(|l| l.starts_with(event)), &|| {
+                    NoEvent(format!("{mode} {m} n={n}: no event: {lines:#?}"))
+                });
             } else {
                 failed += 1;
-                assert!(
-                    lines.len() <= 1,
-                    "{mode} {m} n={n} ({outcome}): more than one line: {lines:#?}"
-                );
+                check(lines.len() <= 1, &|| {
+                    Other(format!(
+                        "{mode} {m} n={n} ({outcome}): more than one line: {lines:#?}"
+                    ))
+                });
                 if let Some(l) = lines.first() {
                     init_errors += 1;
-                    assert!(
-                        l.starts_with("cannot "),
-                        "{mode} {m} n={n}: not an error line: {l}"
-                    );
+                    check(l.starts_with("cannot "), &|| {
+                        Other(format!("{mode} {m} n={n}: not an error line: {l}"))
+                    });
                     // ENOMEM, or the kprobe core's arming of an ftrace-based probe failed for
                     // lack of memory and 7.x's register_kprobe() still said 0: the layer sees
                     // the core does not hold the probe (`check_kept`), EAGAIN.
-                    assert!(
+                    check(
                         l.contains("ENOMEM")
                             || l.contains("errno -12")
                             || (entry_on_ftrace(p)
                                 && l.ends_with("the kprobe core does not hold the probe: arming it failed, and its register_kprobe() said 0 (EAGAIN) (errno -11)")),
-                        "{mode} {m} n={n}: {l}"
+                        &|| Other(format!("{mode} {m} n={n}: {l}")),
                     );
                 }
             }
@@ -1322,7 +1391,9 @@ fn load_fails_cleanly_at_every_allocation(p: &Prepared) {
             "{}: {mode} {m}: {points} failure points: {failed} loads refused ({init_errors} by the module's init, with its line), {through} went through",
             p.flavor.name()
         );
-        assert!(points > 0 && failed > 0, "{mode} {m}: nothing was failed");
+        check(points > 0 && failed > 0, &|| {
+            Other(format!("{mode} {m}: nothing was failed"))
+        });
         *init_refusals.entry(*m).or_insert(0) += init_errors;
     }
     // The points drift from one attempt to the next (some allocations depend on the state a
@@ -1330,8 +1401,13 @@ fn load_fails_cleanly_at_every_allocation(p: &Prepared) {
     // both passes each module's init was failed, with its line (kprobe 0 + 2 and kretprobe
     // 4 + 1 on 6.12, 1 + 1 and 4 + 6 on 7.3 here).
     for (m, n) in init_refusals {
-        assert!(n > 0, "{m}: no injected failure reached the module's init");
+        if n == 0 {
+            fails.push(Other(format!(
+                "{m}: no injected failure reached the module's init"
+            )));
+        }
     }
+    fails
 }
 
 // ---- bad input (issue: abuse) -------------------------------------------------------------
