@@ -4,6 +4,7 @@
 
 use xtask::util::{Arch, Flavor, Kver};
 use xtask::vm::{self, hex_after, number_after, KprobeTotals, Op, Opts, Prepared, Run, TraceEvent};
+use xtask::{modules, upstream};
 
 /// What a test module's flavor adds to its arch and kernel: `false`/`true` (the debug
 /// options) or [`HARDENED`].
@@ -1231,9 +1232,10 @@ const SWEEP: &str = "failinit
 /// One failed check of [`sweep_failures`].
 #[derive(Debug)]
 enum SweepFailure {
-    /// A load that went through despite its injected failure reported no event: its probe
-    /// never fired.
-    NoEvent(String),
+    /// A load of `module` that went through despite its injected failure reported no event:
+    /// its probe never fired. What an unpatched 7.3 kernel does to a module that does not check
+    /// the core holds the probe (`RK_TEST_NO_CHECK_KEPT=1`) when arming it failed.
+    NoEvent { module: &'static str, msg: String },
     /// Any other.
     Other(String),
 }
@@ -1242,7 +1244,7 @@ impl SweepFailure {
     /// What the test fails with.
     fn msg(&self) -> &str {
         match self {
-            SweepFailure::NoEvent(msg) | SweepFailure::Other(msg) => msg,
+            SweepFailure::NoEvent { msg, .. } | SweepFailure::Other(msg) => msg,
         }
     }
 }
@@ -1359,8 +1361,9 @@ fn sweep_failures(p: &Prepared, run: &Run) -> Vec<SweepFailure> {
                 check(lines.iter().any(|l| l.starts_with("Planted ")), &|| {
                     Other(format!("{mode} {m} n={n}: {lines:#?}"))
                 });
-                check(lines.iter().any(|l| l.starts_with(event)), &|| {
-                    NoEvent(format!("{mode} {m} n={n}: no event: {lines:#?}"))
+                check(lines.iter().any(|l| l.starts_with(event)), &|| NoEvent {
+                    module: m,
+                    msg: format!("{mode} {m} n={n}: no event: {lines:#?}"),
                 });
             } else {
                 failed += 1;
@@ -1408,6 +1411,95 @@ fn sweep_failures(p: &Prepared, run: &Run) -> Vec<SweepFailure> {
         }
     }
     fails
+}
+
+/// The kprobes fix (patch 1 of `make patches`, `upstream/0001.edit`) on the 7.3 debug kernel,
+/// where x86_64's entry kprobes ride ftrace and arming one allocates: the modules built without
+/// the layer's check that the core holds a probe its `register_kprobe()` said 0 for
+/// (`RK_TEST_NO_CHECK_KEPT=1`: plain `register_kprobe()` callers, as C modules are) pass
+/// [`SWEEP`] on the patched kernel, and on the unpatched one fail it as the bug makes them and
+/// only so: loads that went through with a probe that never fired, each such `rust_kprobe`
+/// unloaded at address 0 (`kprobe on inet_bind unregistered`: unregistering found nothing and
+/// cleared its address). Two boots of the sweep, both modules built against each kernel.
+fn kprobes_fix_makes_the_sweep_pass_without_the_check(p: &Prepared) {
+    let patched = upstream::prepared(p.flavor)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .kernel;
+    let build = |k, tag| modules::no_check_kept(k, p.flavor, tag).unwrap_or_else(|e| panic!("{e}"));
+    let (patched, unpatched) = (
+        build(patched, "patched"),
+        build(p.kernel.clone(), "unpatched"),
+    );
+    let sweep = |q: &Prepared, tag: &str, cmdline: &str| {
+        let opts = Opts {
+            cmdline: cmdline.into(),
+            ..Opts::for_flavor(&q.flavor)
+        };
+        let run = vm::run(q, &format!("{}_{tag}", vm::test_name()), SWEEP, &opts)?;
+        let f = sweep_failures(q, &run);
+        Ok::<_, String>((run, f))
+    };
+    // The patched kernel has the abstraction's doctests as KUnit tests: not this boot's.
+    let patched = sweep(&patched, "patched", "kunit.enable=0");
+    let unpatched = sweep(&unpatched, "unpatched", "");
+    let mut errors = vec![];
+    match patched {
+        Err(e) => errors.push(format!("patched kernel: {e}")),
+        Ok((run, f)) => {
+            if let Some(first) = f.first() {
+                errors.push(format!(
+                    "patched kernel: the sweep failed without the check, {} failure(s) (serial log: {}), the first: {}",
+                    f.len(),
+                    run.log_path.display(),
+                    first.msg()
+                ));
+            }
+        }
+    }
+    match unpatched {
+        Err(e) => errors.push(format!("unpatched kernel: {e}")),
+        Ok((run, f)) => match the_bug(&run, &f) {
+            Ok(why) => eprintln!("{}: unpatched kernel: {why}", p.flavor.name()),
+            Err(e) => errors.push(format!(
+                "unpatched kernel: the sweep did not fail as the bug makes it: {e} (serial log: {})",
+                run.log_path.display()
+            )),
+        },
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
+/// Whether the sweep's failures `f` are the unpatched 7.3 bug's and only its (see
+/// [`kprobes_fix_makes_the_sweep_pass_without_the_check`]): what was seen, or what was not.
+fn the_bug(run: &Run, f: &[SweepFailure]) -> Result<String, String> {
+    if let Some(other) = f.iter().find(|x| matches!(x, SweepFailure::Other(_))) {
+        return Err(format!(
+            "a failure the bug does not explain: {}",
+            other.msg()
+        ));
+    }
+    if f.is_empty() {
+        return Err("it passed: no load went through with a probe that never fired".into());
+    }
+    let lost = |m: &str| {
+        f.iter()
+            .filter(|x| matches!(x, SweepFailure::NoEvent { module, .. } if *module == m))
+            .count()
+    };
+    let (kprobe, kretprobe) = (lost("rust_kprobe"), lost("rust_kretprobe"));
+    let at_0 = count(
+        &run.module_lines("rust_kprobe"),
+        "kprobe on inet_bind unregistered: ",
+    );
+    if at_0 != kprobe {
+        return Err(format!(
+            "{kprobe} rust_kprobe load(s) went through with no event, but {at_0} unloaded at address 0 (`kprobe on inet_bind unregistered`)"
+        ));
+    }
+    Ok(format!(
+        "{} loads went through with a probe that never fired ({kprobe} rust_kprobe, each unloaded at address 0; {kretprobe} rust_kretprobe), and nothing else failed",
+        f.len()
+    ))
 }
 
 // ---- bad input (issue: abuse) -------------------------------------------------------------
@@ -3033,6 +3125,8 @@ mod x86_64_debug_7_3 {
     // 4 vCPUs on the 7.3 kernels (both arches) and the debug kernels: 1.5 to 3.5 minutes a run.
     vm_tests!(Arch::X86_64, true, Kver::V7_3; load_unload_under_fire_4_vcpus);
     vm_tests!(Arch::X86_64, true, Kver::V7_3; load_fails_cleanly_at_every_allocation);
+    // The kprobes fix of `make patches`: needs the patched 7.3 debug kernel (`make check DEBUG=1`).
+    vm_tests!(Arch::X86_64, true, Kver::V7_3; kprobes_fix_makes_the_sweep_pass_without_the_check);
     // The fprobe and direct kinds under KASAN, lockdep and kmemleak (kernel/fprobe-7.3.fragment).
     vm_tests!(Arch::X86_64, true, Kver::V7_3;
         fprobe_agrees_with_tracefs,
