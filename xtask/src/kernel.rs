@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// A built kernel tree usable as `KDIR` for out-of-tree modules.
+#[derive(Clone, Debug)]
 pub struct Kernel {
     /// The build tree (`KDIR`), as the host sees it.
     pub dir: PathBuf,

@@ -148,6 +148,20 @@ fn check() {
         );
         xtask::upstream::prepare(f).unwrap_or_else(|e| fail(&e));
     }
+    // The kprobes fix's VM test (`kprobes_fix_makes_the_sweep_pass_without_the_check`, 7.3
+    // debug, x86_64): the patched 7.3 debug kernel, and the modules without the layer's check
+    // built against it and against the unpatched one (the test builds them again: a no-op then).
+    for f in fl
+        .iter()
+        .filter(|f| f.kernel == Kver::V7_3 && f.debug && f.arch == Arch::X86_64)
+    {
+        eprintln!("upstream: the patched 7.3 debug kernel, for the kprobes fix's test");
+        let patched = xtask::upstream::prepare(f).unwrap_or_else(|e| fail(&e));
+        let unpatched = kernel::ensure(&repo_root(), f).unwrap_or_else(|e| fail(&e));
+        for (k, tag) in [(patched, "patched"), (unpatched, "unpatched")] {
+            modules::no_check_kept(k, *f, tag).unwrap_or_else(|e| fail(&e));
+        }
+    }
     eprintln!(
         "tests: host unit tests, then VM tests on {}",
         names.join(", ")

@@ -4,6 +4,7 @@
 
 use crate::kernel::Kernel;
 use crate::util::{build_dir, fail, repo_root, try_run_logged, Flavor};
+use crate::vm::Prepared;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -61,6 +62,19 @@ pub struct Built {
 /// to `build/<flavor>/`.
 pub fn build(kernel: &Kernel, flavor: &Flavor, extra: &[&str]) -> Result<Built, String> {
     let out = build_dir(flavor);
+    let b = build_in(kernel, flavor, &out, extra)?;
+    copy(&kernel.image, &out.join(flavor.arch.image_name()))?;
+    Ok(b)
+}
+
+/// [`build`] in `out` (the sources copied to `out/src/`, the modules to `out/`), without the
+/// copy of the kernel image.
+pub fn build_in(
+    kernel: &Kernel,
+    flavor: &Flavor,
+    out: &Path,
+    extra: &[&str],
+) -> Result<Built, String> {
     let src = out.join("src");
     for s in SOURCES {
         try_sync(&repo_root().join(s), &src.join(s))?;
@@ -92,8 +106,35 @@ pub fn build(kernel: &Kernel, flavor: &Flavor, extra: &[&str]) -> Result<Built, 
     };
     copy(&src.join("rust_kprobe.ko"), &b.kprobe)?;
     copy(&src.join("rust_kretprobe.ko"), &b.kretprobe)?;
-    copy(&kernel.image, &out.join(flavor.arch.image_name()))?;
     Ok(b)
+}
+
+/// Testing only: the two modules built against `kernel` with `RK_TEST_NO_CHECK_KEPT=1` (no
+/// check that the kprobe core holds a probe its `register_kprobe()` said 0 for, see Kbuild:
+/// they then behave as plain C `register_kprobe()` callers), and an initramfs with them, in
+/// `build/<flavor>/no-check-kept/<tag>/` (`tag` names the kernel: the normal modules of
+/// `build/<flavor>/` stay as they are). For the VM test that the kprobes fix of `make patches`
+/// works: run on the patched 7.3 kernel and on the unpatched one.
+pub fn no_check_kept(kernel: Kernel, flavor: Flavor, tag: &str) -> Result<Prepared, String> {
+    let out = build_dir(&flavor).join("no-check-kept").join(tag);
+    eprintln!(
+        "modules: building for {} without the check_kept workaround, against {} (in {})",
+        flavor.name(),
+        kernel.dir.display(),
+        out.display()
+    );
+    let b = build_in(&kernel, &flavor, &out, &["RK_TEST_NO_CHECK_KEPT=1"])?;
+    let initramfs = crate::initramfs::build_at(
+        &kernel,
+        &flavor,
+        &[b.kprobe, b.kretprobe],
+        &out.join("initramfs.cpio"),
+    )?;
+    Ok(Prepared {
+        kernel,
+        flavor,
+        initramfs,
+    })
 }
 
 /// `vm/target/rk_target.ko`: a C module only the VM tests load (a function to probe in code

@@ -960,8 +960,9 @@ pub fn built_dir(flavor: &Flavor) -> Result<PathBuf, String> {
     .find(|p| p.join(".built").exists())
     .ok_or_else(|| {
         format!(
-            "no patched {} kernel built: run `make check`",
-            flavor.name()
+            "no patched {} kernel built: run `make check{}`",
+            flavor.name(),
+            if flavor.debug { " DEBUG=1" } else { "" }
         )
     })
 }

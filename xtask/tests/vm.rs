@@ -4,6 +4,7 @@
 
 use xtask::util::{Arch, Flavor, Kver};
 use xtask::vm::{self, hex_after, number_after, KprobeTotals, Op, Opts, Prepared, Run, TraceEvent};
+use xtask::{modules, upstream};
 
 /// What a test module's flavor adds to its arch and kernel: `false`/`true` (the debug
 /// options) or [`HARDENED`].
@@ -55,23 +56,33 @@ fn boot_with(p: &Prepared, script: &str, opts: Opts) -> Run {
 
 /// The run ended cleanly: exit 0, on a debug kernel a kmemleak scan, and none of `splats`.
 fn assert_clean(p: &Prepared, run: &Run, splats: Vec<&str>) {
-    assert_eq!(
-        run.exit,
-        0,
-        "scenario failed; serial log: {}",
-        run.log_path.display()
-    );
-    if p.flavor.debug {
-        assert!(
-            run.guest.iter().any(|l| l == "RK-KMEMLEAK scanned"),
-            "no kmemleak scan ran"
-        );
+    if let Some(e) = unclean(p, run, &splats).first() {
+        panic!("{e}");
     }
-    assert!(
-        splats.is_empty(),
-        "kernel complained: {splats:#?}\nserial log: {}",
-        run.log_path.display()
-    );
+}
+
+/// What [`assert_clean`] checks, each failure as the message it panics with, in order.
+fn unclean(p: &Prepared, run: &Run, splats: &[&str]) -> Vec<String> {
+    let mut v = vec![];
+    if run.exit != 0 {
+        let why = format!("scenario failed; serial log: {}", run.log_path.display());
+        v.push(not_equal(run.exit, 0, &why));
+    }
+    if p.flavor.debug && !run.guest.iter().any(|l| l == "RK-KMEMLEAK scanned") {
+        v.push("no kmemleak scan ran".into());
+    }
+    if !splats.is_empty() {
+        v.push(format!(
+            "kernel complained: {splats:#?}\nserial log: {}",
+            run.log_path.display()
+        ));
+    }
+    v
+}
+
+/// `assert_eq!(left, right, "{msg}")`'s message, for checks that collect their failures.
+fn not_equal(left: impl std::fmt::Debug, right: impl std::fmt::Debug, msg: &str) -> String {
+    format!("assertion `left == right` failed: {msg}\n  left: {left:?}\n right: {right:?}")
 }
 
 fn count(lines: &[&str], needle: &str) -> usize {
@@ -178,12 +189,20 @@ fn entry_on_ftrace(p: &Prepared) -> bool {
 
 /// The number a scenario printed after `prefix` (one such line).
 fn guest_number(run: &Run, prefix: &str) -> u32 {
+    try_guest_number(run, prefix).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`guest_number`], its failure as the message it panics with.
+fn try_guest_number(run: &Run, prefix: &str) -> Result<u32, String> {
     let v = run.guest_with(prefix);
-    assert_eq!(v.len(), 1, "want one `{prefix}` line in {:?}", run.guest);
+    if v.len() != 1 {
+        let why = format!("want one `{prefix}` line in {:?}", run.guest);
+        return Err(not_equal(v.len(), 1, &why));
+    }
     v[0].trim_start_matches(prefix)
         .trim()
         .parse()
-        .unwrap_or_else(|_| panic!("`{}`", v[0]))
+        .map_err(|_| format!("`{}`", v[0]))
 }
 
 // ---- rust_kprobe.ko ----------------------------------------------------------------------
@@ -1196,24 +1215,58 @@ fn probed_module_goes_away(p: &Prepared) {
 /// bind or close is reported.
 fn load_fails_cleanly_at_every_allocation(p: &Prepared) {
     let opts = Opts::for_flavor(&p.flavor);
-    let run = vm::run(
-        p,
-        &vm::test_name(),
-        "failinit
+    let run = vm::run(p, &vm::test_name(), SWEEP, &opts).unwrap_or_else(|e| panic!("{e}"));
+    if let Some(f) = sweep_failures(p, &run).first() {
+        panic!("{}", f.msg());
+    }
+}
+
+/// The scenario of [`load_fails_cleanly_at_every_allocation`]: `fail_each` (`vm/lib.sh`) over
+/// both modules, slab allocations only, then pages too.
+const SWEEP: &str = "failinit
          fail_each slab rust_kprobe
          fail_each slab rust_kretprobe
          fail_each all rust_kprobe
-         fail_each all rust_kretprobe",
-        &opts,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert_clean(p, &run, run.splats_beyond_allocation_failures());
+         fail_each all rust_kretprobe";
+
+/// One failed check of [`sweep_failures`].
+#[derive(Debug)]
+enum SweepFailure {
+    /// A load of `module` that went through despite its injected failure reported no event:
+    /// its probe never fired. What an unpatched 7.3 kernel does to a module that does not check
+    /// the core holds the probe (`RK_TEST_NO_CHECK_KEPT=1`) when arming it failed.
+    NoEvent { module: &'static str, msg: String },
+    /// Any other.
+    Other(String),
+}
+
+impl SweepFailure {
+    /// What the test fails with.
+    fn msg(&self) -> &str {
+        match self {
+            SweepFailure::NoEvent { msg, .. } | SweepFailure::Other(msg) => msg,
+        }
+    }
+}
+
+/// The checks of [`SWEEP`]'s run (see [`load_fails_cleanly_at_every_allocation`]): every
+/// failure, in the order the checks ran (the first is what that test fails with); where the run
+/// lacks what the later checks read (a pass's `FAILPOINTS` line), the list ends there.
+fn sweep_failures(p: &Prepared, run: &Run) -> Vec<SweepFailure> {
+    use SweepFailure::{NoEvent, Other};
+    let mut fails: Vec<SweepFailure> = unclean(p, run, &run.splats_beyond_allocation_failures())
+        .into_iter()
+        .map(Other)
+        .collect();
+    let mut check = |ok: bool, f: &dyn Fn() -> SweepFailure| {
+        if !ok {
+            fails.push(f());
+        }
+    };
     for bad in ["LEFT", "LEFT-DEBUGFS", "STILL-LOADED", "UNEXPECTED"] {
-        assert!(
-            run.guest_with(&format!("{bad} ")).is_empty(),
-            "{:?}",
-            run.guest
-        );
+        check(run.guest_with(&format!("{bad} ")).is_empty(), &|| {
+            Other(format!("{:?}", run.guest))
+        });
     }
     let passes = [
         ("slab", "rust_kprobe"),
@@ -1228,7 +1281,18 @@ fn load_fails_cleanly_at_every_allocation(p: &Prepared) {
         } else {
             "inet_release returned 0 and took "
         };
-        let points = guest_number(&run, &format!("FAILPOINTS {mode} {m} "));
+        let points = match try_guest_number(run, &format!("FAILPOINTS {mode} {m} ")) {
+            Ok(n) => n,
+            Err(e) => {
+                fails.push(Other(e));
+                return fails;
+            }
+        };
+        let mut check = |ok: bool, f: &dyn Fn() -> SweepFailure| {
+            if !ok {
+                fails.push(f());
+            }
+        };
         // This pass's outcomes: the guest lines after the previous pass's `FAILPOINTS`.
         let previous = k
             .checked_sub(1)
@@ -1245,7 +1309,13 @@ fn load_fails_cleanly_at_every_allocation(p: &Prepared) {
             .take_while(|l| !l.starts_with(&format!("FAILPOINTS {mode} {m} ")))
             .filter(|l| l.starts_with("INSMOD-FAIL "))
             .collect();
-        assert_eq!(outcomes.len() as u32, points + 1, "{mode} {m}: outcomes");
+        check(outcomes.len() as u32 == points + 1, &|| {
+            Other(not_equal(
+                outcomes.len() as u32,
+                points + 1,
+                &format!("{mode} {m}: outcomes"),
+            ))
+        });
         // The kernel log of each attempt: from its marker to the next.
         let marker = format!("RKFAIL {mode} {m} n=");
         let prefix = format!("{m}: ");
@@ -1265,11 +1335,13 @@ fn load_fails_cleanly_at_every_allocation(p: &Prepared) {
                 }
             }
         }
-        assert_eq!(
-            attempts.len() as u32,
-            points + 1,
-            "{mode} {m}: attempts in the log"
-        );
+        check(attempts.len() as u32 == points + 1, &|| {
+            Other(not_equal(
+                attempts.len() as u32,
+                points + 1,
+                &format!("{mode} {m}: attempts in the log"),
+            ))
+        });
         let (mut failed, mut through, mut init_errors) = (0, 0, 0);
         for (i, (lines, outcome)) in attempts
             .iter()
@@ -1278,42 +1350,42 @@ fn load_fails_cleanly_at_every_allocation(p: &Prepared) {
             .take(points as usize)
         {
             let n = i + 1;
-            assert!(
-                outcome.starts_with(&format!("INSMOD-FAIL n={n} ")),
-                "{mode} {m}: {outcome}"
-            );
-            assert!(outcome.contains("injected=yes"), "{mode} {m}: {outcome}");
+            check(outcome.starts_with(&format!("INSMOD-FAIL n={n} ")), &|| {
+                Other(format!("{mode} {m}: {outcome}"))
+            });
+            check(outcome.contains("injected=yes"), &|| {
+                Other(format!("{mode} {m}: {outcome}"))
+            });
             if outcome.ends_with(" ok") {
                 through += 1;
-                assert!(
-                    lines.iter().any(|l| l.starts_with("Planted ")),
-                    "{mode} {m} n={n}: {lines:#?}"
-                );
-                assert!(
-                    lines.iter().any(|l| l.starts_with(event)),
-                    "{mode} {m} n={n}: no event: {lines:#?}"
-                );
+                check(lines.iter().any(|l| l.starts_with("Planted ")), &|| {
+                    Other(format!("{mode} {m} n={n}: {lines:#?}"))
+                });
+                check(lines.iter().any(|l| l.starts_with(event)), &|| NoEvent {
+                    module: m,
+                    msg: format!("{mode} {m} n={n}: no event: {lines:#?}"),
+                });
             } else {
                 failed += 1;
-                assert!(
-                    lines.len() <= 1,
-                    "{mode} {m} n={n} ({outcome}): more than one line: {lines:#?}"
-                );
+                check(lines.len() <= 1, &|| {
+                    Other(format!(
+                        "{mode} {m} n={n} ({outcome}): more than one line: {lines:#?}"
+                    ))
+                });
                 if let Some(l) = lines.first() {
                     init_errors += 1;
-                    assert!(
-                        l.starts_with("cannot "),
-                        "{mode} {m} n={n}: not an error line: {l}"
-                    );
+                    check(l.starts_with("cannot "), &|| {
+                        Other(format!("{mode} {m} n={n}: not an error line: {l}"))
+                    });
                     // ENOMEM, or the kprobe core's arming of an ftrace-based probe failed for
                     // lack of memory and 7.x's register_kprobe() still said 0: the layer sees
                     // the core does not hold the probe (`check_kept`), EAGAIN.
-                    assert!(
+                    check(
                         l.contains("ENOMEM")
                             || l.contains("errno -12")
                             || (entry_on_ftrace(p)
                                 && l.ends_with("the kprobe core does not hold the probe: arming it failed, and its register_kprobe() said 0 (EAGAIN) (errno -11)")),
-                        "{mode} {m} n={n}: {l}"
+                        &|| Other(format!("{mode} {m} n={n}: {l}")),
                     );
                 }
             }
@@ -1322,7 +1394,9 @@ fn load_fails_cleanly_at_every_allocation(p: &Prepared) {
             "{}: {mode} {m}: {points} failure points: {failed} loads refused ({init_errors} by the module's init, with its line), {through} went through",
             p.flavor.name()
         );
-        assert!(points > 0 && failed > 0, "{mode} {m}: nothing was failed");
+        check(points > 0 && failed > 0, &|| {
+            Other(format!("{mode} {m}: nothing was failed"))
+        });
         *init_refusals.entry(*m).or_insert(0) += init_errors;
     }
     // The points drift from one attempt to the next (some allocations depend on the state a
@@ -1330,8 +1404,102 @@ fn load_fails_cleanly_at_every_allocation(p: &Prepared) {
     // both passes each module's init was failed, with its line (kprobe 0 + 2 and kretprobe
     // 4 + 1 on 6.12, 1 + 1 and 4 + 6 on 7.3 here).
     for (m, n) in init_refusals {
-        assert!(n > 0, "{m}: no injected failure reached the module's init");
+        if n == 0 {
+            fails.push(Other(format!(
+                "{m}: no injected failure reached the module's init"
+            )));
+        }
     }
+    fails
+}
+
+/// The kprobes fix (patch 1 of `make patches`, `upstream/0001.edit`) on the 7.3 debug kernel,
+/// where x86_64's entry kprobes ride ftrace and arming one allocates: the modules built without
+/// the layer's check that the core holds a probe its `register_kprobe()` said 0 for
+/// (`RK_TEST_NO_CHECK_KEPT=1`: plain `register_kprobe()` callers, as C modules are) pass
+/// [`SWEEP`] on the patched kernel, and on the unpatched one fail it as the bug makes them and
+/// only so: loads that went through with a probe that never fired, each such `rust_kprobe`
+/// unloaded at address 0 (`kprobe on inet_bind unregistered`: unregistering found nothing and
+/// cleared its address). Two boots of the sweep, both modules built against each kernel.
+fn kprobes_fix_makes_the_sweep_pass_without_the_check(p: &Prepared) {
+    let patched = upstream::prepared(p.flavor)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .kernel;
+    let build = |k, tag| modules::no_check_kept(k, p.flavor, tag).unwrap_or_else(|e| panic!("{e}"));
+    let (patched, unpatched) = (
+        build(patched, "patched"),
+        build(p.kernel.clone(), "unpatched"),
+    );
+    let sweep = |q: &Prepared, tag: &str, cmdline: &str| {
+        let opts = Opts {
+            cmdline: cmdline.into(),
+            ..Opts::for_flavor(&q.flavor)
+        };
+        let run = vm::run(q, &format!("{}_{tag}", vm::test_name()), SWEEP, &opts)?;
+        let f = sweep_failures(q, &run);
+        Ok::<_, String>((run, f))
+    };
+    // The patched kernel has the abstraction's doctests as KUnit tests: not this boot's.
+    let patched = sweep(&patched, "patched", "kunit.enable=0");
+    let unpatched = sweep(&unpatched, "unpatched", "");
+    let mut errors = vec![];
+    match patched {
+        Err(e) => errors.push(format!("patched kernel: {e}")),
+        Ok((run, f)) => {
+            if let Some(first) = f.first() {
+                errors.push(format!(
+                    "patched kernel: the sweep failed without the check, {} failure(s) (serial log: {}), the first: {}",
+                    f.len(),
+                    run.log_path.display(),
+                    first.msg()
+                ));
+            }
+        }
+    }
+    match unpatched {
+        Err(e) => errors.push(format!("unpatched kernel: {e}")),
+        Ok((run, f)) => match the_bug(&run, &f) {
+            Ok(why) => eprintln!("{}: unpatched kernel: {why}", p.flavor.name()),
+            Err(e) => errors.push(format!(
+                "unpatched kernel: the sweep did not fail as the bug makes it: {e} (serial log: {})",
+                run.log_path.display()
+            )),
+        },
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
+/// Whether the sweep's failures `f` are the unpatched 7.3 bug's and only its (see
+/// [`kprobes_fix_makes_the_sweep_pass_without_the_check`]): what was seen, or what was not.
+fn the_bug(run: &Run, f: &[SweepFailure]) -> Result<String, String> {
+    if let Some(other) = f.iter().find(|x| matches!(x, SweepFailure::Other(_))) {
+        return Err(format!(
+            "a failure the bug does not explain: {}",
+            other.msg()
+        ));
+    }
+    if f.is_empty() {
+        return Err("it passed: no load went through with a probe that never fired".into());
+    }
+    let lost = |m: &str| {
+        f.iter()
+            .filter(|x| matches!(x, SweepFailure::NoEvent { module, .. } if *module == m))
+            .count()
+    };
+    let (kprobe, kretprobe) = (lost("rust_kprobe"), lost("rust_kretprobe"));
+    let at_0 = count(
+        &run.module_lines("rust_kprobe"),
+        "kprobe on inet_bind unregistered: ",
+    );
+    if at_0 != kprobe {
+        return Err(format!(
+            "{kprobe} rust_kprobe load(s) went through with no event, but {at_0} unloaded at address 0 (`kprobe on inet_bind unregistered`)"
+        ));
+    }
+    Ok(format!(
+        "{} loads went through with a probe that never fired ({kprobe} rust_kprobe, each unloaded at address 0; {kretprobe} rust_kretprobe), and nothing else failed",
+        f.len()
+    ))
 }
 
 // ---- bad input (issue: abuse) -------------------------------------------------------------
@@ -2957,6 +3125,8 @@ mod x86_64_debug_7_3 {
     // 4 vCPUs on the 7.3 kernels (both arches) and the debug kernels: 1.5 to 3.5 minutes a run.
     vm_tests!(Arch::X86_64, true, Kver::V7_3; load_unload_under_fire_4_vcpus);
     vm_tests!(Arch::X86_64, true, Kver::V7_3; load_fails_cleanly_at_every_allocation);
+    // The kprobes fix of `make patches`: needs the patched 7.3 debug kernel (`make check DEBUG=1`).
+    vm_tests!(Arch::X86_64, true, Kver::V7_3; kprobes_fix_makes_the_sweep_pass_without_the_check);
     // The fprobe and direct kinds under KASAN, lockdep and kmemleak (kernel/fprobe-7.3.fragment).
     vm_tests!(Arch::X86_64, true, Kver::V7_3;
         fprobe_agrees_with_tracefs,
