@@ -137,6 +137,21 @@ pub fn no_check_kept(kernel: Kernel, flavor: Flavor, tag: &str) -> Result<Prepar
     })
 }
 
+/// Kbuild's `modules` for the external module in `dir`, against `kernel`, logged to `log`.
+fn kbuild(
+    kernel: &Kernel,
+    flavor: &Flavor,
+    dir: &Path,
+    log: &Path,
+    what: &str,
+) -> Result<(), String> {
+    let mut args = vec![format!("M={}", dir.display())];
+    args.extend(flavor.make_vars());
+    args.push("modules".into());
+    let (cmd, args) = kernel.make(&args);
+    try_run_logged(&cmd, &args, log, what)
+}
+
 /// `vm/target/rk_target.ko`: a C module only the VM tests load (a function to probe in code
 /// that goes away), built against `kernel` like the modules, into `build/<flavor>/target/`.
 pub fn test_modules(kernel: &Kernel, flavor: &Flavor) -> Result<Vec<PathBuf>, String> {
@@ -144,11 +159,7 @@ pub fn test_modules(kernel: &Kernel, flavor: &Flavor) -> Result<Vec<PathBuf>, St
     try_sync(&repo_root().join("vm/target"), &dir)?;
     let log = dir.join("build.log");
     let _ = fs::remove_file(&log);
-    let mut args = vec![format!("M={}", dir.display())];
-    args.extend(flavor.make_vars());
-    args.push("modules".into());
-    let (cmd, args) = kernel.make(&args);
-    try_run_logged(&cmd, &args, &log, "test module build")?;
+    kbuild(kernel, flavor, &dir, &log, "test module build")?;
     let mut v = vec![dir.join("rk_target.ko"), new_probe(kernel, flavor)?];
     if flavor.hardened {
         v.push(cfi_module(kernel, flavor)?);
@@ -170,11 +181,7 @@ fn cfi_module(kernel: &Kernel, flavor: &Flavor) -> Result<PathBuf, String> {
     )?;
     let log = dir.join("build.log");
     let _ = fs::remove_file(&log);
-    let mut args = vec![format!("M={}", dir.display())];
-    args.extend(flavor.make_vars());
-    args.push("modules".into());
-    let (cmd, args) = kernel.make(&args);
-    try_run_logged(&cmd, &args, &log, "rk_cfi module build")?;
+    kbuild(kernel, flavor, &dir, &log, "rk_cfi module build")?;
     Ok(dir.join("rk_cfi.ko"))
 }
 
@@ -208,11 +215,7 @@ fn new_probe(kernel: &Kernel, flavor: &Flavor) -> Result<PathBuf, String> {
     .map(|s| s.to_string())
     .collect();
     try_run_logged("make", &new, &log, "make new")?;
-    let mut args = vec![format!("M={}", dir.display())];
-    args.extend(flavor.make_vars());
-    args.push("modules".into());
-    let (cmd, args) = kernel.make(&args);
-    try_run_logged(&cmd, &args, &log, "make new's module build")?;
+    kbuild(kernel, flavor, &dir, &log, "make new's module build")?;
     let text = fs::read_to_string(&log).map_err(|e| format!("{}: {e}", log.display()))?;
     if text.lines().any(|l| l.contains("warning")) {
         return Err(format!(

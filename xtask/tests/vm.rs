@@ -3085,6 +3085,24 @@ macro_rules! all_tests {
     };
 }
 
+/// The fprobe and direct kinds' tests, on the kernels with the function tracer and 7.3's fprobe
+/// (Flavor::function_tracer).
+macro_rules! ftrace_kind_tests {
+    ($arch:expr, $v:expr, $kernel:expr) => {
+        vm_tests!($arch, $v, $kernel;
+        fprobe_agrees_with_tracefs,
+        fprobe_return_values_agree_with_tracefs,
+        fprobe_load_unload_under_fire,
+        kprobe_fprobe_agrees_with_tracefs,
+        kprobe_fprobe_offset_is_refused,
+        direct_agrees_with_tracefs,
+        direct_bad_input_is_refused,
+        direct_does_not_nest,
+        direct_load_unload_under_fire,
+        );
+    };
+}
+
 mod x86_64 {
     use super::{Arch, Kver};
     all_tests!(Arch::X86_64, false, Kver::V6_12);
@@ -3128,92 +3146,45 @@ mod x86_64_debug_7_3 {
     // The kprobes fix of `make patches`: needs the patched 7.3 debug kernel (`make check DEBUG=1`).
     vm_tests!(Arch::X86_64, true, Kver::V7_3; kprobes_fix_makes_the_sweep_pass_without_the_check);
     // The fprobe and direct kinds under KASAN, lockdep and kmemleak (kernel/fprobe-7.3.fragment).
-    vm_tests!(Arch::X86_64, true, Kver::V7_3;
-        fprobe_agrees_with_tracefs,
-        fprobe_return_values_agree_with_tracefs,
-        fprobe_load_unload_under_fire,
-        kprobe_fprobe_agrees_with_tracefs,
-        kprobe_fprobe_offset_is_refused,
-        direct_agrees_with_tracefs,
-        direct_bad_input_is_refused,
-        direct_does_not_nest,
-        direct_load_unload_under_fire,
-    );
+    ftrace_kind_tests!(Arch::X86_64, true, Kver::V7_3);
+}
+
+/// The hardened 7.3 kernels (HARDENED=1): the whole suite, every kind, and what hardening adds;
+/// then the arch's own tests.
+macro_rules! hardened_tests {
+    ($arch:expr; $($t:ident),* $(,)?) => {
+        all_tests!($arch, HARDENED, Kver::V7_3);
+        ftrace_kind_tests!($arch, HARDENED, Kver::V7_3);
+        vm_tests!($arch, HARDENED, Kver::V7_3;
+            load_unload_under_fire_4_vcpus,
+            cfi_catches_a_mistyped_handler,
+            unsigned_module_is_refused,
+            lockdown_integrity,
+            $($t),*
+        );
+    };
 }
 
 mod x86_64_hardened_7_3 {
     use super::{Arch, Kver, HARDENED};
-    all_tests!(Arch::X86_64, HARDENED, Kver::V7_3);
-    vm_tests!(Arch::X86_64, HARDENED, Kver::V7_3;
-        load_unload_under_fire_4_vcpus,
-        cfi_catches_a_mistyped_handler,
-        unsigned_module_is_refused,
-        lockdown_integrity,
-        kprobe_ibt_offset_4_is_the_entry,
-        fprobe_agrees_with_tracefs,
-        fprobe_return_values_agree_with_tracefs,
-        fprobe_load_unload_under_fire,
-        kprobe_fprobe_agrees_with_tracefs,
-        kprobe_fprobe_offset_is_refused,
-        direct_agrees_with_tracefs,
-        direct_bad_input_is_refused,
-        direct_does_not_nest,
-        direct_load_unload_under_fire,
-    );
+    hardened_tests!(Arch::X86_64; kprobe_ibt_offset_4_is_the_entry);
 }
 
 mod arm64_hardened_7_3 {
     use super::{Arch, Kver, HARDENED};
-    all_tests!(Arch::Arm64, HARDENED, Kver::V7_3);
-    vm_tests!(Arch::Arm64, HARDENED, Kver::V7_3;
-        load_unload_under_fire_4_vcpus,
-        arm64_vhe_kernel_at_el2,
-        arm64_pac_bti_mte_are_on,
-        cfi_catches_a_mistyped_handler,
-        unsigned_module_is_refused,
-        lockdown_integrity,
-        fprobe_agrees_with_tracefs,
-        fprobe_return_values_agree_with_tracefs,
-        fprobe_load_unload_under_fire,
-        kprobe_fprobe_agrees_with_tracefs,
-        kprobe_fprobe_offset_is_refused,
-        direct_agrees_with_tracefs,
-        direct_bad_input_is_refused,
-        direct_does_not_nest,
-        direct_load_unload_under_fire,
-    );
+    hardened_tests!(Arch::Arm64; arm64_vhe_kernel_at_el2, arm64_pac_bti_mte_are_on);
 }
 
 mod x86_64_debian {
     use super::{Arch, Kver};
     all_tests!(Arch::X86_64, false, Kver::Debian);
     vm_tests!(Arch::X86_64, false, Kver::Debian; kprobe_ibt_offset_4_is_the_entry);
-    vm_tests!(Arch::X86_64, false, Kver::Debian;
-        fprobe_agrees_with_tracefs,
-        fprobe_return_values_agree_with_tracefs,
-        fprobe_load_unload_under_fire,
-        kprobe_fprobe_agrees_with_tracefs,
-        kprobe_fprobe_offset_is_refused,
-        direct_agrees_with_tracefs,
-        direct_bad_input_is_refused,
-        direct_does_not_nest,
-        direct_load_unload_under_fire,
-    );
+    ftrace_kind_tests!(Arch::X86_64, false, Kver::Debian);
 }
 
 mod arm64_debian {
     use super::{Arch, Kver};
     all_tests!(Arch::Arm64, false, Kver::Debian);
     vm_tests!(Arch::Arm64, false, Kver::Debian; arm64_vhe_kernel_at_el2, arm64_pac_bti_mte_are_on);
-    vm_tests!(Arch::Arm64, false, Kver::Debian;
-        fprobe_agrees_with_tracefs,
-        fprobe_return_values_agree_with_tracefs,
-        fprobe_load_unload_under_fire,
-        kprobe_fprobe_agrees_with_tracefs,
-        kprobe_fprobe_offset_is_refused,
-        direct_agrees_with_tracefs,
-        direct_bad_input_is_refused,
-        direct_does_not_nest,
-        direct_load_unload_under_fire,
-    );
+    ftrace_kind_tests!(Arch::Arm64, false, Kver::Debian);
 }
