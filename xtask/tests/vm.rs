@@ -2805,6 +2805,21 @@ fn trampolines_are_blacklisted(p: &Prepared) {
 
 // ---- arm64 only -----------------------------------------------------------------------------
 
+/// The scenario's one bind got its rust_kprobe line and, if `kretprobe`, its close one timed
+/// `inet_release` line.
+fn one_bind_reported(run: &Run, kretprobe: bool) {
+    let binds = run.ops("bind");
+    assert_eq!(binds.len(), 1, "{:?}", run.guest);
+    assert_once(
+        &run.module_lines("rust_kprobe"),
+        &binds[0].kprobe_line("inet_bind"),
+    );
+    if kretprobe {
+        let r = run.module_lines("rust_kretprobe");
+        assert_eq!(count(&r, "inet_release returned 0 and took "), 1, "{r:#?}");
+    }
+}
+
 /// The arm64 guest CPU has what production arm64 kernels use (vm.rs: `-cpu max,pauth-impdef=on`
 /// on `-M virt,mte=on`), and the kernels built with them detect it: pointer authentication,
 /// BTI and MTE (Debian's kernel and the hardened one), and the probes work there.
@@ -2828,14 +2843,7 @@ fn arm64_pac_bti_mte_are_on(p: &Prepared) {
             run.log_path.display()
         );
     }
-    let binds = run.ops("bind");
-    assert_eq!(binds.len(), 1, "{:?}", run.guest);
-    assert_once(
-        &run.module_lines("rust_kprobe"),
-        &binds[0].kprobe_line("inet_bind"),
-    );
-    let r = run.module_lines("rust_kretprobe");
-    assert_eq!(count(&r, "inet_release returned 0 and took "), 1, "{r:#?}");
+    one_bind_reported(&run, true);
 }
 
 /// A kCFI kernel checks the type of the core's call of each handler. `rk_cfi` (vm/cfi/, a
@@ -2931,12 +2939,7 @@ fn unsigned_module_is_refused(p: &Prepared) {
         "{:#?}",
         run.dmesg
     );
-    let binds = run.ops("bind");
-    assert_eq!(binds.len(), 1, "{:?}", run.guest);
-    assert_once(
-        &run.module_lines("rust_kprobe"),
-        &binds[0].kprobe_line("inet_bind"),
-    );
+    one_bind_reported(&run, false);
 }
 
 /// `lockdown=integrity`, as Secure Boot machines run: the lockdown LSM says so, signed modules
@@ -2974,14 +2977,7 @@ fn lockdown_integrity(p: &Prepared) {
         "{:?}",
         run.guest
     );
-    let binds = run.ops("bind");
-    assert_eq!(binds.len(), 1, "{:?}", run.guest);
-    assert_once(
-        &run.module_lines("rust_kprobe"),
-        &binds[0].kprobe_line("inet_bind"),
-    );
-    let r = run.module_lines("rust_kretprobe");
-    assert_eq!(count(&r, "inet_release returned 0 and took "), 1, "{r:#?}");
+    one_bind_reported(&run, true);
     assert_eq!(run.stat("KSTATS", "hits"), 1);
     assert_eq!(
         run.guest_with("DEBUGFS-WRITE "),
