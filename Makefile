@@ -140,7 +140,7 @@ help:
 	@echo "                         (KERNELS=\"7.3 debian\" or ARCHES=x86_64 narrow it)"
 	@echo "make check DEBUG=1       the VM tests on the debug kernels, x86_64 (KASAN, lockdep, kmemleak, ...)"
 	@echo "make check HARDENED=1    the VM tests on 7.3 hardened as production is (kCFI, signed modules only,"
-	@echo "                         lockdown; x86_64 IBT; arm64 shadow call stack, PAC, BTI): docs/testing.md"
+	@echo "                         lockdown; arm64 shadow call stack, PAC, BTI): docs/testing.md"
 	@echo "make -s kbuild-args [KERNEL=7.3|debian] [ARCH=arm64] [DEBUG=1]"
 	@echo "                         make arguments for building against the project's kernel tree:"
 	@echo "                         make \$$(make -s kbuild-args KERNEL=7.3)"
