@@ -130,7 +130,7 @@ help:
 	@echo "make rust-analyzer KDIR=<dir> LLVM=1"
 	@echo "                         build in place, write rust-project.json for rust-analyzer"
 	@echo "Needs root (or sudo): setup, demo, check, bench, modules_install, dkms-add, install-man."
-	@echo "Takes long the first time: setup (~20 min), each kernel (12-21 min), check (~100 min cold, ~10 warm)."
+	@echo "Takes long the first time: setup (~20 min), each kernel (12-21 min), check (~100 min cold, 45-60 warm)."
 	@echo
 	@echo "make setup               install what is missing (Debian packages, rust-src, musl targets, bindgen,"
 	@echo "                         the Debian 13 environment for KERNEL=debian)"
