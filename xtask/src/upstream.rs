@@ -780,12 +780,7 @@ pub fn kernel(flavor: &Flavor) -> Result<Kernel, String> {
             fs::copy(&from, &to).map_err(|e| format!("{}: {e}", to.display()))?;
         }
         for p in &series {
-            let out = Command::new("git")
-                .args(["apply", "--whitespace=error-all"])
-                .arg(p)
-                .current_dir(&src)
-                .output()
-                .map_err(|e| format!("git apply: {e}"))?;
+            let out = git_apply(&src, "--whitespace=error-all", p)?;
             if !out.status.success() {
                 return Err(format!(
                     "{} does not apply to the 7.3 tree: {}",
@@ -808,12 +803,7 @@ pub fn kernel(flavor: &Flavor) -> Result<Kernel, String> {
     // every architecture), and make decides by mtime (an arm64 base built after the copy kept
     // its stale `bindings_helpers_generated.rs`, without the series' helper).
     for p in &series {
-        let out = Command::new("git")
-            .args(["apply", "--numstat"])
-            .arg(p)
-            .current_dir(&src)
-            .output()
-            .map_err(|e| format!("git apply --numstat: {e}"))?;
+        let out = git_apply(&src, "--numstat", p)?;
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some(path) = line.split('\t').nth(2) {
                 sh("touch \"$1\"", &[&src.join(path)])?;
@@ -927,6 +917,16 @@ pub fn kernel(flavor: &Flavor) -> Result<Kernel, String> {
         t % 60
     );
     Ok(k)
+}
+
+/// `git apply <opt> <patch>` in `dir`, its output whatever the status.
+fn git_apply(dir: &Path, opt: &str, patch: &Path) -> Result<std::process::Output, String> {
+    Command::new("git")
+        .args(["apply", opt])
+        .arg(patch)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("git apply {opt}: {e}"))
 }
 
 /// The patched kernel's initramfs: the harness's, with the two samples as modules.
