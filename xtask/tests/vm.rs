@@ -2803,7 +2803,9 @@ fn trampolines_are_blacklisted(p: &Prepared) {
         .iter()
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let (s, e) = f[1].split_once('-').unwrap_or_else(|| panic!("range in `{l}`"));
+            let (s, e) = f[1]
+                .split_once('-')
+                .unwrap_or_else(|| panic!("range in `{l}`"));
             (hex(s).expect(l), hex(e).expect(l), *l)
         })
         .collect();
@@ -2840,7 +2842,9 @@ fn trampolines_are_blacklisted(p: &Prepared) {
             }
             if starts_at_symbol {
                 assert!(
-                    listed.iter().any(|(_, _, l)| l.contains(t) && l.contains(&tag)),
+                    listed
+                        .iter()
+                        .any(|(_, _, l)| l.contains(t) && l.contains(&tag)),
                     "{t} of {module} not named on the blacklist: {listed:#?}"
                 );
             }
