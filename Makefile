@@ -165,7 +165,7 @@ check: setup
 	@cargo xtask check
 
 bench:
-	@ARCHES="$(ARCH)" KERNELS="$(KERNEL)" ./scripts/setup.sh
+	@PLUGIN=1 ARCHES="$(ARCH)" KERNELS="$(KERNEL)" ./scripts/setup.sh
 	@cargo xtask bench
 
 # The layer as an upstream series against 7.3: build/patches/*.patch (see upstream/).

@@ -103,6 +103,43 @@ fetch_73() {
   echo "$d/deb/$(cd "$d/deb" && ls linux-source-7.3_*.deb | head -1)"
 }
 
+# PLUGIN=1 (`make bench`): what its QEMU plugin (bench/plugin/rk_insns.c) is built with: glib's
+# headers and the plugin API header of the QEMU installed here, taken out of Debian's source
+# package of that QEMU version (the upstream tarball is the same for every Debian revision;
+# apt fetches it by a private deb-src list and checks its hash against the signed Sources).
+fetch_qemu_header() {
+  local d="$cache/apt-src" o qver up dir suite
+  qver=$(dpkg-query -W -f='${Version}' qemu-system-common)
+  up=${qver#*:}; up=${up%-*}
+  dir="$cache/src/qemu-$up"
+  [ -f "$dir/include/qemu/qemu-plugin.h" ] && return 0
+  . "$here/apt-mirror.sh"
+  echo "setup: fetching the source of QEMU $up for its plugin header (private apt lists in $d)"
+  mkdir -p "$d/lists/partial" "$d/archives/partial" "$d/src"
+  for suite in trixie bookworm-backports; do
+    printf 'deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' "$rk_mirror" "$suite"
+  done >"$d/sources.list"
+  o=(-o Dir::Etc::SourceList="$d/sources.list" -o Dir::Etc::SourceParts=/dev/null
+     -o Dir::State::Lists="$d/lists" -o Dir::Cache="$d" -o Dir::Cache::Archives="$d/archives"
+     -o Debug::NoLocking=1)
+  quiet apt-get "${o[@]}" update
+  # Any revision of the version carries the tarball; its .dsc may be gone (a 404), the tarball not.
+  (cd "$d/src" && apt-get "${o[@]}" source --download-only "qemu=$qver" >"$log" 2>&1 || true)
+  [ -f "$d/src/qemu_$up.orig.tar.xz" ] ||
+    (cd "$d/src" && apt-get "${o[@]}" source --download-only qemu >"$log" 2>&1 || true)
+  [ -f "$d/src/qemu_$up.orig.tar.xz" ] || {
+    echo "setup: no qemu_$up.orig.tar.xz in Debian's sources (trixie, bookworm-backports); see $log" >&2; exit 1; }
+  mkdir -p "$dir"
+  tar -xJf "$d/src/qemu_$up.orig.tar.xz" -C "$dir" --strip-components=1 --wildcards '*/include/qemu/qemu-plugin.h'
+  rm -f "$d/src/"*.orig.tar.xz
+}
+if [ "${PLUGIN:-0}" = 1 ]; then
+  for p in libglib2.0-dev pkg-config; do
+    installed "$p" || { quiet sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$p"; }
+  done
+  fetch_qemu_header
+fi
+
 for k in $KERNELS; do
   case $k in
     debian) ARCHES="$ARCHES" "$here/debian.sh" | sed 's/^/setup: /'; continue ;;

@@ -277,6 +277,8 @@ fn main() {
             opts.cpus = args.get(2).and_then(|c| c.parse().ok()).unwrap_or(1);
             // RK_ICOUNT=1: guest time counts instructions, as `make bench` runs it.
             opts.icount = std::env::var("RK_ICOUNT").is_ok_and(|v| v == "1");
+            // RK_PLUGIN=<so>,<args>: a TCG plugin (`-plugin`), as `make bench` loads its own.
+            opts.plugin = std::env::var("RK_PLUGIN").ok();
             let p = vm::prepared(flavor).unwrap_or_else(|e| fail(&e));
             let run = vm::run(&p, "adhoc", &script, &opts).unwrap_or_else(|e| fail(&e));
             print!("{}", run.serial);

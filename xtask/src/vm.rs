@@ -22,6 +22,8 @@ pub struct Opts {
     pub el2: bool,
     /// More of the kernel's command line (`lockdown=integrity`), or empty.
     pub cmdline: String,
+    /// A TCG plugin and its arguments (`-plugin <so>,out=<file>`: `make bench`'s counts).
+    pub plugin: Option<String>,
 }
 
 impl Opts {
@@ -36,6 +38,7 @@ impl Opts {
             icount: false,
             el2: false,
             cmdline: String::new(),
+            plugin: None,
         }
     }
 }
@@ -264,6 +267,9 @@ fn boot(
         &opts.cpus.to_string(),
     ]);
     c.arg("-serial").arg(format!("file:{}", log_path.display()));
+    if let Some(plugin) = &opts.plugin {
+        c.args(["-plugin", plugin]);
+    }
     if opts.icount {
         c.args(["-icount", "shift=0,sleep=off"]);
     }
