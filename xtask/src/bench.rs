@@ -916,6 +916,54 @@ fn goals(m: &BTreeMap<String, f64>) -> Vec<(String, f64, bool)> {
     v
 }
 
+/// The exact counts of a flavor for the benchmark page: per configuration, a hit's
+/// instructions (own: the module's or BPF program's own code) and traps, then the picture.
+fn exact_table(flavor: &Flavor, hits: &BTreeMap<u32, Hits>) -> String {
+    let mut t = String::from(
+        "\nInstructions per hit, exact (`insns_per_hit`: over no probe, all symbols; own: the \
+         module's or BPF program's own code; traps: int3/brk and debug exceptions taken):\n\n\
+         | configuration |",
+    );
+    let mut cols = vec![];
+    for (cpus, label) in [(1, "1 vCPU"), (2, "2 vCPUs")] {
+        for kind in KINDS {
+            t += &format!(" {kind}, {label} |");
+            cols.push((cpus, kind));
+        }
+    }
+    t += "\n|---|";
+    t += &"---:|".repeat(cols.len());
+    t += "\n";
+    for cfg in DISPLAY.iter().filter(|c| **c != "none") {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|(cpus, kind)| {
+                hits.get(cpus)
+                    .and_then(|h| h.get(&(kind.to_string(), cfg.to_string())))
+                    .map(|h| {
+                        format!(
+                            "{:.0} (own {:.0}, {:.0} trap{})",
+                            h.total,
+                            h.handler_own,
+                            h.traps + 0.0,
+                            if (h.traps - 1.0).abs() < 0.5 { "" } else { "s" }
+                        )
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        if cells.iter().all(|c| c.is_empty()) {
+            continue;
+        }
+        t += &format!("| `{cfg}` | {} |\n", cells.join(" | "));
+    }
+    t += &format!(
+        "\n![{0}: instructions per hit by component](bench/{0}.svg)\n",
+        flavor.name()
+    );
+    t
+}
+
 /// The goals on one kind's exact counts at one vCPU count: (goal, value, met).
 fn exact_goals(h: &Hits, kind: &str) -> Vec<(String, f64, bool)> {
     let get = |c: &str| h.get(&(kind.to_string(), c.to_string()));
@@ -1248,7 +1296,8 @@ pub fn run(p: &Prepared) {
     std::fs::create_dir_all(svg_path.parent().unwrap()).unwrap();
     std::fs::write(&svg_path, svg).unwrap();
     println!("written: {}", svg_path.display());
-    let t = table(&p.flavor, one, two, boots, rounds, n);
+    let mut t = table(&p.flavor, one, two, boots, rounds, n);
+    t.push_str(&exact_table(&p.flavor, &hits));
     print!("{t}");
     if missed.is_empty() {
         println!("goals: all met");
