@@ -298,13 +298,16 @@ const DUMP_KSYMS: &str = "grep -E ' [tT] ' /proc/kallsyms | grep -v '\\[' | sed 
 const DUMP_LOADED: &str = "sed 's/^/M /' /proc/modules; \
      grep -E ' [tT] .*(\\[(__builtin__[a-z]*|bpf)\\]$| rk_direct_)' /proc/kallsyms | sed 's/^/M /'";
 
-fn script(flavor: &Flavor, rounds: usize, n: u64, only: &Only) -> String {
+fn script(flavor: &Flavor, rounds: usize, n: u64, only: &Only, count: bool) -> String {
     let bpf = format!("/lib/bpf/{BPF_OBJ}");
     let mut s = String::from(PREAMBLE);
     if has_fentry(flavor) {
         s.push_str(FPROBE_PREAMBLE);
     }
-    let _ = writeln!(s, "{DUMP_KSYMS}");
+    let dump = if count { DUMP_LOADED } else { ":" };
+    if count {
+        let _ = writeln!(s, "{DUMP_KSYMS}");
+    }
     let _ = writeln!(s, "loadgen bench {n} > /dev/null");
     // Does each new configuration fetch the right fields? One bind of port 8080 (and its close).
     for kind in KINDS {
@@ -341,8 +344,7 @@ fn script(flavor: &Flavor, rounds: usize, n: u64, only: &Only) -> String {
                 round.rotate_left(k);
             }
             for (cfg, probe) in round {
-                let bench =
-                    format!("echo BENCH {kind} {cfg} {r}; {DUMP_LOADED}; loadgen bench {n}");
+                let bench = format!("echo BENCH {kind} {cfg} {r}; {dump}; loadgen bench {n}");
                 match probe {
                     Probe::Module(load) => {
                         let m = load.split_whitespace().next().unwrap();
@@ -375,7 +377,7 @@ fn script(flavor: &Flavor, rounds: usize, n: u64, only: &Only) -> String {
                         let _ = writeln!(
                             s,
                             "echo BENCH {kind} {cfg} {r}; bpfload {bpf} {mode} -- sh -c \"{}; loadgen bench {n}\"",
-                            DUMP_LOADED.replace('"', "\\\"")
+                            dump.replace('"', "\\\"")
                         );
                     }
                 }
@@ -472,20 +474,35 @@ struct Boot {
     exact: Exact,
 }
 
-fn measure(p: &Prepared, cpus: u32, boot: usize, rounds: usize, n: u64, only: &Only) -> Boot {
+/// One boot of `rounds` rounds of `n` operations per configuration; with `count`, under the
+/// counting plugin (crate::counts), whose callbacks make a boot several times slower: the
+/// count boots run fewer and shorter rounds than the timed ones.
+fn measure(
+    p: &Prepared,
+    cpus: u32,
+    boot: usize,
+    rounds: usize,
+    n: u64,
+    only: &Only,
+    count: bool,
+) -> Boot {
     eprintln!(
-        "bench: {} {cpus} vCPU(s), boot {}, {rounds} rounds x {} configurations x {n} bind+close",
+        "bench: {} {cpus} vCPU(s), {} boot {}, {rounds} rounds x {} configurations x {n} bind+close",
         p.flavor.name(),
+        if count { "counting" } else { "timed" },
         boot + 1,
         KINDS
             .iter()
             .map(|k| selected(&p.flavor, k, only).len())
             .sum::<usize>()
     );
-    let so = counts::plugin().unwrap_or_else(|e| fail(&e));
     let dir = repo_root().join("build/bench").join(p.flavor.name());
     std::fs::create_dir_all(&dir).unwrap();
     let insns = dir.join(format!("insns-{cpus}cpu-{}.txt", boot + 1));
+    let plugin = count.then(|| {
+        let so = counts::plugin().unwrap_or_else(|e| fail(&e));
+        format!("{},out={}", so.display(), insns.display())
+    });
     let opts = Opts {
         cpus,
         mem_mb: 256,
@@ -493,13 +510,17 @@ fn measure(p: &Prepared, cpus: u32, boot: usize, rounds: usize, n: u64, only: &O
         icount: true,
         el2: false,
         cmdline: String::new(),
-        plugin: Some(format!("{},out={}", so.display(), insns.display())),
+        plugin,
     };
     let t = std::time::Instant::now();
     let run = vm::run(
         p,
-        &format!("bench-{cpus}cpu-{}", boot + 1),
-        &script(&p.flavor, rounds, n, only),
+        &format!(
+            "{}-{cpus}cpu-{}",
+            if count { "count" } else { "bench" },
+            boot + 1
+        ),
+        &script(&p.flavor, rounds, n, only, count),
         &opts,
     )
     .unwrap_or_else(|e| fail(&e));
@@ -616,6 +637,16 @@ fn measure(p: &Prepared, cpus: u32, boot: usize, rounds: usize, n: u64, only: &O
                 .or_default()
                 .insert(cfg.to_string(), v);
         }
+    }
+    if !count {
+        eprintln!(
+            "bench: {cpus} vCPU(s) done in {:.0}s, every probe's own count checked",
+            t.elapsed().as_secs_f64()
+        );
+        return Boot {
+            rounds: out,
+            exact: Exact::new(),
+        };
     }
     // The plugin's windows: the warm-up run, each BENCH run, the end-of-boot floor.
     let windows = counts::windows(&insns).unwrap_or_else(|e| fail(&e));
@@ -1115,24 +1146,30 @@ pub fn run(p: &Prepared) {
         .map(|s| Only::parse(&s))
         .unwrap_or_default();
     // Per vCPU count, each boot's rounds and exact counts.
+    // The count boots: per-symbol least of a few short rounds is exact (see crate::counts).
+    let count_rounds: usize = env_or("RK_BENCH_COUNT_ROUNDS", 3);
+    let count_n: u64 = env_or("RK_BENCH_COUNT_N", 200);
     let mut per_boot: Vec<(u32, Vec<Rounds>)> = vec![];
     let mut exact: BTreeMap<u32, Vec<Exact>> = BTreeMap::new();
     for cpus in [1, 2] {
-        let b: Vec<Boot> = (0..boots)
-            .map(|boot| measure(p, cpus, boot, rounds, n, &only))
+        let b: Vec<Rounds> = (0..boots)
+            .map(|boot| measure(p, cpus, boot, rounds, n, &only, false).rounds)
             .collect();
-        exact.insert(cpus, b.iter().map(|x| x.exact.clone()).collect());
-        per_boot.push((cpus, b.into_iter().map(|x| x.rounds).collect()));
+        per_boot.push((cpus, b));
+        let c: Vec<Exact> = (0..boots)
+            .map(|boot| measure(p, cpus, boot, count_rounds, count_n, &only, true).exact)
+            .collect();
+        exact.insert(cpus, c);
     }
     let arch = p.flavor.arch;
     let hits: BTreeMap<u32, Hits> = exact
         .iter()
-        .map(|(cpus, b)| (*cpus, hits_of(arch, b, n)))
+        .map(|(cpus, b)| (*cpus, hits_of(arch, b, count_n)))
         .collect();
     for (cpus, h) in &hits {
         print_hits(*cpus, h);
     }
-    let exact_repeat = repeat_exact(arch, &exact, n);
+    let exact_repeat = repeat_exact(arch, &exact, count_n);
     for d in &exact_repeat {
         println!("exact counts differ between the boots: {d}");
     }
@@ -1213,6 +1250,8 @@ pub fn run(p: &Prepared) {
             "goals": exact_rows,
             "missed": exact_missed,
             "repeat": {"boots": boots, "differences": exact_repeat},
+            "rounds_per_boot": count_rounds,
+            "ops_per_run": count_n,
             "method": "bench/plugin/rk_insns.c counts each translated block's executions in the loop's window; xtask/src/counts.rs attributes them to symbols; per symbol the least of a configuration's runs minus the least of the no-probe runs, over the hits",
         }),
     );
@@ -1478,7 +1517,13 @@ mod tests {
             for kind in super::KINDS {
                 assert_eq!(names(f, kind), base, "{f} {kind}");
             }
-            let s = script(&Flavor::parse(f).unwrap(), 1, 10, &super::Only::default());
+            let s = script(
+                &Flavor::parse(f).unwrap(),
+                1,
+                10,
+                &super::Only::default(),
+                true,
+            );
             assert!(
                 !s.contains("dynamic_events") && !s.contains("-fentry") && !s.contains("-session"),
                 "{f}"
@@ -1501,6 +1546,7 @@ mod tests {
             1,
             10,
             &super::Only::default(),
+            true,
         );
         for l in [
             "fp_on 'f:rkbench/fbind inet_bind port=+2($arg2):u16' fbind; sleep 0.25",
