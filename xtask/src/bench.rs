@@ -1094,7 +1094,7 @@ fn repeat_exact(arch: Arch, exact: &BTreeMap<u32, Vec<Exact>>, n: u64) -> Vec<St
         for (key, a) in &each[0] {
             let Some(b) = each[1].get(key) else { continue };
             let what = format!("{} {} {cpus} vCPU", key.0, key.1);
-            if (a.handler_own - b.handler_own).abs() > 0.0005 {
+            if (a.handler_own - b.handler_own).abs() >= 0.05 {
                 out.push(format!(
                     "{what}: own code {:.3} and {:.3} insns/hit in the two boots",
                     a.handler_own, b.handler_own
@@ -1147,8 +1147,8 @@ pub fn run(p: &Prepared) {
         .unwrap_or_default();
     // Per vCPU count, each boot's rounds and exact counts.
     // The count boots: per-symbol least of a few short rounds is exact (see crate::counts).
-    let count_rounds: usize = env_or("RK_BENCH_COUNT_ROUNDS", 3);
-    let count_n: u64 = env_or("RK_BENCH_COUNT_N", 200);
+    let count_rounds: usize = env_or("RK_BENCH_COUNT_ROUNDS", 4);
+    let count_n: u64 = env_or("RK_BENCH_COUNT_N", 2000);
     let mut per_boot: Vec<(u32, Vec<Rounds>)> = vec![];
     let mut exact: BTreeMap<u32, Vec<Exact>> = BTreeMap::new();
     for cpus in [1, 2] {
