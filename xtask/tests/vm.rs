@@ -1435,18 +1435,25 @@ fn kprobes_fix_makes_the_sweep_pass_without_the_check(p: &Prepared) {
         flavor: p.flavor,
         initramfs: unpatched.initramfs.clone(),
     };
+    // Some 1,500 loads on a debug kernel: longer than a debug boot's usual limit.
+    let name = vm::test_name();
     let sweep = |q: &Prepared, tag: &str, cmdline: &str| {
         let opts = Opts {
             cmdline: cmdline.into(),
+            timeout: std::time::Duration::from_secs(2700),
             ..Opts::for_flavor(&q.flavor)
         };
-        let run = vm::run(q, &format!("{}_{tag}", vm::test_name()), SWEEP, &opts)?;
+        let run = vm::run(q, &format!("{name}_{tag}"), SWEEP, &opts)?;
         let f = sweep_failures(q, &run);
         Ok::<_, String>((run, f))
     };
-    // The patched kernel has the abstraction's doctests as KUnit tests: not this boot's.
-    let patched = sweep(&patched, "patched", "kunit.enable=0");
-    let unpatched = sweep(&unpatched, "unpatched", "");
+    // Both boots at once. The patched kernel has the abstraction's doctests as KUnit tests:
+    // not this boot's.
+    let (patched, unpatched) = std::thread::scope(|t| {
+        let a = t.spawn(|| sweep(&patched, "patched", "kunit.enable=0"));
+        let b = t.spawn(|| sweep(&unpatched, "unpatched", ""));
+        (a.join().unwrap(), b.join().unwrap())
+    });
     let mut errors = vec![];
     match patched {
         Err(e) => errors.push(format!("patched kernel: {e}")),
