@@ -1338,20 +1338,14 @@ pub fn run(p: &Prepared) {
     let mut t = table(&p.flavor, one, two, boots, rounds, n);
     t.push_str(&exact_table(&p.flavor, &hits));
     print!("{t}");
-    if missed.is_empty() {
-        println!("goals: all met");
-    } else {
-        println!("goals missed ({}):", missed.len());
-        for m in &missed {
-            println!("  {m}");
-        }
-    }
-    if exact_missed.is_empty() {
-        println!("exact goals: all met");
-    } else {
-        println!("exact goals missed ({}):", exact_missed.len());
-        for m in &exact_missed {
-            println!("  {m}");
+    for (what, missed) in [("goals", &missed), ("exact goals", &exact_missed)] {
+        if missed.is_empty() {
+            println!("{what}: all met");
+        } else {
+            println!("{what} missed ({}):", missed.len());
+            for m in missed {
+                println!("  {m}");
+            }
         }
     }
     if boots > 1 {
