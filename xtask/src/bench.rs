@@ -806,7 +806,7 @@ fn kind_json(m: &BTreeMap<String, f64>, kind: &str, hits: &Hits) -> Value {
         "traps_per_hit".into(),
         Value::Object(
             mine()
-                .map(|((_, c), h)| (c.clone(), json!((h.traps * 1000.0).round() / 1000.0)))
+                .map(|((_, c), h)| (c.clone(), json!((h.traps * 1000.0).round() / 1000.0 + 0.0)))
                 .collect(),
         ),
     );
