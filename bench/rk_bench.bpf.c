@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * eBPF twin of the Rust modules' aggregate mode, for `make bench` (configurations
- * `ebpf_aggregate` and, on Debian's kernel, `ebpf_fentry`); loaded and attached by `bpfload`
- * (the workspace crate, on aya).
+ * `ebpf_aggregate` and, on Debian's kernel, `ebpf_fentry` and `ebpf_session`); loaded and
+ * attached by `bpfload` (the workspace crate, on libbpf-rs).
  *
  *   bind          kprobe on inet_bind: per-CPU hits, a nofault copy of the sockaddr bounded by
  *                 addr_len, the port decode of rust_kprobe (kept in `last_port`), reported.
@@ -13,25 +13,22 @@
  *
  *   bind_fentry, release_fentry, release_fexit: the same work (the same bodies, the same maps)
  *                 from fentry/fexit programs, i.e. the BPF trampoline that ftrace's call site
- *                 jumps to, the eBPF peer at its best. They need the kernel's BTF (bpfload
- *                 loads them against /sys/kernel/btf/vmlinux): Debian's kernel only.
+ *                 jumps to, the eBPF peer at its best. libbpf loads them against the kernel's
+ *                 BTF (/sys/kernel/btf/vmlinux): Debian's kernel only.
  *
- *   release_session the same inet_release work from one kprobe.session program (a kprobe_multi
- *                 link with BPF_TRACE_KPROBE_SESSION: fprobe, run at entry and at return), the
- *                 entry time kept in the session's cookie instead of the hash map, as a latency
- *                 tool would do it on kernels that have it (7.3's kfuncs take the program's
- *                 context). It calls two kfuncs (BTF ids patched in by bpfload) and needs its
- *                 own load (expected_attach_type) and link: aya 0.14 has neither, and
- *                 its object parser rejects a `kprobe.session/...` section for the whole object,
- *                 so the program sits in a `.text.` section, which aya takes as a plain function
- *                 and never loads; bpfload loads and attaches it itself. Debian's kernel only.
+ *   release_session (built with -DRK_SESSION, into an object of its own) the same inet_release
+ *                 work from one kprobe.session program (a kprobe_multi link with
+ *                 BPF_TRACE_KPROBE_SESSION: fprobe, run at entry and at return), the entry time
+ *                 kept in the session's cookie instead of the hash map, as a latency tool would
+ *                 do it on kernels that have it. It calls two kfuncs (`__ksym` externs), which
+ *                 libbpf resolves in the kernel's BTF for the whole object, whichever programs
+ *                 it loads: hence a second object, loaded on Debian's kernel only.
  *
- * Self-contained (no libbpf headers, no vmlinux.h, no BTF in the object: the project's own
- * kernels have none): the few helper ids and map types are those of include/uapi/linux/bpf.h;
- * a kprobe's arguments are read from the probe's register set at each arch's offsets (built
- * with -D__TARGET_ARCH_x86 or _arm64), an fentry/fexit program's from its u64 argument array
- * (the return value after the arguments). Maps are legacy `maps` definitions, which aya reads
- * without BTF.
+ * Self-contained (no libbpf headers, no vmlinux.h: the project's own kernels have no BTF): the
+ * few helper ids and map types are those of include/uapi/linux/bpf.h; a kprobe's arguments are
+ * read from the probe's register set at each arch's offsets (built with -D__TARGET_ARCH_x86 or
+ * _arm64), an fentry/fexit program's from its u64 argument array (the return value after the
+ * arguments). Maps are BTF-defined (`.maps`, built with -g), the only kind libbpf 1.x takes.
  */
 typedef unsigned char u8;
 typedef unsigned short u16;
@@ -53,11 +50,13 @@ static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)3;
 static u64 (*bpf_ktime_get_ns)(void) = (void *)5;
 static u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
 static long (*bpf_probe_read_kernel)(void *dst, u32 size, const void *src) = (void *)113;
-/* kernel/trace/bpf_trace.c's kfuncs of kprobe.session programs (libbpf's `__ksym` externs):
- * calls to undefined symbols, which bpfload turns into kfunc calls by the BTF ids. */
+#ifdef RK_SESSION
+/* kernel/trace/bpf_trace.c's kfuncs of kprobe.session programs, as libbpf's bpf_helpers.h
+ * declares them: externs in `.ksyms`, resolved by libbpf in the kernel's BTF. */
 #define __ksym __attribute__((section(".ksyms")))
 extern _Bool bpf_session_is_return(void *ctx) __ksym;
 extern u64 *bpf_session_cookie(void *ctx) __ksym;
+#endif
 
 /* The probe's registers (struct pt_regs on x86_64, user_pt_regs on arm64): byte offsets. */
 #if defined(__TARGET_ARCH_x86)
@@ -73,22 +72,22 @@ extern u64 *bpf_session_cookie(void *ctx) __ksym;
 #endif
 #define REG(ctx, off) (*(u64 *)((char *)(ctx) + (off)))
 
-/* aya reads a legacy definition as these five u32. */
-struct map_def {
-	u32 type, key_size, value_size, max_entries, map_flags;
-};
+/* A BTF-defined map's attributes, as libbpf's bpf_helpers.h spells them: each one a member
+ * whose BTF type carries the value (an array's size, or the pointed-to type). */
+#define __uint(name, val) int (*name)[val]
+#define __type(name, val) typeof(val) *name
 
 /* rust_kprobe's counters (kprobes/logic.rs SOCKADDR_MAX = 28), and the decoded port. */
 enum { HITS, FILTERED, REPORTED, POST_PENDING, FAULTS, LAST_PORT, BIND_N };
 struct bind_stats {
 	u64 c[BIND_N];
 };
-SEC("maps") struct map_def bind_stats = {
-	.type = BPF_MAP_TYPE_PERCPU_ARRAY,
-	.key_size = 4,
-	.value_size = sizeof(struct bind_stats),
-	.max_entries = 1,
-};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct bind_stats);
+} bind_stats SEC(".maps");
 
 #define AF_UNSPEC 0
 #define AF_INET 2
@@ -151,19 +150,19 @@ enum { R_HITS, R_FILTERED, R_KTHREADS, COUNT, SUM_NS, MAX_NS, NOT_MIN_NS, MISSED
 struct release_stats {
 	u64 c[RELEASE_N];
 };
-SEC("maps") struct map_def release_stats = {
-	.type = BPF_MAP_TYPE_PERCPU_ARRAY,
-	.key_size = 4,
-	.value_size = sizeof(struct release_stats),
-	.max_entries = 1,
-};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct release_stats);
+} release_stats SEC(".maps");
 /* Entry time by task: pid_tgid -> ns (BCC's and bpftrace's `start` map). */
-SEC("maps") struct map_def start = {
-	.type = BPF_MAP_TYPE_HASH,
-	.key_size = 8,
-	.value_size = 8,
-	.max_entries = 10240,
-};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 10240);
+	__type(key, u64);
+	__type(value, u64);
+} start SEC(".maps");
 
 /* What both inet_release entry programs do. */
 INLINE int release_entry_work(void)
@@ -261,7 +260,8 @@ SEC("fexit/inet_release") int release_fexit(u64 *ctx)
 /* kprobe.session on inet_release: at entry the time goes to the session's cookie (a u64 the
  * kernel keeps for this call) and 0 asks for the return run, which accounts the call as
  * release_ret does. A return with a zero cookie (no entry time) counts as missed. */
-SEC(".text.kprobe.session") int release_session(void *ctx)
+#ifdef RK_SESSION
+SEC("kprobe.session/inet_release") int release_session(void *ctx)
 {
 	u32 zero = 0;
 	struct release_stats *s = bpf_map_lookup_elem(&release_stats, &zero);
@@ -281,5 +281,6 @@ SEC(".text.kprobe.session") int release_session(void *ctx)
 	release_account(s, (s64)(bpf_ktime_get_ns() - *cookie), (s32)REG(ctx, RET));
 	return 0;
 }
+#endif
 
 char _license[] SEC("license") = "GPL";

@@ -42,7 +42,17 @@ echo "deb: dpkg-buildpackage -b in $src"
 echo "deb: $deb"
 # lintian, with the informational and pedantic tags too; not as root (in the Debian 13 root,
 # as nobody). debian/*.lintian-overrides explains each tag it overrides.
+# nobody may not enter the checkout (a clone in a 0700 directory, such as mktemp -d's), so it
+# lints a copy in the root's /tmp, from /.
 lint=(lintian -I --pedantic)
-[ -z "$root" ] || lint=(setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=/tmp "${lint[@]}")
-tags=$(run "${lint[@]}" "$deb" 2>&1) || { echo "$tags" >&2; echo "deb: lintian failed" >&2; exit 1; }
+target=$deb
+if [ -n "$root" ]; then
+  droot=${RUST_KPROBES_CACHE:-$HOME/.cache/rust-kprobes}/debian/root
+  copy=$(mktemp -d "$droot/tmp/lint.XXXXXX")
+  trap 'rm -rf "$copy"' EXIT
+  chmod 755 "$copy" && cp "$deb" "$copy/"
+  target=/tmp/$(basename "$copy")/$(basename "$deb")
+  lint=(setpriv --reuid=nobody --regid=nogroup --clear-groups env -C / HOME=/tmp "${lint[@]}")
+fi
+tags=$(run "${lint[@]}" "$target" 2>&1) || { echo "$tags" >&2; echo "deb: lintian failed" >&2; exit 1; }
 echo "lintian: ${tags:-no tags}"

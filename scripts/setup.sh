@@ -133,11 +133,33 @@ fetch_qemu_header() {
   tar -xJf "$d/src/qemu_$up.orig.tar.xz" -C "$dir" --strip-components=1 --wildcards '*/include/qemu/qemu-plugin.h'
   rm -f "$d/src/"*.orig.tar.xz
 }
+# PLUGIN=1 also builds the bench's eBPF loader (bpfload, on libbpf-rs): a static glibc binary
+# that links Debian's libelf.a and libz.a (libelf-dev, zlib1g-dev) of the guest's arch. For arm64
+# guests: the cross C compiler and glibc, rustup's aarch64-unknown-linux-gnu target, and arm64's
+# libelf-dev and zlib1g-dev unpacked into $cache/sysroot/arm64 (no arm64 package is installed).
+arm64_sysroot() {
+  local root="$cache/sysroot/arm64" tmp p
+  [ -f "$root/usr/lib/aarch64-linux-gnu/libelf.a" ] && [ -f "$root/usr/lib/aarch64-linux-gnu/libz.a" ] && return 0
+  echo "setup: fetching libelf-dev:arm64 and zlib1g-dev:arm64 for bpfload (into $root)"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && quiet apt-get download libelf-dev:arm64 zlib1g-dev:arm64) ||
+    { quiet sudo_ apt-get update; (cd "$tmp" && quiet apt-get download libelf-dev:arm64 zlib1g-dev:arm64); }
+  mkdir -p "$root"
+  for p in "$tmp"/*.deb; do dpkg-deb -x "$p" "$root"; done
+  rm -rf "$tmp"
+}
 if [ "${PLUGIN:-0}" = 1 ]; then
-  for p in libglib2.0-dev pkg-config; do
-    installed "$p" || { quiet sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$p"; }
+  plugin_pkgs=(libglib2.0-dev pkg-config libelf-dev zlib1g-dev)
+  case " $ARCHES " in *" arm64 "*) plugin_pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross) ;; esac
+  for p in "${plugin_pkgs[@]}"; do
+    installed "$p" || { echo "setup: installing $p"; quiet sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$p"; }
   done
   fetch_qemu_header
+  case " $ARCHES " in *" arm64 "*)
+    rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu ||
+      { echo "setup: rustup target add aarch64-unknown-linux-gnu"; quiet rustup target add aarch64-unknown-linux-gnu; }
+    arm64_sysroot ;;
+  esac
 fi
 
 for k in $KERNELS; do

@@ -29,12 +29,14 @@ const NAMES: &[&str] = &[
     "c_kretprobe_empty",
 ];
 
-/// The eBPF object's name in the guest (`/lib/bpf/`).
+/// The eBPF objects' names in the guest (`/lib/bpf/`): `bench/rk_bench.bpf.c`, and the same
+/// built with `-DRK_SESSION` (its kprobe.session program's kfuncs need the kernel's BTF).
 const BPF_OBJ: &str = "rk_bench.bpf.o";
+const BPF_SESSION_OBJ: &str = "rk_session.bpf.o";
 
 /// What `make bench` ships besides the project's modules: the C reference modules of `bench/`,
 /// the eBPF twin of the aggregate mode (`bench/rk_bench.bpf.c`, compiled with clang for BPF)
-/// and its loader (`bpfload`, a static musl binary on aya). None for the debug kernels (no
+/// and its loader (`bpfload`, a static binary on libbpf-rs). None for the debug kernels (no
 /// bench there, and no eBPF in their config).
 pub fn modules(k: &Kernel, flavor: &Flavor) -> Vec<PathBuf> {
     if flavor.debug {
@@ -50,36 +52,44 @@ pub fn modules(k: &Kernel, flavor: &Flavor) -> Vec<PathBuf> {
     let (cmd, args) = k.make(&args);
     run_logged(&cmd, &args, &log, "bench module build");
     let mut out: Vec<PathBuf> = NAMES.iter().map(|n| dir.join(format!("{n}.ko"))).collect();
-    out.push(bpf_object(flavor, &dir));
-    out.push(crate::initramfs::guest_program(flavor, "bpfload").unwrap_or_else(|e| fail(&e)));
+    out.push(bpf_object(flavor, &dir, BPF_OBJ, &[]));
+    out.push(bpf_object(flavor, &dir, BPF_SESSION_OBJ, &["-DRK_SESSION"]));
+    out.push(crate::initramfs::bpfload(flavor).unwrap_or_else(|e| fail(&e)));
     out
 }
 
 /// `bench/rk_bench.bpf.c` compiled for BPF (clang-19, BPF ISA v3: ALU32 and 32-bit jumps,
-/// which 6.12's verifier and both JITs take), with the guest arch's register offsets.
-fn bpf_object(flavor: &Flavor, dir: &std::path::Path) -> PathBuf {
+/// which 6.12's verifier and both JITs take), with the guest arch's register offsets, into
+/// `name`, with `defines`; with BTF (`-g`): libbpf takes BTF-defined maps only.
+fn bpf_object(flavor: &Flavor, dir: &std::path::Path, name: &str, defines: &[&str]) -> PathBuf {
     let target_arch = match flavor.arch {
         Arch::X86_64 => "x86",
         Arch::Arm64 => "arm64",
     };
-    let out = dir.join(BPF_OBJ);
-    let args: Vec<String> = [
+    let out = dir.join(name);
+    let mut args: Vec<String> = [
         "-O2",
+        "-g",
         "-target",
         "bpfel",
         "-mcpu=v3",
         "-Wall",
         "-Werror",
         &format!("-D__TARGET_ARCH_{target_arch}"),
-        "-c",
-        &dir.join("rk_bench.bpf.c").display().to_string(),
-        "-o",
-        &out.display().to_string(),
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let log = dir.join("bpf.log");
+    args.extend(defines.iter().map(|s| s.to_string()));
+    for a in [
+        "-c",
+        &dir.join("rk_bench.bpf.c").display().to_string(),
+        "-o",
+        &out.display().to_string(),
+    ] {
+        args.push(a.to_string());
+    }
+    let log = dir.join(format!("{name}.log"));
     let _ = std::fs::remove_file(&log);
     run_logged("clang-19", &args, &log, "eBPF program build");
     out
@@ -299,7 +309,15 @@ const DUMP_LOADED: &str = "sed 's/^/M /' /proc/modules; \
      grep -E ' [tT] .*(\\[(__builtin__[a-z]*|bpf)\\]$| rk_direct_)' /proc/kallsyms | sed 's/^/M /'";
 
 fn script(flavor: &Flavor, rounds: usize, n: u64, only: &Only, count: bool) -> String {
-    let bpf = format!("/lib/bpf/{BPF_OBJ}");
+    // The object a bpfload mode loads.
+    let bpf = |mode: &str| {
+        let obj = if mode.ends_with("-session") {
+            BPF_SESSION_OBJ
+        } else {
+            BPF_OBJ
+        };
+        format!("/lib/bpf/{obj}")
+    };
     let mut s = String::from(PREAMBLE);
     if has_fentry(flavor) {
         s.push_str(FPROBE_PREAMBLE);
@@ -325,7 +343,8 @@ fn script(flavor: &Flavor, rounds: usize, n: u64, only: &Only, count: bool) -> S
                 Probe::Ebpf(mode) => {
                     let _ = writeln!(
                         s,
-                        "echo SAMPLE {kind} {cfg}; bpfload {bpf} {mode} -- loadgen bind 8080"
+                        "echo SAMPLE {kind} {cfg}; bpfload {} {mode} -- loadgen bind 8080",
+                        bpf(mode)
                     );
                 }
                 _ => {}
@@ -376,7 +395,8 @@ fn script(flavor: &Flavor, rounds: usize, n: u64, only: &Only, count: bool) -> S
                         // counters.
                         let _ = writeln!(
                             s,
-                            "echo BENCH {kind} {cfg} {r}; bpfload {bpf} {mode} -- sh -c \"{}; loadgen bench {n}\"",
+                            "echo BENCH {kind} {cfg} {r}; bpfload {} {mode} -- sh -c \"{}; loadgen bench {n}\"",
+                            bpf(mode),
                             dump.replace('"', "\\\"")
                         );
                     }
@@ -1553,7 +1573,7 @@ mod tests {
             "fp_on 'f:rkbench/frelease inet_release%return ret=$retval:s32' frelease; sleep 0.25",
             "echo BENCH kprobe ebpf_fentry 0; bpfload /lib/bpf/rk_bench.bpf.o bind-fentry -- sh -c ",
             "echo BENCH kretprobe ebpf_fentry 0; bpfload /lib/bpf/rk_bench.bpf.o release-fentry -- sh -c ",
-            "echo BENCH kretprobe ebpf_session 0; bpfload /lib/bpf/rk_bench.bpf.o release-session -- sh -c ",
+            "echo BENCH kretprobe ebpf_session 0; bpfload /lib/bpf/rk_session.bpf.o release-session -- sh -c ",
         ] {
             // The eBPF runs: bpfload runs the dump of what is loaded, then the loop.
             let loop_ = "; loadgen bench 10\"";

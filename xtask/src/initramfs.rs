@@ -3,7 +3,7 @@
 //! run's `/scenario.sh` (the kernel unpacks concatenated archives in order).
 
 use crate::kernel::Kernel;
-use crate::util::{build_dir, cache_dir, repo_root, try_run_logged, write, Flavor};
+use crate::util::{build_dir, cache_dir, repo_root, try_run_logged, write, Arch, Flavor};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,24 +16,87 @@ pub fn loadgen(flavor: &Flavor) -> Result<PathBuf, String> {
 /// Builds workspace package `package` (its binary of the same name) for the guest: a static
 /// musl binary.
 pub fn guest_program(flavor: &Flavor, package: &str) -> Result<PathBuf, String> {
-    let target = flavor.arch.rust_target();
+    build_guest(flavor, package, flavor.arch.rust_target(), vec![])
+}
+
+/// Builds `bpfload` (`make bench`'s eBPF loader, on libbpf-rs) for the guest: a static glibc
+/// binary, since libbpf needs elfutils' libelf, which builds on glibc only. libbpf-sys builds
+/// its vendored libbpf with the guest arch's C compiler and links Debian's `libelf.a` and
+/// `libz.a` of that arch: the host's for x86_64; for arm64, `aarch64-linux-gnu-gcc` and the
+/// arm64 `libelf-dev` and `zlib1g-dev` that `PLUGIN=1 scripts/setup.sh` unpacks into
+/// [`arm64_sysroot`].
+pub fn bpfload(flavor: &Flavor) -> Result<PathBuf, String> {
+    let (target, libs, cross) = match flavor.arch {
+        Arch::X86_64 => (
+            "x86_64-unknown-linux-gnu",
+            PathBuf::from("/usr/lib/x86_64-linux-gnu"),
+            None,
+        ),
+        Arch::Arm64 => {
+            let root = arm64_sysroot();
+            (
+                "aarch64-unknown-linux-gnu",
+                root.join("usr/lib/aarch64-linux-gnu"),
+                Some(root),
+            )
+        }
+    };
+    let t = target.replace('-', "_");
+    let mut env = vec![
+        format!("LIBBPF_SYS_LIBRARY_PATH_{t}={}", libs.display()),
+        format!(
+            "CARGO_TARGET_{}_RUSTFLAGS=-C target-feature=+crt-static",
+            t.to_uppercase()
+        ),
+    ];
+    if let Some(root) = cross {
+        env.push(format!("CC_{t}=aarch64-linux-gnu-gcc"));
+        env.push(format!(
+            "CFLAGS_{t}=-I{}",
+            root.join("usr/include").display()
+        ));
+        env.push(format!(
+            "CARGO_TARGET_{}_LINKER=aarch64-linux-gnu-gcc",
+            t.to_uppercase()
+        ));
+    }
+    build_guest(flavor, "bpfload", target, env)
+}
+
+/// Where `scripts/setup.sh` (PLUGIN=1) unpacks Debian's arm64 `libelf-dev` and `zlib1g-dev`.
+pub fn arm64_sysroot() -> PathBuf {
+    cache_dir().join("sysroot/arm64")
+}
+
+/// `cargo build` of workspace package `package` for `target`, under `env` (`NAME=value`).
+fn build_guest(
+    flavor: &Flavor,
+    package: &str,
+    target: &str,
+    env: Vec<String>,
+) -> Result<PathBuf, String> {
     let dir = build_dir(flavor);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let log = dir.join(format!("{package}.log"));
     let _ = fs::remove_file(&log);
-    let args: Vec<String> = [
-        "build",
-        "--quiet",
-        "--release",
-        "-p",
-        package,
-        "--target",
-        target,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    try_run_logged("cargo", &args, &log, &format!("{package} build"))?;
+    let args: Vec<String> = env
+        .into_iter()
+        .chain(
+            [
+                "cargo",
+                "build",
+                "--quiet",
+                "--release",
+                "-p",
+                package,
+                "--target",
+                target,
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        )
+        .collect();
+    try_run_logged("env", &args, &log, &format!("{package} build"))?;
     Ok(repo_root()
         .join("target")
         .join(target)
