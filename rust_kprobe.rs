@@ -101,6 +101,9 @@ impl KprobeHandler for BindProbe {
         self.events
     }
 
+    /// Inlined into the layer's trampoline, which then knows `hit.regs` is a `pt_regs` and
+    /// reads the arguments with plain loads (out of line: two calls through `Regs`' vtable).
+    #[inline(always)]
     fn pre(&self, hit: &Hit<'_>) -> Result<(), Fault> {
         self.on_entry(hit, true)
     }
@@ -270,11 +273,11 @@ impl BindProbe {
         filter.task(task.pid, |want| task.comm_is(want))
     }
 
-    /// The event line: what the decoder read, or why there is nothing to read. Inlined into
-    /// each kind's entry, as it was into the kprobe's `pre` alone: with two callers the
-    /// compiler would otherwise move it out of line, and the kprobe's `pre` would change with
-    /// the fprobe kind.
-    #[inline(always)]
+    /// The event line: what the decoder read, or why there is nothing to read. Cold and out of
+    /// line, as `rust_kretprobe`'s: inlined, its formatting made `pre` too big to inline into
+    /// the trampoline, and every hit paid for the call (`events=0` included).
+    #[cold]
+    #[inline(never)]
     fn log(&self, pid: i32, comm: &Comm, args: Args<'_>) {
         let sym = self.symbol;
         let what = match self.decoder {

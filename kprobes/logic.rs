@@ -31,6 +31,7 @@ pub(crate) enum Sockaddr {
 
 impl Sockaddr {
     /// Decodes the first `min(addr_len, SOCKADDR_MAX)` bytes of a socket address.
+    #[inline]
     pub(crate) fn decode(bytes: &[u8]) -> Sockaddr {
         let len = bytes.len();
         if len < 2 {
@@ -205,12 +206,19 @@ impl RateLimiter {
         }
     }
 
-    /// Decides for one event; `now_ns()` (monotonic time) is only read when limiting.
+    /// Decides for one event; `now_ns()` (monotonic time) is only read when limiting. The
+    /// unlimited case is inlined into the handler: a test, not a call.
+    #[inline(always)]
     pub(crate) fn check(&self, now_ns: impl FnOnce() -> u64) -> Verdict {
         if self.per_sec == 0 {
             return Verdict::Pass { suppressed: 0 };
         }
-        let now_ns = now_ns();
+        self.check_limited(now_ns())
+    }
+
+    /// `check` with a limit set.
+    #[inline(never)]
+    fn check_limited(&self, now_ns: u64) -> Verdict {
         let start = self.window_start.load(Relaxed);
         if now_ns.wrapping_sub(start) >= 1_000_000_000
             && self

@@ -111,8 +111,9 @@ impl Frame for pt_regs {
 
 /// Read-only view of the registers a handler is given.
 ///
-/// The handlers are inlined into each kind's trampolines, which build a `Regs` of one [`Frame`]
-/// type only, so the compiler resolves each accessor's call at compile time.
+/// Each kind's trampoline builds a `Regs` of one [`Frame`] type only: a handler inlined into it
+/// (`#[inline(always)]`, as `rust_kprobe`'s `pre`) reads an argument with one load; one left out
+/// of line reads it through the vtable (x86_64 6.12: 12 instructions a read).
 pub(crate) struct Regs<'a>(&'a dyn Frame);
 
 impl<'a> Regs<'a> {
