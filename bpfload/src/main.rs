@@ -57,8 +57,8 @@ fn attach(obj: &Object, name: &str) -> (Link, usize) {
     let prog = program(obj, name);
     let link = prog
         .attach()
-        .unwrap_or_else(|e| die(&format!("attaching {name}: {e}")));
-    let id = Program::id_from_fd(prog.as_fd()).unwrap_or_else(|e| die(&format!("{name}: {e}")));
+        .unwrap_or_else(|e| die(&format!("attaching {name}: {e:#}")));
+    let id = Program::id_from_fd(prog.as_fd()).unwrap_or_else(|e| die(&format!("{name}: {e:#}")));
     let opts = ProgInfoQueryOptions::default().include_jited_prog_insns(true);
     let jited = ProgInfoIter::with_query_opts(opts)
         .find(|info| info.id == id)
@@ -79,7 +79,7 @@ fn per_cpu<const N: usize>(obj: &Object, name: &str) -> Vec<[u64; N]> {
         .unwrap_or_else(|| die(&format!("no map {name} in the object")));
     let values = map
         .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
-        .unwrap_or_else(|e| die(&format!("reading {name}: {e}")))
+        .unwrap_or_else(|e| die(&format!("reading {name}: {e:#}")))
         .unwrap_or_else(|| die(&format!("{name} has no entry 0")));
     values
         .iter()
@@ -116,7 +116,7 @@ fn main() {
     libbpf_rs::set_print(Some((PrintLevel::Warn, |_, msg| eprint!("bpfload: {msg}"))));
     let mut open = ObjectBuilder::default()
         .open_file(obj)
-        .unwrap_or_else(|e| die(&format!("{obj}: {e}")));
+        .unwrap_or_else(|e| die(&format!("{obj}: {e:#}")));
     // Only the mode's programs: an fentry program needs the kernel's BTF, which only Debian's
     // kernel has.
     for mut p in open.progs_mut() {
@@ -125,7 +125,7 @@ fn main() {
     }
     let loaded = open
         .load()
-        .unwrap_or_else(|e| die(&format!("loading {obj}: {e}")));
+        .unwrap_or_else(|e| die(&format!("loading {obj}: {e:#}")));
     // Kept attached until exit.
     let (_links, jited): (Vec<Link>, Vec<String>) = progs
         .iter()
@@ -140,7 +140,7 @@ fn main() {
     let status = Command::new(&cmd[0])
         .args(&cmd[1..])
         .status()
-        .unwrap_or_else(|e| die(&format!("{}: {e}", cmd[0])));
+        .unwrap_or_else(|e| die(&format!("{}: {e:#}", cmd[0])));
     match which {
         "bind" | "bind-fentry" => {
             let c = per_cpu::<BIND_N>(&loaded, "bind_stats");
