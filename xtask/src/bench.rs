@@ -1429,7 +1429,10 @@ pub fn refresh_goals() {
             Some((f.to_string(), serde_json::from_str(&text).ok()?))
         })
         .collect();
-    let doc = std::fs::read_to_string(&doc_path).unwrap();
+    let mut doc = std::fs::read_to_string(&doc_path).unwrap();
+    if let Some(new) = refresh_block(&doc, "exact-goals", &exact_goals_table(&results)) {
+        doc = new;
+    }
     if let Some(new) = refresh_block(&doc, "goals", &goals_table(&results)) {
         std::fs::write(&doc_path, new).unwrap();
         println!(
@@ -1448,6 +1451,67 @@ const FLAVORS: [&str; 6] = [
     "x86_64-debian",
     "arm64-debian",
 ];
+
+/// The goals on the exact counts (`exact.goals`): per flavor and vCPU count, each goal's ratio
+/// for the kprobe and the kretprobe (bold where missed), and how many of the configurations'
+/// counts the two count boots disagree on (`exact.repeat`).
+fn exact_goals_table(results: &[(String, Value)]) -> String {
+    let mut t = String::from(
+        "| flavor | vCPUs | Rust / C handler, events: kprobe, kretprobe | Rust / C handler, \
+         aggregate | cheapest Rust / cheapest eBPF, total | Rust aggregate / `c_empty`, total \
+         (<= 1.2) | count boots disagree on |\n|---|---:|---|---|---|---|---:|\n",
+    );
+    for (flavor, r) in results {
+        let checks = r["exact"]["goals"].as_array().cloned().unwrap_or_default();
+        let differences = r["exact"]["repeat"]["differences"]
+            .as_array()
+            .map(|d| d.len())
+            .unwrap_or(0);
+        for cpus in [1, 2] {
+            let cell = |goal: &str| -> String {
+                ["kprobe", "kretprobe"]
+                    .iter()
+                    .map(|kind| {
+                        let Some(c) = checks.iter().find(|c| {
+                            c["vcpus"] == cpus
+                                && c["kind"] == *kind
+                                && c["goal"].as_str().is_some_and(|g| g.contains(goal))
+                        }) else {
+                            return "—".to_string();
+                        };
+                        let mut v = format!("{:.3}", c["value"].as_f64().unwrap_or(f64::NAN));
+                        if goal == "cheapest" {
+                            let g = c["goal"].as_str().unwrap_or_default();
+                            let names = g.split(" total").next().unwrap_or_default();
+                            let short = names.replace("rust_", "").replace("ebpf_", "");
+                            v = format!("{v} ({short})");
+                        }
+                        if c["met"] == true {
+                            v
+                        } else {
+                            format!("**{v}**")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(
+                t,
+                "| {flavor} | {cpus} | {} | {} | {} | {} | {} |",
+                cell("handler insns, events"),
+                cell("handler insns, aggregate"),
+                cell("cheapest"),
+                cell("c_empty"),
+                if cpus == 1 {
+                    differences.to_string()
+                } else {
+                    "(both counts)".to_string()
+                }
+            );
+        }
+    }
+    t
+}
 
 /// The goals table: per flavor and vCPU count, each goal's ratio for the kprobe and
 /// the kretprobe (bold where missed) and how many ratios the two boots put over 1% apart.
