@@ -1452,6 +1452,39 @@ const FLAVORS: [&str; 6] = [
     "arm64-debian",
 ];
 
+/// One goals-table cell: the goal's value for the kprobe and the kretprobe in `cpus` vCPUs (bold
+/// where missed), each followed by `names(goal text)` in parentheses where it gives some.
+fn goal_cell<'a>(
+    checks: &'a [Value],
+    cpus: i32,
+    goal: &str,
+    names: impl Fn(&'a str) -> Option<&'a str>,
+) -> String {
+    ["kprobe", "kretprobe"]
+        .iter()
+        .map(|kind| {
+            let Some(c) = checks.iter().find(|c| {
+                c["vcpus"] == cpus
+                    && c["kind"] == *kind
+                    && c["goal"].as_str().is_some_and(|g| g.contains(goal))
+            }) else {
+                return "—".to_string();
+            };
+            let mut v = format!("{:.3}", c["value"].as_f64().unwrap_or(f64::NAN));
+            if let Some(n) = names(c["goal"].as_str().unwrap_or_default()) {
+                let short = n.replace("rust_", "").replace("ebpf_", "");
+                v = format!("{v} ({short})");
+            }
+            if c["met"] == true {
+                v
+            } else {
+                format!("**{v}**")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The goals on the exact counts (`exact.goals`): per flavor and vCPU count, each goal's ratio
 /// for the kprobe and the kretprobe (bold where missed), and how many of the configurations'
 /// counts the two count boots disagree on (`exact.repeat`).
@@ -1468,32 +1501,10 @@ fn exact_goals_table(results: &[(String, Value)]) -> String {
             .map(|d| d.len())
             .unwrap_or(0);
         for cpus in [1, 2] {
-            let cell = |goal: &str| -> String {
-                ["kprobe", "kretprobe"]
-                    .iter()
-                    .map(|kind| {
-                        let Some(c) = checks.iter().find(|c| {
-                            c["vcpus"] == cpus
-                                && c["kind"] == *kind
-                                && c["goal"].as_str().is_some_and(|g| g.contains(goal))
-                        }) else {
-                            return "—".to_string();
-                        };
-                        let mut v = format!("{:.3}", c["value"].as_f64().unwrap_or(f64::NAN));
-                        if goal == "cheapest" {
-                            let g = c["goal"].as_str().unwrap_or_default();
-                            let names = g.split(" total").next().unwrap_or_default();
-                            let short = names.replace("rust_", "").replace("ebpf_", "");
-                            v = format!("{v} ({short})");
-                        }
-                        if c["met"] == true {
-                            v
-                        } else {
-                            format!("**{v}**")
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            let cell = |goal: &str| {
+                goal_cell(&checks, cpus, goal, |g| {
+                    (goal == "cheapest").then(|| g.split(" total").next().unwrap_or_default())
+                })
             };
             let _ = writeln!(
                 t,
@@ -1524,32 +1535,11 @@ fn goals_table(results: &[(String, Value)]) -> String {
     for (flavor, r) in results {
         let checks = r["goals"]["checks"].as_array().cloned().unwrap_or_default();
         for cpus in [1, 2] {
-            let cell = |goal: &str| -> String {
-                ["kprobe", "kretprobe"]
-                    .iter()
-                    .map(|kind| {
-                        let Some(c) = checks.iter().find(|c| {
-                            c["vcpus"] == cpus
-                                && c["kind"] == *kind
-                                && c["goal"].as_str().is_some_and(|g| g.contains(goal))
-                        }) else {
-                            return "—".to_string();
-                        };
-                        let mut v = format!("{:.3}", c["value"].as_f64().unwrap_or(f64::NAN));
-                        let g = c["goal"].as_str().unwrap_or_default();
-                        if goal == "cheapest" && (g.contains("fentry") || g.contains("session")) {
-                            let names = g.split(" (").next().unwrap_or_default();
-                            let short = names.replace("rust_", "").replace("ebpf_", "");
-                            v = format!("{v} ({short})");
-                        }
-                        if c["met"] == true {
-                            v
-                        } else {
-                            format!("**{v}**")
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            let cell = |goal: &str| {
+                goal_cell(&checks, cpus, goal, |g| {
+                    (goal == "cheapest" && (g.contains("fentry") || g.contains("session")))
+                        .then(|| g.split(" (").next().unwrap_or_default())
+                })
             };
             let spreads: Vec<f64> = r["repeat"]["by_ratio"][cpus.to_string()]
                 .as_object()
